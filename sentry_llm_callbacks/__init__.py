@@ -1,0 +1,231 @@
+"""Send LangChain, LangGraph and LlamaIndex traces to Sentry over OpenTelemetry (OTLP/HTTP).
+
+Quick start::
+
+    import sentry_llm_callbacks as slc
+    from sentry_llm_callbacks.langchain import SentryCallbackHandler
+
+    slc.configure(dsn="https://PUBLICKEY@o123.ingest.us.sentry.io/456")
+    chain.invoke(inputs, config={"callbacks": [SentryCallbackHandler(user="user_12345")]})
+
+Importing this package imports neither LangChain nor LlamaIndex.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import _state
+from ._version import __version__
+from .config import Destination, build_destination
+from .connection import ConnectionResult, TestTraceResult, send_test_trace, test_connection
+from .errors import ConfigurationError, ConnectionTestError
+from .export import COUNTERS
+from .metadata import trace_context, trace_id_for
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+__all__ = [
+    "ConfigurationError",
+    "ConnectionResult",
+    "ConnectionTestError",
+    "Destination",
+    "TestTraceResult",
+    "__version__",
+    "configure",
+    "flush",
+    "send_test_trace",
+    "set_global_handler",
+    "shutdown",
+    "stats",
+    "test_connection",
+    "trace_context",
+    "trace_id_for",
+    "unset_global_handler",
+]
+
+logging.getLogger("sentry_llm_callbacks").addHandler(logging.NullHandler())
+
+
+def configure(
+    *,
+    dsn: str | None = None,
+    otlp_endpoint: str | None = None,
+    environment: str | None = None,
+    release: str | None = None,
+    privacy_mode: bool | None = None,
+    sample_rate: float = 1.0,
+    verify: bool = False,
+    headers: Mapping[str, str] | None = None,
+    service_name: str | None = None,
+    allow_insecure_http: bool = False,
+    exporters: Sequence[SpanExporter] = (),
+    max_queue_size: int = 20_000,
+    max_batch_size: int = 512,
+    export_timeout: float = 10.0,
+    exit_timeout: float = 5.0,
+    run_timeout: float = 3600.0,
+    max_open_runs: int = 100_000,
+    max_content_chars: int = 20_000,
+    mask: Callable[[str], str] | None = None,
+    pricing: Mapping[str, Any] | None = None,
+) -> Destination:
+    """Set the process-wide destination every handler sends to, and return it.
+
+    Arguments left out fall back to the environment: ``SENTRY_DSN``,
+    ``SENTRY_OTLP_TRACES_ENDPOINT``, ``SENTRY_ENVIRONMENT``, ``SENTRY_RELEASE``,
+    ``SENTRY_LLM_PRIVACY_MODE`` and ``OTEL_SERVICE_NAME``. An explicit ``otlp_endpoint``
+    without ``dsn`` sends to any OTLP/HTTP traces endpoint (an OpenTelemetry Collector, say),
+    with ``headers`` for its auth, and does not read ``SENTRY_DSN``.
+
+    With ``verify=True`` the destination is tested first (:func:`test_connection`); if the
+    test fails, :class:`ConnectionTestError` is raised and the previous destination is kept.
+
+    Raises :class:`ConfigurationError` (a ``ValueError``) naming the field, what is wrong and
+    an example of a right value. The returned :class:`Destination` is immutable; calling
+    ``configure()`` again replaces it atomically and starts a fresh export pipeline.
+
+    Example::
+
+        slc.configure(dsn="https://PUBLICKEY@o123.ingest.us.sentry.io/456",
+                      environment="production", release="v2.1.0")
+    """
+    destination = build_destination(
+        dsn=dsn,
+        otlp_endpoint=otlp_endpoint,
+        environment=environment,
+        release=release,
+        privacy_mode=privacy_mode,
+        sample_rate=sample_rate,
+        headers=headers,
+        service_name=service_name,
+        allow_insecure_http=allow_insecure_http,
+        exporters=exporters,
+        max_queue_size=max_queue_size,
+        max_batch_size=max_batch_size,
+        export_timeout=export_timeout,
+        exit_timeout=exit_timeout,
+        run_timeout=run_timeout,
+        max_open_runs=max_open_runs,
+        max_content_chars=max_content_chars,
+        mask=mask,
+        pricing=pricing,
+    )
+    if verify:
+        result = _test_destination(destination)
+        if not result.ok:
+            raise ConnectionTestError(result)
+    _state.install(destination)
+    return destination
+
+
+def _test_destination(destination: Destination) -> ConnectionResult:
+    from .connection import test_connection as _test
+
+    previous = _state.current_destination()
+    # test_connection() reads the current destination when given no arguments; test the new one.
+    try:
+        _state._destination = destination
+        return _test(timeout=min(destination.export_timeout, 10.0))
+    finally:
+        _state._destination = previous
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Deliver every queued span; True if all were delivered within ``timeout`` seconds.
+
+    Returns at the deadline whatever the endpoint does (``timeout`` defaults to the
+    destination's ``exit_timeout``, 5 s).
+
+    Example::
+
+        chain.invoke(...)
+        slc.flush(timeout=2)
+    """
+    return _state.flush(timeout)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush within ``timeout`` seconds and stop the export thread. Handlers become no-ops
+    until the next use re-creates the pipeline.
+
+    Example::
+
+        slc.shutdown()
+    """
+    return _state.shutdown(timeout)
+
+
+def stats() -> dict[str, int]:
+    """Counters since the process started: ``spans_started``, ``spans_exported``,
+    ``spans_dropped`` (queue full or sampled out), ``exports_failed``, ``runs_abandoned``,
+    ``generations_without_usage``; plus ``spans_queued`` and ``runs_open`` right now.
+
+    Example::
+
+        print(slc.stats()["spans_exported"])
+    """
+    out: dict[str, int] = COUNTERS.snapshot()
+    pipeline = _state._pipeline
+    out["spans_queued"] = pipeline.processor.queued if pipeline is not None else 0
+    out["runs_open"] = _state.recorder.open_runs
+    return out
+
+
+_FRAMEWORKS = {
+    "langchain": "sentry_llm_callbacks.langchain",
+}
+
+
+def set_global_handler(frameworks: Iterable[str] = ("langchain", "llamaindex"), **handler_kwargs: Any) -> None:
+    """Trace every run of the given frameworks, with no ``callbacks=`` needed.
+
+    Objects built before the call are traced too, in every thread. A run that is also given
+    a handler explicitly is traced once, by that handler. ``handler_kwargs`` are the handler's
+    (``user``, ``session_id``, ``trace``, ``privacy_mode``). Frameworks that are not installed
+    are skipped.
+
+    Example::
+
+        slc.set_global_handler(user="user_12345", trace={"team": "ml"})
+    """
+    if isinstance(frameworks, str):
+        frameworks = (frameworks,)
+    frameworks = tuple(frameworks)
+    for name in frameworks:
+        if name not in ("langchain", "llamaindex"):
+            raise ConfigurationError("frameworks", f"unknown framework {name!r}", '("langchain", "llamaindex")')
+    for name in frameworks:
+        module = _adapter(name)
+        if module is not None:
+            module.set_global_handler(**handler_kwargs)
+
+
+def unset_global_handler(frameworks: Iterable[str] = ("langchain", "llamaindex")) -> None:
+    """Stop global tracing started by :func:`set_global_handler`.
+
+    Example::
+
+        slc.unset_global_handler()
+    """
+    if isinstance(frameworks, str):
+        frameworks = (frameworks,)
+    for name in frameworks:
+        module = _adapter(name)
+        if module is not None:
+            module.unset_global_handler()
+
+
+def _adapter(name: str) -> Any:
+    target = _FRAMEWORKS.get(name)
+    if target is None:
+        return None
+    try:
+        return importlib.import_module(target)
+    except ImportError as exc:
+        logging.getLogger("sentry_llm_callbacks").debug("%s tracing not available: %s", name, exc)
+        return None

@@ -1,0 +1,27 @@
+"""The package logger, and "once per kind" logging for problems that repeat on every run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+logger = logging.getLogger("sentry_llm_callbacks")
+
+_seen: set[str] = set()
+_seen_lock = threading.Lock()
+
+
+def log_once(kind: str, level: int, msg: str, *args: object) -> None:
+    """Log ``msg`` at ``level`` the first time ``kind`` happens, at DEBUG afterwards."""
+    with _seen_lock:
+        first = kind not in _seen
+        if first:
+            if len(_seen) > 1000:  # bounded: kinds can embed values such as status codes
+                _seen.clear()
+            _seen.add(kind)
+    logger.log(level if first else logging.DEBUG, msg, *args)
+
+
+def reset_log_once() -> None:
+    with _seen_lock:
+        _seen.clear()

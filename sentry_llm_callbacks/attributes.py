@@ -1,0 +1,168 @@
+"""Every span attribute name the package writes, in one place.
+
+Names come from Sentry's own registry (``sentry-conventions``) wherever Sentry defines
+them. A few spellings that Sentry still reads but marks deprecated (the older token-subset
+names) are looked up in the registry's metadata instead, so that importing this module
+emits no deprecation warnings and a typo still fails at import time.
+"""
+
+from __future__ import annotations
+
+from sentry_conventions.attributes import ATTRIBUTE_METADATA
+from sentry_conventions.attributes import ATTRIBUTE_NAMES as _S
+
+
+def _registered(name: str) -> str:
+    """Return ``name`` after checking that Sentry's registry knows it."""
+    if name not in ATTRIBUTE_METADATA:  # pragma: no cover - guards against registry drift
+        raise KeyError(f"{name!r} is not in sentry-conventions")
+    return name
+
+
+# Sentry span fields
+SENTRY_OP = _S.SENTRY_OP
+SENTRY_DESCRIPTION = _S.SENTRY_DESCRIPTION
+SENTRY_ENVIRONMENT = _S.SENTRY_ENVIRONMENT
+SENTRY_RELEASE = _S.SENTRY_RELEASE
+USER_ID = _S.USER_ID
+SESSION_ID = _S.SESSION_ID
+ERROR_TYPE = _S.ERROR_TYPE
+
+# gen_ai: operation and identity
+OPERATION_NAME = _S.GEN_AI_OPERATION_NAME
+CONVERSATION_ID = _S.GEN_AI_CONVERSATION_ID
+AGENT_NAME = _S.GEN_AI_AGENT_NAME
+PIPELINE_NAME = _S.GEN_AI_PIPELINE_NAME
+PROVIDER_NAME = _S.GEN_AI_PROVIDER_NAME
+TOOL_NAME = _S.GEN_AI_TOOL_NAME
+TOOL_DESCRIPTION = _S.GEN_AI_TOOL_DESCRIPTION
+
+# gen_ai: request
+REQUEST_MODEL = _S.GEN_AI_REQUEST_MODEL
+REQUEST_TEMPERATURE = _S.GEN_AI_REQUEST_TEMPERATURE
+REQUEST_MAX_TOKENS = _S.GEN_AI_REQUEST_MAX_TOKENS
+REQUEST_TOP_P = _S.GEN_AI_REQUEST_TOP_P
+REQUEST_TOP_K = _S.GEN_AI_REQUEST_TOP_K
+REQUEST_FREQUENCY_PENALTY = _S.GEN_AI_REQUEST_FREQUENCY_PENALTY
+REQUEST_PRESENCE_PENALTY = _S.GEN_AI_REQUEST_PRESENCE_PENALTY
+REQUEST_SEED = _S.GEN_AI_REQUEST_SEED
+REQUEST_STOP_SEQUENCES = _S.GEN_AI_REQUEST_STOP_SEQUENCES
+REQUEST_REASONING_LEVEL = _S.GEN_AI_REQUEST_REASONING_LEVEL
+
+# gen_ai: response
+RESPONSE_MODEL = _S.GEN_AI_RESPONSE_MODEL
+RESPONSE_ID = _S.GEN_AI_RESPONSE_ID
+RESPONSE_FINISH_REASONS = _S.GEN_AI_RESPONSE_FINISH_REASONS
+RESPONSE_STREAMING = _S.GEN_AI_RESPONSE_STREAMING
+RESPONSE_TIME_TO_FIRST_CHUNK = _S.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+
+# gen_ai: usage (inclusive totals, and the subsets under both spellings Sentry reads)
+USAGE_INPUT_TOKENS = _S.GEN_AI_USAGE_INPUT_TOKENS
+USAGE_OUTPUT_TOKENS = _S.GEN_AI_USAGE_OUTPUT_TOKENS
+USAGE_TOTAL_TOKENS = _S.GEN_AI_USAGE_TOTAL_TOKENS
+USAGE_CACHE_READ = _S.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+USAGE_CACHE_READ_LEGACY = _registered("gen_ai.usage.input_tokens.cached")
+USAGE_CACHE_WRITE = _S.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+USAGE_CACHE_WRITE_LEGACY = _registered("gen_ai.usage.input_tokens.cache_write")
+USAGE_REASONING = _S.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
+USAGE_REASONING_LEGACY = _registered("gen_ai.usage.output_tokens.reasoning")
+
+# gen_ai: cost in USD
+COST_INPUT = _S.GEN_AI_COST_INPUT_TOKENS
+COST_OUTPUT = _S.GEN_AI_COST_OUTPUT_TOKENS
+COST_TOTAL = _S.GEN_AI_COST_TOTAL_TOKENS
+
+# gen_ai: content (never sent in Privacy Mode)
+INPUT_MESSAGES = _S.GEN_AI_INPUT_MESSAGES
+OUTPUT_MESSAGES = _S.GEN_AI_OUTPUT_MESSAGES
+SYSTEM_INSTRUCTIONS = _S.GEN_AI_SYSTEM_INSTRUCTIONS
+TOOL_DEFINITIONS = _S.GEN_AI_TOOL_DEFINITIONS
+TOOL_CALL_ARGUMENTS = _S.GEN_AI_TOOL_CALL_ARGUMENTS
+TOOL_CALL_RESULT = _S.GEN_AI_TOOL_CALL_RESULT
+EMBEDDINGS_INPUT = _S.GEN_AI_EMBEDDINGS_INPUT
+
+# Content that Sentry has no name for: the widely read OpenInference names.
+INPUT_VALUE = "input.value"
+OUTPUT_VALUE = "output.value"
+RETRIEVAL_DOCUMENTS = "retrieval.documents"
+
+# Our own namespace.
+TRACE_METADATA_PREFIX = "trace.metadata."
+USAGE_SOURCE = "sentry_llm_callbacks.usage.source"  # "provider" or "missing"
+COST_SOURCE = "sentry_llm_callbacks.cost.source"  # "provider" or "price_table"
+RUN_ABANDONED = "sentry_llm_callbacks.run.abandoned"
+RUN_CANCELLED = "sentry_llm_callbacks.run.cancelled"
+RETRIEVAL_DOCUMENT_COUNT = "sentry_llm_callbacks.retrieval.document_count"
+LANGGRAPH_NODE = "sentry_llm_callbacks.langgraph.node"
+LANGGRAPH_STEP = "sentry_llm_callbacks.langgraph.step"
+LANGGRAPH_INTERRUPTED = "sentry_llm_callbacks.langgraph.interrupted"
+
+# Resource
+DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
+
+# Exception event fields (OpenTelemetry semantic conventions)
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+
+#: Attributes known not to carry prompt, completion or document content. Privacy Mode is an
+#: allowlist: everything outside this set (and the prefixes below) is treated as content.
+NON_CONTENT: frozenset[str] = frozenset(
+    {
+        SENTRY_OP,
+        SENTRY_DESCRIPTION,
+        SENTRY_ENVIRONMENT,
+        SENTRY_RELEASE,
+        USER_ID,
+        SESSION_ID,
+        ERROR_TYPE,
+        OPERATION_NAME,
+        CONVERSATION_ID,
+        AGENT_NAME,
+        PIPELINE_NAME,
+        PROVIDER_NAME,
+        TOOL_NAME,
+        TOOL_DESCRIPTION,
+        REQUEST_MODEL,
+        REQUEST_TEMPERATURE,
+        REQUEST_MAX_TOKENS,
+        REQUEST_TOP_P,
+        REQUEST_TOP_K,
+        REQUEST_FREQUENCY_PENALTY,
+        REQUEST_PRESENCE_PENALTY,
+        REQUEST_SEED,
+        REQUEST_STOP_SEQUENCES,
+        REQUEST_REASONING_LEVEL,
+        RESPONSE_MODEL,
+        RESPONSE_ID,
+        RESPONSE_FINISH_REASONS,
+        RESPONSE_STREAMING,
+        RESPONSE_TIME_TO_FIRST_CHUNK,
+        USAGE_INPUT_TOKENS,
+        USAGE_OUTPUT_TOKENS,
+        USAGE_TOTAL_TOKENS,
+        USAGE_CACHE_READ,
+        USAGE_CACHE_READ_LEGACY,
+        USAGE_CACHE_WRITE,
+        USAGE_CACHE_WRITE_LEGACY,
+        USAGE_REASONING,
+        USAGE_REASONING_LEGACY,
+        COST_INPUT,
+        COST_OUTPUT,
+        COST_TOTAL,
+        USAGE_SOURCE,
+        COST_SOURCE,
+        RUN_ABANDONED,
+        RUN_CANCELLED,
+        RETRIEVAL_DOCUMENT_COUNT,
+        LANGGRAPH_NODE,
+        LANGGRAPH_STEP,
+        LANGGRAPH_INTERRUPTED,
+    }
+)
+NON_CONTENT_PREFIXES: tuple[str, ...] = (TRACE_METADATA_PREFIX,)
+
+
+def is_content(name: str) -> bool:
+    """True unless ``name`` is known to carry no prompt, completion or document text."""
+    return name not in NON_CONTENT and not name.startswith(NON_CONTENT_PREFIXES)

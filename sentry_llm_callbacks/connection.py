@@ -1,0 +1,178 @@
+"""Checking a destination before relying on it: ``test_connection`` and ``send_test_trace``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from . import _state
+from . import attributes as attr
+from .config import Destination, build_destination
+from .errors import ConfigurationError
+from .export import OtlpHttpSender
+from .recorder import CHAIN, CHAT
+from .usage import Usage
+
+REASONS = ("ok", "unauthorized", "not_found", "rate_limited", "server_error", "unreachable", "invalid_config")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionResult:
+    """Outcome of :func:`test_connection`. ``message`` is a sentence a person can act on."""
+
+    ok: bool
+    status_code: int | None
+    reason: str
+    message: str
+    latency_s: float
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True, slots=True)
+class TestTraceResult:
+    """Outcome of :func:`send_test_trace`."""
+
+    __test__ = False  # not a pytest test class
+
+    ok: bool
+    trace_id: str
+    message: str
+
+
+def _where(destination: Destination) -> str:
+    project = destination.project_id
+    return f"{destination.host} (project {project})" if project else destination.host
+
+
+def _classify_status(status: int, destination: Destination, retry_after: str | None) -> tuple[str, str]:
+    where = _where(destination)
+    if 200 <= status < 300:
+        return "ok", f"Connected to {where}: the endpoint accepted a test request (HTTP {status})."
+    if status in (401, 403):
+        return "unauthorized", (
+            f"{where} rejected the DSN's public key (HTTP {status}). Copy the DSN again from Sentry: "
+            "Settings > Projects > your project > Client Keys (DSN), and check the key is enabled."
+        )
+    if status == 404:
+        return "not_found", (
+            f"{where} has no OTLP traces endpoint at this address (HTTP 404). Check the project id at the "
+            "end of the DSN, and that a custom endpoint ends in /integration/otlp/v1/traces."
+        )
+    if status == 429:
+        wait = f" Retry after {retry_after} s." if retry_after else ""
+        return "rate_limited", (
+            f"{where} is rate limiting this project (HTTP 429).{wait} Check the project's quota and "
+            "spike protection in Sentry."
+        )
+    if status >= 500:
+        return "server_error", f"{where} answered HTTP {status}: a server-side problem. Try again in a minute."
+    return "invalid_config", (
+        f"{where} refused the request (HTTP {status}). Check that the endpoint is an OTLP/HTTP traces endpoint."
+    )
+
+
+def _unreachable_message(exc: Exception, destination: Destination, timeout: float) -> str:
+    import requests
+
+    host = destination.host
+    text = repr(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        why = "the TLS handshake failed (certificate or proxy problem)"
+    elif isinstance(exc, requests.exceptions.Timeout):
+        why = f"no answer within {timeout:g} s"
+    elif "NameResolution" in text or "getaddrinfo" in text or "Name or service not known" in text:
+        why = "its name does not resolve (DNS)"
+    elif "refused" in text.lower():
+        why = "the connection was refused"
+    else:
+        why = f"a network error ({type(exc).__name__})"
+    return f"Could not reach {host}: {why}. Check the DSN's host, your network, proxy and firewall."
+
+
+def test_connection(
+    dsn: str | None = None,
+    otlp_endpoint: str | None = None,
+    timeout: float = 5.0,
+    *,
+    headers: Mapping[str, str] | None = None,
+    allow_insecure_http: bool = False,
+) -> ConnectionResult:
+    """Send one valid, empty OTLP export request and report what the endpoint said.
+
+    With no ``dsn`` and no ``otlp_endpoint`` it tests the configured destination (or the
+    environment's ``SENTRY_DSN``). Never raises for network or configuration problems: look
+    at ``result.ok``, ``result.reason`` and ``result.message``.
+
+    Example::
+
+        result = slc.test_connection(dsn="https://KEY@o123.ingest.us.sentry.io/456")
+        if not result.ok:
+            print(result.reason, result.message)
+    """
+    started = time.perf_counter()
+    try:
+        if dsn is None and otlp_endpoint is None and _state.current_destination() is not None:
+            destination = _state.current_destination()
+            assert destination is not None
+        else:
+            destination = build_destination(dsn=dsn, otlp_endpoint=otlp_endpoint, headers=headers,
+                                            allow_insecure_http=allow_insecure_http)
+    except ConfigurationError as exc:
+        return ConnectionResult(False, None, "invalid_config", str(exc), time.perf_counter() - started)
+    sender = OtlpHttpSender(destination.endpoint, destination.request_headers(), timeout=timeout)
+    try:
+        import requests
+
+        try:
+            response = sender._get_session().post(  # an empty ExportTraceServiceRequest is b""
+                destination.endpoint, data=b"", headers=destination.request_headers(), timeout=timeout
+            )
+        except requests.RequestException as exc:
+            return ConnectionResult(False, None, "unreachable", _unreachable_message(exc, destination, timeout),
+                                    time.perf_counter() - started)
+        except Exception as exc:  # e.g. an invalid header value
+            return ConnectionResult(False, None, "invalid_config",
+                                    f"The request could not be built ({type(exc).__name__}).",
+                                    time.perf_counter() - started)
+        latency = time.perf_counter() - started
+        reason, message = _classify_status(response.status_code, destination, response.headers.get("Retry-After"))
+        response.close()
+        return ConnectionResult(reason == "ok", response.status_code, reason, message, latency)
+    finally:
+        sender.close()
+
+
+def send_test_trace(timeout: float = 10.0) -> TestTraceResult:
+    """Send a small trace (a root span and one generation with token usage) and wait for delivery.
+
+    Example::
+
+        result = slc.send_test_trace()
+        print(result.ok, result.trace_id, result.message)
+    """
+    pipeline = _state.get_pipeline()
+    if pipeline is None:
+        return TestTraceResult(False, "", "Not configured: call configure(dsn=...) or set SENTRY_DSN first.")
+    recorder = _state.recorder
+    root_key, child_key = uuid.uuid4(), uuid.uuid4()
+    root = recorder.start_run(root_key, None, kind=CHAIN, name="sentry-llm-callbacks test trace",
+                              explicit_name=True, handler_layer=None, run_metadata=None)
+    if root is None:
+        return TestTraceResult(False, "", "The test trace was sampled out; set sample_rate=1.0 to send it.")
+    trace_id = format(root.span.get_span_context().trace_id, "032x")
+    recorder.start_run(child_key, root_key, kind=CHAT, name="test-model", explicit_name=False,
+                       handler_layer=None, run_metadata=None,
+                       attributes={attr.REQUEST_MODEL: "test-model", attr.PROVIDER_NAME: "sentry-llm-callbacks"})
+    recorder.end_run(child_key, usage=Usage(input_tokens=12, output_tokens=3, total_tokens=15))
+    recorder.end_run(root_key)
+    delivered = pipeline.flush(timeout)
+    where = _where(pipeline.destination)
+    if delivered:
+        return TestTraceResult(True, trace_id, f"Sent trace {trace_id} to {where}. In Sentry, open "
+                               f"Explore > Traces and search for trace {trace_id}.")
+    return TestTraceResult(False, trace_id, f"Trace {trace_id} was not delivered to {where} within {timeout:g} s; "
+                           "run test_connection() to see why.")

@@ -1,0 +1,515 @@
+"""The framework-neutral recorder: runs in, OpenTelemetry spans out.
+
+Framework adapters translate their events into calls on :class:`Recorder` (start a run of some
+kind, add attributes and content, record usage, end it or fail it). The recorder keeps the
+map from run key to open span, resolves the trace's metadata once at the root, names spans,
+applies the content policy, and hands finished spans to the shared export pipeline.
+
+It never attaches or detaches OpenTelemetry context: parents are passed explicitly, and the
+ambient parent (the app's own OpenTelemetry or Sentry span) is read once, at the root.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace as otel_trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+
+from . import attributes as attr
+from ._logging import log_once
+from .content import ContentPolicy, clean_str, scalar_or_json
+from .export import COUNTERS
+from .metadata import (
+    ENVIRONMENT,
+    GENERATION_NAME,
+    PARENT_SPAN_ID,
+    RELEASE,
+    SPAN_NAME,
+    STEERING_KEYS,
+    TRACE_ID,
+    TRACE_NAME,
+    MetadataLayer,
+    current_context_layer,
+    is_native_trace_id,
+    parse_span_id,
+    trace_id_for,
+)
+from .usage import Usage, usage_attributes
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import Span
+
+    from .export import ExportPipeline
+
+MAX_NAME = 128
+
+# Run kinds and what Sentry calls them: (sentry.op, gen_ai.operation.name or None)
+AGENT = "agent"
+CHAT = "chat"
+COMPLETION = "text_completion"
+EMBEDDINGS = "embeddings"
+TOOL = "tool"
+CHAIN = "chain"
+RETRIEVER = "retriever"
+
+_OPS: dict[str, tuple[str, str | None]] = {
+    AGENT: ("gen_ai.invoke_agent", "invoke_agent"),
+    CHAT: ("gen_ai.chat", "chat"),
+    COMPLETION: ("gen_ai.text_completion", "text_completion"),
+    EMBEDDINGS: ("gen_ai.embeddings", "embeddings"),
+    TOOL: ("gen_ai.execute_tool", "execute_tool"),
+    CHAIN: ("function", None),
+    RETRIEVER: ("function", None),
+}
+GENERATIONS = frozenset({CHAT, COMPLETION, EMBEDDINGS})
+
+
+def default_name(kind: str, subject: str | None) -> str:
+    """``chat gpt-4o``, ``execute_tool search``, ``invoke_agent LangGraph``; chains: their own name."""
+    operation = _OPS[kind][1]
+    subject = subject or ""
+    if operation is None:
+        return subject.replace("/", "_") or kind
+    if kind in GENERATIONS:
+        subject = subject.rpartition("/")[2]  # "openai/gpt-4o" -> "gpt-4o": generated names have no "/"
+    subject = subject.replace("/", "_")
+    return f"{operation} {subject}" if subject else operation
+
+
+def _fit_name(name: str) -> str:
+    name = clean_str(name.strip())
+    return name[:MAX_NAME] if len(name) > MAX_NAME else name
+
+
+@dataclass(slots=True)
+class TraceState:
+    """What every span of one trace shares, resolved once at its root."""
+
+    tracer: Any
+    attributes: dict[str, Any]
+    trace_name: str | None
+    span_name: str | None
+    generation_name: str | None
+    policy: ContentPolicy
+
+
+@dataclass(slots=True)
+class Run:
+    span: Span
+    trace: TraceState
+    kind: str
+    name: str
+    name_is_default: bool
+    policy: ContentPolicy
+    started: float
+    attributes: dict[str, Any] = field(default_factory=dict)
+    ctx: Context | None = None
+    first_chunk_at: float | None = None
+    usage: Usage | None = None
+
+    def child_context(self) -> Context:
+        if self.ctx is None:
+            self.ctx = otel_trace.set_span_in_context(self.span, Context())
+        return self.ctx
+
+
+AmbientParent = Callable[[], "SpanContext | Hashable | None"]
+
+
+class Recorder:
+    """Keeps the run -> span map for the whole process (every handler, both frameworks)."""
+
+    def __init__(self, get_pipeline: Callable[[], ExportPipeline | None]) -> None:
+        self._get_pipeline = get_pipeline
+        self._runs: dict[Hashable, Run] = {}
+        self._hidden: dict[Hashable, tuple[Hashable | None, float]] = {}
+        #: Extra places a root run may find its parent, asked in order before OpenTelemetry and
+        #: Sentry (used for nesting across frameworks). Each returns a run key of this recorder,
+        #: a SpanContext, or None.
+        self.ambient_parents: list[AmbientParent] = []
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def get(self, key: Hashable) -> Run | None:
+        return self._runs.get(key)
+
+    @property
+    def open_runs(self) -> int:
+        return len(self._runs) + len(self._hidden)
+
+    def _resolve_parent(self, parent_key: Hashable | None) -> Run | None:
+        while parent_key is not None:
+            run = self._runs.get(parent_key)
+            if run is not None:
+                return run
+            hidden = self._hidden.get(parent_key)
+            if hidden is None:
+                return None
+            parent_key = hidden[0]
+        return None
+
+    # -- starting ---------------------------------------------------------------------
+
+    def hide_run(self, key: Hashable, parent_key: Hashable | None) -> None:
+        """Record a run that gets no span: its children attach to its nearest recorded ancestor."""
+        self._hidden[key] = (parent_key, time.monotonic())
+
+    def start_run(
+        self,
+        key: Hashable,
+        parent_key: Hashable | None,
+        *,
+        kind: str,
+        name: str | None,
+        explicit_name: bool,
+        handler_layer: MetadataLayer | None,
+        run_metadata: Mapping[str, Any] | None,
+        attributes: dict[str, Any] | None = None,
+    ) -> Run | None:
+        """Open a span for a run. Returns None when the run is not traced (not configured,
+        sampled out, or too many open runs)."""
+        parent = self._resolve_parent(parent_key)
+        if parent is not None:
+            trace_state = parent.trace
+            policy = parent.policy
+            if run_metadata and run_metadata.get("privacy_mode") not in (None, False):
+                policy = policy.tightened(True)
+            context = parent.child_context()
+            name, is_default = self._name(kind, name, explicit_name, trace_state, root=False)
+            span = trace_state.tracer.start_span(name, context=context)
+        else:
+            started = self._start_root(kind, name, explicit_name, handler_layer, run_metadata)
+            if started is None:
+                return None
+            span, trace_state, name, is_default = started
+            policy = trace_state.policy
+        if not span.is_recording():
+            COUNTERS.add("spans_dropped")
+            return None
+        if len(self._runs) >= self._max_open_runs():
+            log_once("max-open-runs", logging.WARNING,
+                     "More than %d runs are open at once; new runs are not traced until some end.",
+                     len(self._runs))
+            COUNTERS.add("spans_dropped")
+            return None
+        COUNTERS.add("spans_started")
+        run = Run(span=span, trace=trace_state, kind=kind, name=name, name_is_default=is_default,
+                  policy=policy, started=time.monotonic())
+        if attributes:
+            run.attributes.update(attributes)
+        self._runs[key] = run
+        return run
+
+    def _max_open_runs(self) -> int:
+        pipeline = self._get_pipeline()
+        return pipeline.destination.max_open_runs if pipeline is not None else 100_000
+
+    def _start_root(
+        self,
+        kind: str,
+        name: str | None,
+        explicit_name: bool,
+        handler_layer: MetadataLayer | None,
+        run_metadata: Mapping[str, Any] | None,
+    ) -> tuple[Span, TraceState, str, bool] | None:
+        pipeline = self._get_pipeline()
+        if pipeline is None:
+            return None
+        destination = pipeline.destination
+        layer = handler_layer or MetadataLayer()
+        context_layer = current_context_layer()
+        if context_layer is not None:
+            layer = context_layer.over(layer)
+        if run_metadata:
+            run_layer = MetadataLayer.build(
+                user=run_metadata.get("user"),
+                session_id=run_metadata.get("session_id"),
+                trace=run_metadata.get("trace"),
+                privacy_mode=run_metadata.get("privacy_mode"),
+                strict=False,
+            )
+            layer = run_layer.over(layer)
+        trace = layer.trace
+        policy = ContentPolicy(
+            private=bool(destination.privacy_mode or layer.privacy_mode),
+            max_chars=destination.max_content_chars,
+            mask=destination.mask,
+        )
+        attributes = _trace_attributes(layer, destination.environment, destination.release)
+        state = TraceState(
+            tracer=pipeline.tracer,
+            attributes=attributes,
+            trace_name=trace.get(TRACE_NAME),
+            span_name=trace.get(SPAN_NAME),
+            generation_name=trace.get(GENERATION_NAME),
+            policy=policy,
+        )
+        context = self._root_context(trace, pipeline)
+        span_name, is_default = self._name(kind, name, explicit_name, state, root=True)
+        span = pipeline.tracer.start_span(span_name, context=context)
+        return span, state, span_name, is_default
+
+    def _root_context(self, trace: Mapping[str, Any], pipeline: ExportPipeline) -> Context:
+        explicit_trace = trace.get(TRACE_ID)
+        parent_span = parse_span_id(trace.get(PARENT_SPAN_ID))
+        if explicit_trace is not None:
+            trace_id = int(trace_id_for(explicit_trace), 16)
+            if parent_span is not None:
+                return _remote_parent(trace_id, parent_span)
+            pipeline.ids.pin(trace_id)  # a root of its own, in the trace the user named
+            return Context()
+        ambient = self._ambient_parent()
+        if parent_span is not None:
+            if ambient is None:
+                log_once("parent-without-trace", logging.WARNING,
+                         "trace.parent_span_id was given without trace.trace_id and no trace is active; "
+                         "it is ignored.")
+                return Context()
+            trace_id = ambient.span.get_span_context().trace_id if isinstance(ambient, Run) else ambient.trace_id
+            return _remote_parent(trace_id, parent_span)
+        if isinstance(ambient, Run):
+            return ambient.child_context()
+        if ambient is not None:
+            return otel_trace.set_span_in_context(NonRecordingSpan(ambient), Context())
+        return Context()
+
+    def _ambient_parent(self) -> Any:
+        """The run or span active where a root run starts, or None."""
+        for provider in self.ambient_parents:
+            try:
+                found = provider()
+            except Exception as exc:
+                log_once("ambient-provider", logging.DEBUG, "Ambient parent lookup failed: %r", exc)
+                continue
+            if isinstance(found, SpanContext):
+                return found
+            if found is not None:
+                run = self._resolve_parent(found)
+                if run is not None:
+                    return run
+        current = otel_trace.get_current_span().get_span_context()
+        if current.is_valid:
+            return current
+        return _sentry_sdk_span()
+
+    def _name(self, kind: str, name: str | None, explicit: bool, trace: TraceState, *, root: bool
+              ) -> tuple[str, bool]:
+        """The span name, and whether it is a default name (one a later rule may replace)."""
+        chosen = trace.trace_name if root else None
+        if not chosen and explicit and name:
+            chosen = name
+        if not chosen and not root:
+            chosen = trace.generation_name if kind in GENERATIONS else trace.span_name
+        if chosen:
+            fitted = _fit_name(chosen)
+            if fitted:
+                return fitted, False
+        return _fit_name(default_name(kind, name)) or kind, True
+
+    # -- during the run ---------------------------------------------------------------
+
+    def set_content(self, run: Run, key: str, value: Any) -> None:
+        """Add a content attribute (prompt, completion, I/O) if the run's policy lets it out."""
+        if run.policy.private:
+            return
+        text = run.policy.render(value)
+        if text is not None:
+            run.attributes[key] = text
+
+    def mark_first_chunk(self, key: Hashable) -> None:
+        run = self._runs.get(key)
+        if run is not None and run.first_chunk_at is None:
+            run.first_chunk_at = time.monotonic()
+
+    def promote_to_agent(self, key: Hashable, agent_name: str | None) -> None:
+        """Re-kind a running chain as an agent (e.g. once it turns out to be a LangGraph graph)."""
+        run = self._runs.get(key)
+        if run is None or run.kind == AGENT:
+            return
+        run.kind = AGENT
+        if agent_name:
+            run.attributes[attr.AGENT_NAME] = clean_str(agent_name)
+        if run.name_is_default:
+            run.name = _fit_name(default_name(AGENT, agent_name or run.name))
+            run.span.update_name(run.name)
+
+    def add_event(self, key: Hashable, name: str, attributes: dict[str, Any] | None = None,
+                  content: dict[str, Any] | None = None) -> None:
+        run = self._runs.get(key)
+        if run is None:
+            return
+        event_attrs = dict(attributes or {})
+        if content and not run.policy.private:
+            for k, v in content.items():
+                text = run.policy.render(v)
+                if text is not None:
+                    event_attrs[k] = text
+        run.span.add_event(clean_str(name)[:MAX_NAME], event_attrs)
+
+    # -- ending -----------------------------------------------------------------------
+
+    def end_run(self, key: Hashable, *, usage: Usage | None = None,
+                attributes: dict[str, Any] | None = None) -> Run | None:
+        run = self._runs.pop(key, None)
+        if run is None:
+            self._hidden.pop(key, None)
+            return None
+        if attributes:
+            run.attributes.update(attributes)
+        if run.kind in GENERATIONS:
+            self._finish_generation(run, usage)
+        self._finish(run)
+        return run
+
+    def fail_run(self, key: Hashable, error: BaseException, *, attributes: dict[str, Any] | None = None
+                 ) -> Run | None:
+        run = self._runs.pop(key, None)
+        if run is None:
+            self._hidden.pop(key, None)
+            return None
+        if attributes:
+            run.attributes.update(attributes)
+        error_type = type(error).__name__
+        cancelled = isinstance(error, (GeneratorExit, KeyboardInterrupt)) or error_type == "CancelledError"
+        run.attributes[attr.ERROR_TYPE] = error_type
+        if cancelled:
+            run.attributes[attr.RUN_CANCELLED] = True
+            description = "cancelled"
+        elif run.policy.private:
+            description = error_type
+        else:
+            description = clean_str(f"{error_type}: {error}"[:1024])
+        run.span.set_status(Status(StatusCode.ERROR, description))
+        run.span.add_event("exception", _exception_event(error, private=run.policy.private))
+        if run.kind in GENERATIONS:
+            self._finish_generation(run, None, count_missing=False)
+        self._finish(run)
+        return run
+
+    def _finish_generation(self, run: Run, usage: Usage | None, *, count_missing: bool = True) -> None:
+        attrs = run.attributes
+        if run.first_chunk_at is not None:
+            attrs[attr.RESPONSE_STREAMING] = True
+            attrs[attr.RESPONSE_TIME_TO_FIRST_CHUNK] = round(run.first_chunk_at - run.started, 6)
+        if usage is not None and usage.has_tokens:
+            attrs.update(usage_attributes(usage))
+            attrs[attr.USAGE_SOURCE] = "provider"
+        else:
+            if usage is not None and usage.has_cost:
+                attrs.update(usage_attributes(usage))
+            attrs[attr.USAGE_SOURCE] = "missing"
+            if count_missing:
+                COUNTERS.add("generations_without_usage")
+
+    def _finish(self, run: Run, end_time: int | None = None) -> None:
+        op, operation = _OPS[run.kind]
+        attrs = run.trace.attributes.copy()
+        attrs[attr.SENTRY_OP] = op
+        attrs[attr.SENTRY_DESCRIPTION] = run.name
+        if operation is not None:
+            attrs[attr.OPERATION_NAME] = operation
+        attrs.update(run.attributes)
+        if run.policy.private:
+            attrs = {k: v for k, v in attrs.items() if not attr.is_content(k)}
+        try:
+            run.span.set_attributes(attrs)
+        except Exception as exc:  # a bad value must not lose the span
+            log_once("set-attributes", logging.WARNING, "Could not set span attributes: %r", exc)
+        run.span.end(end_time)
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    def reap(self, max_age: float, now: float | None = None) -> int:
+        """End runs older than ``max_age`` seconds as abandoned; returns how many."""
+        now = time.monotonic() if now is None else now
+        cutoff = now - max_age
+        reaped = 0
+        for key, run in list(self._runs.items()):
+            if run.started < cutoff and self._runs.pop(key, None) is run:
+                run.attributes[attr.RUN_ABANDONED] = True
+                run.span.set_status(Status(StatusCode.ERROR, "abandoned"))
+                self._finish(run)
+                reaped += 1
+        for key, (_, started) in list(self._hidden.items()):
+            if started < cutoff:
+                self._hidden.pop(key, None)
+        if reaped:
+            COUNTERS.add("runs_abandoned", reaped)
+            log_once("reaped", logging.WARNING,
+                     "%d run(s) never ended within %.0f s and were closed as abandoned.", reaped, max_age)
+        return reaped
+
+    def clear(self) -> None:
+        self._runs.clear()
+        self._hidden.clear()
+
+
+def _trace_attributes(layer: MetadataLayer, environment: str | None, release: str | None) -> dict[str, Any]:
+    """The attributes every span of the trace carries (Sentry does not copy them from the root)."""
+    out: dict[str, Any] = {}
+    trace = layer.trace
+    if layer.user is not None:
+        out[attr.USER_ID] = clean_str(layer.user)
+    if layer.session_id is not None:
+        session = clean_str(layer.session_id)
+        out[attr.SESSION_ID] = session
+        out[attr.CONVERSATION_ID] = session
+    env = trace.get(ENVIRONMENT) or environment
+    rel = trace.get(RELEASE) or release
+    if env:
+        out[attr.SENTRY_ENVIRONMENT] = clean_str(env)
+    if rel:
+        out[attr.SENTRY_RELEASE] = clean_str(rel)
+    for key, value in trace.items():
+        if key not in STEERING_KEYS:
+            out[attr.TRACE_METADATA_PREFIX + clean_str(key)] = scalar_or_json(value)
+    explicit_trace = trace.get(TRACE_ID)
+    if explicit_trace is not None and not is_native_trace_id(explicit_trace):
+        out[attr.TRACE_METADATA_PREFIX + TRACE_ID] = clean_str(explicit_trace)
+    return out
+
+
+def _remote_parent(trace_id: int, span_id: int) -> Context:
+    parent = SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True,
+                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return otel_trace.set_span_in_context(NonRecordingSpan(parent), Context())
+
+
+def _sentry_sdk_span() -> SpanContext | None:
+    """The active Sentry SDK span as a remote parent, when the app uses ``sentry_sdk``."""
+    sdk = sys.modules.get("sentry_sdk")
+    if sdk is None:
+        return None
+    try:
+        span = sdk.get_current_span()
+        if span is None:
+            return None
+        trace_id, span_id = int(span.trace_id, 16), int(span.span_id, 16)
+    except Exception:
+        return None
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True,
+                       trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+
+def _exception_event(error: BaseException, *, private: bool) -> dict[str, str]:
+    event = {attr.EXCEPTION_TYPE: type(error).__qualname__}
+    if private:
+        return event
+    event[attr.EXCEPTION_MESSAGE] = clean_str(str(error)[:4096])
+    try:
+        event[attr.EXCEPTION_STACKTRACE] = clean_str(
+            "".join(traceback.format_exception(type(error), error, error.__traceback__))[-16_384:]
+        )
+    except Exception:
+        pass
+    return event

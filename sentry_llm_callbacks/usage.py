@@ -1,0 +1,170 @@
+"""Token usage and cost, normalised to what Sentry reads.
+
+Sentry's totals are inclusive: ``input_tokens`` includes cached input, ``output_tokens``
+includes reasoning. Each provider shape has its own small function returning a
+:class:`Usage`; a missing field yields None, never 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import attributes as attr
+from ._logging import log_once
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_input: float | None = None
+    cost_output: float | None = None
+    cost_total: float | None = None
+
+    @property
+    def has_tokens(self) -> bool:
+        return self.input_tokens is not None or self.output_tokens is not None or self.total_tokens is not None
+
+    @property
+    def has_cost(self) -> bool:
+        return self.cost_total is not None or self.cost_input is not None or self.cost_output is not None
+
+    def with_cost_from(self, other: Usage | None) -> Usage:
+        if other is None or self.has_cost or not other.has_cost:
+            return self
+        return replace(self, cost_input=other.cost_input, cost_output=other.cost_output,
+                       cost_total=other.cost_total)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value >= 0 and value.is_integer():
+        return int(value)
+    return None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) and value >= 0 and value == value:
+        return float(value)
+    return None
+
+
+def _get(mapping: Any, key: str) -> Any:
+    if isinstance(mapping, Mapping):
+        return mapping.get(key)
+    return getattr(mapping, key, None)
+
+
+def _subset(name: str, part: int | None, whole: int | None) -> int | None:
+    """A subset count, clamped to its total (never more than the whole)."""
+    if part is None or whole is None or part <= whole:
+        return part
+    log_once(f"clamp-{name}", logging.WARNING,
+             "Provider reported %s=%d above its total %d; clamped to the total.", name, part, whole)
+    return whole
+
+
+def finish(usage: Usage) -> Usage:
+    """Fill a missing total and clamp subsets to their totals."""
+    total = usage.total_tokens
+    if total is None and usage.input_tokens is not None and usage.output_tokens is not None:
+        total = usage.input_tokens + usage.output_tokens
+    cost_total = usage.cost_total
+    if cost_total is None and usage.cost_input is not None and usage.cost_output is not None:
+        cost_total = usage.cost_input + usage.cost_output
+    return replace(
+        usage,
+        total_tokens=total,
+        cost_total=cost_total,
+        cache_read_tokens=_subset("cache_read_tokens", usage.cache_read_tokens, usage.input_tokens),
+        cache_write_tokens=_subset("cache_write_tokens", usage.cache_write_tokens, usage.input_tokens),
+        reasoning_tokens=_subset("reasoning_tokens", usage.reasoning_tokens, usage.output_tokens),
+    )
+
+
+def from_langchain(usage_metadata: Any) -> Usage | None:
+    """LangChain's ``AIMessage.usage_metadata`` (already inclusive)."""
+    if not usage_metadata:
+        return None
+    inputs = _get(usage_metadata, "input_token_details") or {}
+    outputs = _get(usage_metadata, "output_token_details") or {}
+    usage = Usage(
+        input_tokens=_int(_get(usage_metadata, "input_tokens")),
+        output_tokens=_int(_get(usage_metadata, "output_tokens")),
+        total_tokens=_int(_get(usage_metadata, "total_tokens")),
+        cache_read_tokens=_int(_get(inputs, "cache_read")),
+        cache_write_tokens=_int(_get(inputs, "cache_creation")),
+        reasoning_tokens=_int(_get(outputs, "reasoning")),
+    )
+    return finish(usage) if usage.has_tokens else None
+
+
+def from_openai(token_usage: Any) -> Usage | None:
+    """OpenAI and OpenAI-compatible ``usage`` (also OpenRouter's, with its ``cost``)."""
+    if not token_usage:
+        return None
+    prompt_details = _get(token_usage, "prompt_tokens_details") or {}
+    completion_details = _get(token_usage, "completion_tokens_details") or {}
+    cost_details = _get(token_usage, "cost_details") or {}
+    usage = Usage(
+        input_tokens=_int(_get(token_usage, "prompt_tokens")),
+        output_tokens=_int(_get(token_usage, "completion_tokens")),
+        total_tokens=_int(_get(token_usage, "total_tokens")),
+        cache_read_tokens=_int(_get(prompt_details, "cached_tokens")),
+        cache_write_tokens=_int(_get(prompt_details, "cache_write_tokens")),
+        reasoning_tokens=_int(_get(completion_details, "reasoning_tokens")),
+        cost_total=_float(_get(token_usage, "cost")),
+        cost_input=_float(_get(cost_details, "upstream_inference_prompt_cost")),
+        cost_output=_float(_get(cost_details, "upstream_inference_completions_cost")),
+    )
+    if not usage.has_tokens and not usage.has_cost:
+        return None
+    return finish(usage)
+
+
+def from_anthropic(usage_block: Any) -> Usage | None:
+    """Anthropic ``usage``: ``input_tokens`` excludes cache reads and writes; Sentry's includes them."""
+    if not usage_block:
+        return None
+    base = _int(_get(usage_block, "input_tokens"))
+    read = _int(_get(usage_block, "cache_read_input_tokens"))
+    write = _int(_get(usage_block, "cache_creation_input_tokens"))
+    inputs = None if base is None else base + (read or 0) + (write or 0)
+    usage = Usage(input_tokens=inputs, output_tokens=_int(_get(usage_block, "output_tokens")),
+                  cache_read_tokens=read, cache_write_tokens=write)
+    return finish(usage) if usage.has_tokens else None
+
+
+def usage_attributes(usage: Usage) -> dict[str, int | float]:
+    """Sentry's ``gen_ai.usage.*`` and ``gen_ai.cost.*`` attributes; absent values are left out."""
+    out: dict[str, int | float] = {}
+    pairs: tuple[tuple[tuple[str, ...], int | float | None], ...] = (
+        ((attr.USAGE_INPUT_TOKENS,), usage.input_tokens),
+        ((attr.USAGE_OUTPUT_TOKENS,), usage.output_tokens),
+        ((attr.USAGE_TOTAL_TOKENS,), usage.total_tokens),
+        ((attr.USAGE_CACHE_READ, attr.USAGE_CACHE_READ_LEGACY), usage.cache_read_tokens),
+        ((attr.USAGE_CACHE_WRITE, attr.USAGE_CACHE_WRITE_LEGACY), usage.cache_write_tokens),
+        ((attr.USAGE_REASONING, attr.USAGE_REASONING_LEGACY), usage.reasoning_tokens),
+        ((attr.COST_INPUT,), usage.cost_input),
+        ((attr.COST_OUTPUT,), usage.cost_output),
+        ((attr.COST_TOTAL,), usage.cost_total),
+    )
+    for names, value in pairs:
+        if value is not None:
+            for name in names:
+                out[name] = value
+    if usage.has_cost:
+        out[attr.COST_SOURCE] = "provider"  # type: ignore[assignment]
+    return out
