@@ -344,10 +344,23 @@ class QueueSpanProcessor(SpanProcessor):
             except Exception as exc:
                 log_once("export-loop", logging.ERROR, "Unexpected error in the export thread: %r", exc)
                 self._pending = None
+            if self._stopping:
+                self._discard_remaining()
             with self._idle:
                 self._idle.notify_all()
-            if self._stopping and not self._queue and self._pending is None:
+            if self._stopping:
+                self._sender.close()
                 return
+
+    def _discard_remaining(self) -> None:
+        """After shutdown's deadline: what could not be delivered is dropped and counted."""
+        left = len(self._queue) + (len(self._pending) if self._pending else 0)
+        self._queue.clear()
+        self._pending = None
+        if left:
+            COUNTERS.add("spans_dropped", left)
+            log_once("shutdown-dropped", logging.WARNING,
+                     "%d span(s) could not be delivered before shutdown and were dropped.", left)
 
     def _drain(self) -> None:
         while True:
@@ -448,6 +461,7 @@ class QueueSpanProcessor(SpanProcessor):
             except Exception as exc:
                 log_once("extra-shutdown", logging.WARNING, "Exporter shutdown failed: %r", exc)
         if self._thread is None or not self._thread.is_alive():
+            self._discard_remaining()
             self._sender.close()
         return ok
 

@@ -144,12 +144,17 @@ class SentryCallbackHandler(BaseCallbackHandler):
         explicit: bool,
         attributes: dict[str, Any] | None = None,
     ) -> Run | None:
+        under_hidden = False
         if tags and HIDDEN_TAG in tags:
-            self._recorder.hide_run(run_id, parent_run_id)
-            return None
+            # LangChain passes tags down: only the run where the tag starts is hidden; runs
+            # below it are recorded and attach to the nearest recorded ancestor.
+            under_hidden = self._recorder.is_under_hidden(parent_run_id)
+            if not under_hidden:
+                self._recorder.hide_run(run_id, parent_run_id)
+                return None
         return self._recorder.start_run(
             run_id, parent_run_id, kind=kind, name=name, explicit_name=explicit,
-            handler_layer=self._layer, run_metadata=metadata, attributes=attributes,
+            handler_layer=self._layer, run_metadata=metadata, attributes=attributes, under_hidden=under_hidden,
         )
 
     def _content(self, run: Run | None, key: str, value: Any, convert: Callable[[Any], Any] | None = None) -> None:

@@ -108,12 +108,14 @@ class Run:
     kind: str
     name: str
     name_is_default: bool
+    subject: str  # the framework's own name for what ran (graph, chain, tool, model)
     policy: ContentPolicy
     started: float
     attributes: dict[str, Any] = field(default_factory=dict)
     ctx: Context | None = None
     first_chunk_at: float | None = None
-    usage: Usage | None = None
+    #: Started below a hidden run: a hidden tag on it was inherited, not its own.
+    under_hidden: bool = False
 
     def child_context(self) -> Context:
         if self.ctx is None:
@@ -162,6 +164,15 @@ class Recorder:
         """Record a run that gets no span: its children attach to its nearest recorded ancestor."""
         self._hidden[key] = (parent_key, time.monotonic())
 
+    def is_under_hidden(self, parent_key: Hashable | None) -> bool:
+        """True if ``parent_key`` is a hidden run or below one (so a hidden tag is inherited)."""
+        if parent_key is None:
+            return False
+        if parent_key in self._hidden:
+            return True
+        run = self._runs.get(parent_key)
+        return run is not None and run.under_hidden
+
     def start_run(
         self,
         key: Hashable,
@@ -173,9 +184,11 @@ class Recorder:
         handler_layer: MetadataLayer | None,
         run_metadata: Mapping[str, Any] | None,
         attributes: dict[str, Any] | None = None,
+        under_hidden: bool = False,
     ) -> Run | None:
         """Open a span for a run. Returns None when the run is not traced (not configured,
         sampled out, or too many open runs)."""
+        subject = name
         parent = self._resolve_parent(parent_key)
         if parent is not None:
             trace_state = parent.trace
@@ -202,7 +215,7 @@ class Recorder:
             return None
         COUNTERS.add("spans_started")
         run = Run(span=span, trace=trace_state, kind=kind, name=name, name_is_default=is_default,
-                  policy=policy, started=time.monotonic())
+                  subject=subject or kind, policy=policy, started=time.monotonic(), under_hidden=under_hidden)
         if attributes:
             run.attributes.update(attributes)
         self._runs[key] = run
@@ -335,10 +348,10 @@ class Recorder:
         if run is None or run.kind == AGENT:
             return
         run.kind = AGENT
-        if agent_name:
-            run.attributes[attr.AGENT_NAME] = clean_str(agent_name)
+        agent_name = clean_str(agent_name or run.subject)
+        run.attributes[attr.AGENT_NAME] = agent_name
         if run.name_is_default:
-            run.name = _fit_name(default_name(AGENT, agent_name or run.name))
+            run.name = _fit_name(default_name(AGENT, agent_name))
             run.span.update_name(run.name)
 
     def add_event(self, key: Hashable, name: str, attributes: dict[str, Any] | None = None,

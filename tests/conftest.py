@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+import sentry_llm_callbacks as slc
+from sentry_llm_callbacks import _state
+from sentry_llm_callbacks._logging import reset_log_once
+from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
+
+from .openai_server import OpenAIServer
+
+ENV_VARS = ("SENTRY_DSN", "SENTRY_OTLP_TRACES_ENDPOINT", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE",
+            "SENTRY_LLM_PRIVACY_MODE", "OTEL_SERVICE_NAME")
+
+
+@pytest.fixture(autouse=True)
+def clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts unconfigured, with no environment and no global handler."""
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    reset_log_once()
+    _state.reset()
+    yield
+    slc.unset_global_handler()
+    _state.reset()
+    _state.recorder.clear()
+
+
+@pytest.fixture
+def receiver() -> Iterator[LocalReceiver]:
+    with LocalReceiver() as r:
+        yield r
+
+
+@pytest.fixture
+def sentry(receiver: LocalReceiver) -> LocalReceiver:
+    """A destination configured to send to the local Sentry-like receiver."""
+    slc.configure(dsn=receiver.dsn)
+    return receiver
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    server = OpenAIServer().start()
+    yield server
+    server.stop()
+
+
+def delivered(receiver: LocalReceiver, count: int | None = None, timeout: float = 10.0) -> list[ReceivedSpan]:
+    """Flush and return what the receiver decoded; with ``count``, wait for that many spans."""
+    assert slc.flush(timeout), f"flush failed: {slc.stats()}"
+    if count is not None:
+        return receiver.wait_for_spans(count, timeout)
+    return receiver.spans
+
+
+def by_name(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    matches = [s for s in spans if s.name == name]
+    assert len(matches) == 1, f"{len(matches)} spans named {name!r} in {[s.name for s in spans]}"
+    return matches[0]
+
+
+@pytest.fixture
+def caplog_debug(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog
