@@ -53,7 +53,14 @@ def _default(obj: Any) -> Any:
             return to_dict()
         except Exception:
             pass
-    return repr(obj)
+    return _safe_repr(obj)
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception:
+        return f"<{type(obj).__name__}>"
 
 
 def to_json(value: Any) -> str:
@@ -62,12 +69,9 @@ def to_json(value: Any) -> str:
         return value
     try:
         return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
-    except (ValueError, TypeError, RecursionError) as exc:
-        log_once("json", logging.DEBUG, "Could not serialise a value as JSON: %r", exc)
-        try:
-            return repr(value)
-        except Exception:
-            return f"<unserialisable {type(value).__name__}>"
+    except Exception as exc:  # circular references, hostile __repr__/model_dump, ...
+        log_once("json", logging.DEBUG, "Could not serialise a %s as JSON: %r", type(value).__name__, exc)
+        return _safe_repr(value)
 
 
 def scalar_or_json(value: Any) -> str | bool | int | float:
