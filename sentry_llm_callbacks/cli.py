@@ -1,0 +1,152 @@
+"""The ``sentry-llm-callbacks`` command (also ``python -m sentry_llm_callbacks``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from .receiver import LocalReceiver, ReceivedSpan, format_trace_tree, group_traces
+
+
+def _test_connection(args: argparse.Namespace) -> int:
+    from . import test_connection
+
+    result = test_connection(dsn=args.dsn, otlp_endpoint=args.endpoint, timeout=args.timeout)
+    print(("OK: " if result.ok else f"FAILED ({result.reason}): ") + result.message)
+    if result.status_code is not None:
+        print(f"HTTP {result.status_code} in {result.latency_s * 1000:.0f} ms")
+    return 0 if result.ok else 1
+
+
+def _send_test_trace(args: argparse.Namespace) -> int:
+    from . import configure, send_test_trace
+
+    if args.dsn or args.endpoint:
+        configure(dsn=args.dsn, otlp_endpoint=args.endpoint)
+    result = send_test_trace(timeout=args.timeout)
+    print(result.message)
+    return 0 if result.ok else 1
+
+
+class _TracePrinter:
+    """Prints a trace's tree once its root span has arrived."""
+
+    def __init__(self, receiver_spans: callable) -> None:  # type: ignore[valid-type]
+        self._all = receiver_spans
+        self._lock = threading.Lock()
+
+    def __call__(self, spans: list[ReceivedSpan]) -> None:
+        roots = [s for s in spans if not s.parent_span_id or s.parent_is_remote]
+        if not roots:
+            return
+        everything = self._all()
+        with self._lock:
+            for root in roots:
+                members = group_traces(everything).get(root.trace_id, [])
+                print(format_trace_tree(members), flush=True)
+                print(flush=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    receiver = LocalReceiver(host="127.0.0.1", port=args.port, public_key=None)
+    receiver.on_spans = _TracePrinter(lambda: receiver.spans)
+    receiver.start()
+    print(f"Listening on http://127.0.0.1:{receiver.port}", flush=True)
+    print(f"  DSN for configure(): http://public@127.0.0.1:{receiver.port}/1", flush=True)
+    print(f"  OTLP endpoint:       {receiver.plain_endpoint}", flush=True)
+    print("Press Ctrl+C to stop.", flush=True)
+    try:
+        deadline = time.monotonic() + args.seconds if args.seconds else None
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import configure, flush
+    from .demo import run_langchain_agent, run_llamaindex_query
+
+    dsn = args.dsn or os.environ.get("SENTRY_DSN")
+    receiver = None
+    started = time.perf_counter()
+    if dsn:
+        configure(dsn=dsn)
+        print("Sending the demo traces to Sentry.")
+    else:
+        receiver = LocalReceiver().start()
+        configure(dsn=receiver.dsn)
+        print(f"No DSN given: sending to a local receiver at {receiver.endpoint}")
+    answer = run_langchain_agent()
+    print(f"\nLangGraph agent answered: {answer}")
+    li_answer = run_llamaindex_query()
+    if li_answer is None:
+        print("LlamaIndex is not installed: skipping the query (pip install 'sentry-llm-callbacks[llamaindex]').")
+    else:
+        print(f"LlamaIndex query answered: {li_answer[:80]}...")
+    delivered = flush(timeout=10)
+    if receiver is None:
+        from . import stats
+
+        print(f"\nDelivered: {delivered}; {stats()['spans_exported']} spans. In Sentry: Explore > Traces, "
+              "search for trace name 'Error Analysis Agent'.")
+        return 0 if delivered else 1
+    spans = receiver.spans
+    receiver.stop()
+    print(f"\nThe receiver decoded {len(spans)} spans in {len(group_traces(spans))} traces "
+          f"({time.perf_counter() - started:.1f} s):\n")
+    print(format_trace_tree(spans))
+    return 0 if delivered and spans else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sentry-llm-callbacks",
+                                     description="Send LangChain and LlamaIndex traces to Sentry over OTLP.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("test-connection", help="check that a DSN or OTLP endpoint accepts traces",
+                       description="Send one empty OTLP request and say what the endpoint answered. "
+                                   "Exits 0 only on success.")
+    p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN)")
+    p.add_argument("--endpoint", help="OTLP/HTTP traces endpoint (default: derived from the DSN)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    p.set_defaults(func=_test_connection)
+
+    p = sub.add_parser("send-test-trace", help="send a small trace and print its id",
+                       description="Send a root span and one generation span, wait for delivery, "
+                                   "and print the trace id to look for in Sentry.")
+    p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN)")
+    p.add_argument("--endpoint", help="OTLP/HTTP traces endpoint")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for delivery (default 10)")
+    p.set_defaults(func=_send_test_trace)
+
+    p = sub.add_parser("serve", help="run a local OTLP receiver that prints each trace",
+                       description="A tiny local Sentry for development: accepts OTLP/HTTP on 127.0.0.1 "
+                                   "(Sentry's path and /v1/traces) and prints each trace as a tree.")
+    p.add_argument("--port", type=int, default=4318, help="port (default 4318)")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (default: run until Ctrl+C)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("demo", help="trace a LangGraph agent and a LlamaIndex query with fake models",
+                       description="Runs a small agent and a retrieval query with fake models (no keys, no "
+                                   "network). With a DSN it sends to Sentry; without one it starts a local "
+                                   "receiver and prints the trace tree it received.")
+    p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN; none: local receiver)")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
