@@ -178,6 +178,7 @@ def stats() -> dict[str, int]:
 
 _FRAMEWORKS = {
     "langchain": "sentry_llm_callbacks.langchain",
+    "llamaindex": "sentry_llm_callbacks.llamaindex",
 }
 
 

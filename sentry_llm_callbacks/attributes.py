@@ -93,6 +93,7 @@ COST_SOURCE = "sentry_llm_callbacks.cost.source"  # "provider" or "price_table"
 RUN_ABANDONED = "sentry_llm_callbacks.run.abandoned"
 RUN_CANCELLED = "sentry_llm_callbacks.run.cancelled"
 RETRIEVAL_DOCUMENT_COUNT = "sentry_llm_callbacks.retrieval.document_count"
+EMBEDDINGS_INPUT_COUNT = "sentry_llm_callbacks.embeddings.input_count"
 LANGGRAPH_NODE = "sentry_llm_callbacks.langgraph.node"
 LANGGRAPH_STEP = "sentry_llm_callbacks.langgraph.step"
 LANGGRAPH_INTERRUPTED = "sentry_llm_callbacks.langgraph.interrupted"
@@ -155,6 +156,7 @@ NON_CONTENT: frozenset[str] = frozenset(
         RUN_ABANDONED,
         RUN_CANCELLED,
         RETRIEVAL_DOCUMENT_COUNT,
+        EMBEDDINGS_INPUT_COUNT,
         LANGGRAPH_NODE,
         LANGGRAPH_STEP,
         LANGGRAPH_INTERRUPTED,

@@ -75,7 +75,7 @@ def run_llamaindex_query(metadata: dict[str, Any] | None = None) -> str | None:
     """A retrieval query over three documents with LlamaIndex's mock LLM and embeddings."""
     if not has("llama_index.core"):
         return None
-    from llama_index.core import Document, VectorStoreIndex
+    from llama_index.core import Document, Settings, VectorStoreIndex
     from llama_index.core.callbacks import CallbackManager
     from llama_index.core.embeddings import MockEmbedding
     from llama_index.core.llms import MockLLM
@@ -85,11 +85,14 @@ def run_llamaindex_query(metadata: dict[str, Any] | None = None) -> str | None:
     meta = metadata or DEMO_METADATA
     handler = SentryLlamaIndexHandler(user=meta.get("user"), session_id=meta.get("session_id"),
                                       trace={**meta.get("trace", {}), "trace_name": "Runbook lookup"})
-    manager = CallbackManager([handler])
     docs = [Document(text="Runbook: if PaymentService fails, check the card token validation."),
             Document(text="Postmortem: null tokens came from the mobile client v3.2."),
             Document(text="On-call: page the payments team for charge failures.")]
-    index = VectorStoreIndex.from_documents(docs, embed_model=MockEmbedding(embed_dim=8),
-                                            callback_manager=manager)
-    engine = index.as_query_engine(llm=MockLLM(max_tokens=24), similarity_top_k=2, callback_manager=manager)
-    return str(engine.query("What does the runbook say about payment failures?"))
+    previous = Settings._callback_manager
+    Settings.callback_manager = CallbackManager([handler])
+    try:
+        index = VectorStoreIndex.from_documents(docs, embed_model=MockEmbedding(embed_dim=8))
+        engine = index.as_query_engine(llm=MockLLM(max_tokens=24), similarity_top_k=2)
+        return str(engine.query("What does the runbook say about payment failures?"))
+    finally:
+        Settings._callback_manager = previous

@@ -581,3 +581,20 @@ def _documents(documents: Sequence[Any]) -> list[dict[str, Any]]:
             item["metadata"] = doc.metadata
         out.append(item)
     return out
+
+
+# --------------------------------------------------------------------------- nesting across frameworks
+
+
+def _current_langchain_run() -> UUID | None:
+    """The LangChain run whose code is running now (a tool calling LlamaIndex, say)."""
+    from langchain_core.runnables.config import var_child_runnable_config
+
+    config = var_child_runnable_config.get()
+    if not config:
+        return None
+    return getattr(config.get("callbacks"), "parent_run_id", None)
+
+
+if _current_langchain_run not in _state.recorder.ambient_parents:
+    _state.recorder.ambient_parents.append(_current_langchain_run)

@@ -103,6 +103,7 @@ class TraceState:
 
 @dataclass(slots=True)
 class Run:
+    key: Hashable
     span: Span
     trace: TraceState
     kind: str
@@ -116,6 +117,12 @@ class Run:
     first_chunk_at: float | None = None
     #: Started below a hidden run: a hidden tag on it was inherited, not its own.
     under_hidden: bool = False
+    #: Usage reported before the run ends (LlamaIndex reports it in an event before the span exits).
+    usage: Usage | None = None
+    #: The span's end waits for an event (a streamed response ends after its method returned).
+    end_deferred: bool = False
+    #: Free for the adapter that opened the run (LlamaIndex: which component instance).
+    tag: Any = None
 
     def child_context(self) -> Context:
         if self.ctx is None:
@@ -190,6 +197,10 @@ class Recorder:
         sampled out, or too many open runs)."""
         subject = name
         parent = self._resolve_parent(parent_key)
+        if parent is None and self.ambient_parents and not _steers_its_own_trace(run_metadata):
+            ambient = self._ambient_run()
+            if ambient is not None:  # nesting across frameworks: a child of the other framework's run
+                parent = ambient
         if parent is not None:
             trace_state = parent.trace
             policy = parent.policy
@@ -214,7 +225,7 @@ class Recorder:
             COUNTERS.add("spans_dropped")
             return None
         COUNTERS.add("spans_started")
-        run = Run(span=span, trace=trace_state, kind=kind, name=name, name_is_default=is_default,
+        run = Run(key=key, span=span, trace=trace_state, kind=kind, name=name, name_is_default=is_default,
                   subject=subject or kind, policy=policy, started=time.monotonic(), under_hidden=under_hidden)
         if attributes:
             run.attributes.update(attributes)
@@ -286,28 +297,27 @@ class Recorder:
                          "trace.parent_span_id was given without trace.trace_id and no trace is active; "
                          "it is ignored.")
                 return Context()
-            trace_id = ambient.span.get_span_context().trace_id if isinstance(ambient, Run) else ambient.trace_id
-            return _remote_parent(trace_id, parent_span)
-        if isinstance(ambient, Run):
-            return ambient.child_context()
+            return _remote_parent(ambient.trace_id, parent_span)
         if ambient is not None:
             return otel_trace.set_span_in_context(NonRecordingSpan(ambient), Context())
         return Context()
 
-    def _ambient_parent(self) -> Any:
-        """The run or span active where a root run starts, or None."""
+    def _ambient_run(self) -> Run | None:
+        """The innermost recorded run active where a root run starts (from another framework)."""
+        best: Run | None = None
         for provider in self.ambient_parents:
             try:
                 found = provider()
             except Exception as exc:
                 log_once("ambient-provider", logging.DEBUG, "Ambient parent lookup failed: %r", exc)
                 continue
-            if isinstance(found, SpanContext):
-                return found
-            if found is not None:
-                run = self._resolve_parent(found)
-                if run is not None:
-                    return run
+            run = self._resolve_parent(found) if found is not None else None
+            if run is not None and (best is None or run.started > best.started):
+                best = run
+        return best
+
+    def _ambient_parent(self) -> Any:
+        """The span active where a root run starts (the app's OpenTelemetry or Sentry span), or None."""
         current = otel_trace.get_current_span().get_span_context()
         if current.is_valid:
             return current
@@ -378,7 +388,7 @@ class Recorder:
         if attributes:
             run.attributes.update(attributes)
         if run.kind in GENERATIONS:
-            self._finish_generation(run, usage)
+            self._finish_generation(run, usage or run.usage)
         self._finish(run)
         return run
 
@@ -463,6 +473,11 @@ class Recorder:
     def clear(self) -> None:
         self._runs.clear()
         self._hidden.clear()
+
+
+def _steers_its_own_trace(run_metadata: Mapping[str, Any] | None) -> bool:
+    trace = run_metadata.get("trace") if run_metadata else None
+    return isinstance(trace, Mapping) and (TRACE_ID in trace or PARENT_SPAN_ID in trace)
 
 
 def _trace_attributes(layer: MetadataLayer, environment: str | None, release: str | None) -> dict[str, Any]:

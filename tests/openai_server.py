@@ -99,10 +99,15 @@ class OpenAIServer:
                     self.wfile.flush()
 
                 send({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
-                for word in reply.content.split(" "):
+                for i, call in enumerate(reply.tool_calls):
+                    send({"choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [{
+                        "index": i, "id": call["id"], "type": "function",
+                        "function": {"name": call["name"], "arguments": json.dumps(call["args"])}}]}}]})
+                for word in (reply.content.split(" ") if reply.content else []):
                     time.sleep(0.002)
                     send({"choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
-                send({"choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason or "stop"}]})
+                finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+                send({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
                 if (body.get("stream_options") or {}).get("include_usage") and reply.usage is not None:
                     send({"choices": [], "usage": reply.usage})
                 self.wfile.write(b"data: [DONE]\n\n")

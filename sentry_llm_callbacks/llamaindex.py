@@ -1,0 +1,605 @@
+"""LlamaIndex: queries, retrievals, synthesis, LLM calls, embeddings, tools and agents as spans.
+
+Usage, the way LlamaIndex users already work::
+
+    from llama_index.core import Settings
+    from llama_index.core.callbacks import CallbackManager
+    from sentry_llm_callbacks.llamaindex import SentryLlamaIndexHandler
+
+    Settings.callback_manager = CallbackManager([SentryLlamaIndexHandler(user="user_12345")])
+
+or for everything, including components built before the call::
+
+    import sentry_llm_callbacks as slc
+    slc.set_global_handler(frameworks=("llamaindex",))
+
+Spans come from LlamaIndex's instrumentation dispatcher (``llama_index.core.instrumentation``),
+which carries more than the legacy callback events (token usage in raw responses, streamed
+chunks, workflow steps) and reaches components that cached an older callback manager. The
+callback-manager handler says *which* runs to trace and with what metadata: a run is traced
+when its component's callback manager (or ``Settings.callback_manager``) holds a
+:class:`SentryLlamaIndexHandler`, or when global tracing is on. One engine serves both, so a
+call is never recorded twice.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from llama_index.core.callbacks.base_handler import BaseCallbackHandler
+from llama_index.core.callbacks.schema import CBEventType
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.span import active_span_id
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from pydantic import PrivateAttr
+
+from . import _state
+from . import attributes as attr
+from ._logging import log_once
+from .metadata import MetadataLayer
+from .recorder import AGENT, CHAIN, CHAT, COMPLETION, EMBEDDINGS, GENERATIONS, RETRIEVER, TOOL, Run
+from .usage import Usage, from_anthropic, from_openai
+
+__all__ = ["SentryLlamaIndexHandler", "set_global_handler", "unset_global_handler"]
+
+_MODEL_KINDS = GENERATIONS  # chat, completion and embeddings
+_UUID_SUFFIX = 37  # "-" + str(uuid4()) at the end of every dispatcher span id
+
+_LLM_METHODS = frozenset({"chat", "achat", "stream_chat", "astream_chat", "complete", "acomplete",
+                          "stream_complete", "astream_complete"})
+_EMBEDDING_METHODS = frozenset({"get_query_embedding", "aget_query_embedding", "get_text_embedding",
+                                "aget_text_embedding", "get_text_embedding_batch", "aget_text_embedding_batch",
+                                "get_agg_embedding_from_queries", "aget_agg_embedding_from_queries"})
+
+#: LlamaIndex LLM classes to OpenTelemetry's ``gen_ai.provider.name`` values.
+_PROVIDERS = {
+    "OpenAI": "openai", "OpenAIResponses": "openai", "AzureOpenAI": "azure.ai.openai",
+    "Anthropic": "anthropic", "Gemini": "gcp.gemini", "GoogleGenAI": "gcp.gemini", "Vertex": "gcp.vertex_ai",
+    "Bedrock": "aws.bedrock", "BedrockConverse": "aws.bedrock", "MistralAI": "mistral_ai", "Ollama": "ollama",
+    "Groq": "groq", "OpenRouter": "openrouter", "DeepSeek": "deepseek", "Cohere": "cohere",
+    "OpenAIEmbedding": "openai", "AzureOpenAIEmbedding": "azure.ai.openai",
+}
+
+
+class SentryLlamaIndexHandler(BaseCallbackHandler):
+    """A LlamaIndex callback handler that traces the runs of the components it is given to.
+
+    ``user``, ``session_id``, ``trace`` and ``privacy_mode`` work as for the LangChain handler
+    and apply to every run traced through it. Raises :class:`ConfigurationError` for bad values.
+
+    Example::
+
+        handler = SentryLlamaIndexHandler(user="user_12345", trace={"trace_name": "Docs QA"})
+        Settings.callback_manager = CallbackManager([handler])
+        index.as_query_engine().query("How do I rotate keys?")
+    """
+
+    def __init__(
+        self,
+        *,
+        user: str | None = None,
+        session_id: str | None = None,
+        trace: Mapping[str, Any] | None = None,
+        privacy_mode: bool | None = None,
+    ) -> None:
+        super().__init__(event_starts_to_ignore=[], event_ends_to_ignore=[])
+        self.layer = MetadataLayer.build(user=user, session_id=session_id, trace=trace,
+                                         privacy_mode=privacy_mode, strict=True)
+        _install_bridge()
+
+    def __repr__(self) -> str:
+        return f"SentryLlamaIndexHandler(user={self.layer.user!r}, session_id={self.layer.session_id!r})"
+
+    # The legacy callback events carry less than the instrumentation events, which the bridge
+    # below records; these four methods are LlamaIndex's required interface.
+    def on_event_start(self, event_type: CBEventType, payload: dict[str, Any] | None = None,
+                       event_id: str = "", parent_id: str = "", **kwargs: Any) -> str:
+        return event_id
+
+    def on_event_end(self, event_type: CBEventType, payload: dict[str, Any] | None = None,
+                     event_id: str = "", **kwargs: Any) -> None:
+        return None
+
+    def start_trace(self, trace_id: str | None = None) -> None:
+        return None
+
+    def end_trace(self, trace_id: str | None = None, trace_map: dict[str, list[str]] | None = None) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------- which runs to trace
+
+_global_layer: MetadataLayer | None = None
+
+
+def set_global_handler(**handler_kwargs: Any) -> None:
+    """Trace every LlamaIndex run in the process, components built before the call included.
+
+    Example::
+
+        from sentry_llm_callbacks.llamaindex import set_global_handler
+        set_global_handler(user="user_12345")
+    """
+    global _global_layer
+    handler = SentryLlamaIndexHandler(**handler_kwargs)
+    _global_layer = handler.layer
+
+
+def unset_global_handler() -> None:
+    """Stop tracing LlamaIndex runs globally (handlers given to components keep working).
+
+    Example::
+
+        unset_global_handler()
+    """
+    global _global_layer
+    _global_layer = None
+
+
+def _handler_layer(instance: Any) -> MetadataLayer | None:
+    """The metadata of the handler that asks for this component's runs to be traced, if any."""
+    for manager in (getattr(instance, "callback_manager", None), _settings_callback_manager()):
+        for handler in getattr(manager, "handlers", None) or ():
+            if isinstance(handler, SentryLlamaIndexHandler):
+                return handler.layer
+    return _global_layer
+
+
+def _settings_callback_manager() -> Any:
+    from llama_index.core import Settings
+
+    return getattr(Settings, "_callback_manager", None)  # the property would create one
+
+
+# --------------------------------------------------------------------------- the bridge
+
+
+class _SpanBridge(BaseSpanHandler):
+    """Receives the dispatcher's span enter / exit / drop and drives the recorder."""
+
+    #: Dispatcher spans that are the same model call as an open run: span id -> that run's key.
+    _aliases: dict[str, str] = PrivateAttr(default_factory=dict)
+    #: Open model runs by (component instance, parent run): how sibling spans of one call meet.
+    _open_calls: dict[tuple[int, int | None], str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SentryLlmCallbacksSpanBridge"
+
+    def new_span(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def prepare_to_exit_span(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def prepare_to_drop_span(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def span_enter(self, id_: str, bound_args: inspect.BoundArguments, instance: Any = None,
+                   parent_id: str | None = None, tags: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        try:
+            self._enter(id_, bound_args, instance, parent_id)
+        except Exception as exc:
+            log_once(f"llamaindex-enter-{type(exc).__name__}", logging.WARNING,
+                     "sentry_llm_callbacks: LlamaIndex span start failed and was skipped: %r", exc)
+
+    def span_exit(self, id_: str, bound_args: inspect.BoundArguments, instance: Any = None,
+                  result: Any = None, **kwargs: Any) -> None:
+        try:
+            self._exit(id_, result)
+        except Exception as exc:
+            log_once(f"llamaindex-exit-{type(exc).__name__}", logging.WARNING,
+                     "sentry_llm_callbacks: LlamaIndex span end failed and was skipped: %r", exc)
+
+    def span_drop(self, id_: str, bound_args: inspect.BoundArguments, instance: Any = None,
+                  err: BaseException | None = None, **kwargs: Any) -> None:
+        try:
+            self._release(id_)
+            if err is None:
+                _state.recorder.end_run(id_)
+            else:
+                _state.recorder.fail_run(id_, err)
+        except Exception as exc:
+            log_once(f"llamaindex-drop-{type(exc).__name__}", logging.WARNING,
+                     "sentry_llm_callbacks: LlamaIndex span error failed and was skipped: %r", exc)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _enter(self, id_: str, bound_args: inspect.BoundArguments, instance: Any, parent_id: str | None) -> None:
+        recorder = _state.recorder
+        parent = recorder.get(self._aliases.get(parent_id, parent_id)) if parent_id else None
+        traced_tree = parent is not None or (parent_id is not None and recorder.is_under_hidden(parent_id))
+        if parent is None and traced_tree:
+            parent = recorder._resolve_parent(parent_id)
+        qualname = id_[:-_UUID_SUFFIX] if len(id_) > _UUID_SUFFIX else id_
+        method = qualname.rpartition(".")[2]
+        kind, name, attributes = _classify(instance, method, parent)
+        if kind is None:
+            if traced_tree:
+                recorder.hide_run(id_, parent_id)
+            return
+        layer = None
+        if not traced_tree:
+            layer = _handler_layer(instance)
+            if layer is None and parent is None and recorder._ambient_run() is None:
+                return  # nobody asked for this run to be traced
+        if kind in _MODEL_KINDS:
+            owner = self._same_call(instance, parent)
+            if owner is not None:  # one model call surfaces as several methods: one span
+                self._aliases[id_] = owner
+                recorder.hide_run(id_, parent_id)
+                return
+        run = recorder.start_run(id_, parent_id, kind=kind, name=name, explicit_name=False,
+                                 handler_layer=layer, run_metadata=None, attributes=attributes)
+        if run is not None:
+            if kind in _MODEL_KINDS:
+                run.tag = id(instance)
+                self._open_calls[(id(instance), id(parent) if parent is not None else None)] = id_
+            _record_inputs(run, kind, bound_args)
+
+    def _same_call(self, instance: Any, parent: Run | None) -> str | None:
+        """The open run this model method belongs to: ``stream_chat`` inside ``astream_chat``
+        (nested), or ``chat`` beside ``achat`` on the same component (siblings)."""
+        if parent is not None and parent.kind in _MODEL_KINDS and parent.tag == id(instance):
+            return str(parent.key)
+        owner = self._open_calls.get((id(instance), id(parent) if parent is not None else None))
+        return owner if owner is not None and _state.recorder.get(owner) is not None else None
+
+    def _exit(self, id_: str, result: Any) -> None:
+        recorder = _state.recorder
+        owner = self._aliases.pop(id_, None)
+        if owner is not None:
+            recorder.end_run(id_)  # forgets the hidden alias
+            return
+        run = recorder.get(id_)
+        if run is None:
+            recorder.end_run(id_)
+            return
+        if run.kind in GENERATIONS and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
+            run.end_deferred = True  # ends with the stream: LLM*EndEvent or ExceptionEvent
+            return
+        if run.kind in GENERATIONS and run.end_deferred:
+            return
+        _record_outputs(run, result)
+        self._release(id_)
+        recorder.end_run(id_)
+
+    def _release(self, id_: str) -> None:
+        self._aliases.pop(id_, None)
+        for key, owner in list(self._open_calls.items()):
+            if owner == id_:
+                self._open_calls.pop(key, None)
+
+
+class _EventBridge(BaseEventHandler):
+    """Receives the dispatcher's events: the data of the runs the span bridge opened."""
+
+    spans: Any = None
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SentryLlmCallbacksEventBridge"
+
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        try:
+            self._handle(event)
+        except Exception as exc:
+            log_once(f"llamaindex-event-{type(exc).__name__}", logging.WARNING,
+                     "sentry_llm_callbacks: LlamaIndex event %s failed and was skipped: %r",
+                     type(event).__name__, exc)
+
+    def _handle(self, event: Any) -> None:
+        span_id = getattr(event, "span_id", None)
+        if not span_id:
+            return
+        bridge: _SpanBridge = self.spans
+        owner_key = bridge._aliases.get(span_id, span_id)
+        recorder = _state.recorder
+        run = recorder.get(owner_key)
+        if run is None:
+            return
+        kind = type(event).__name__
+        handler = _EVENTS.get(kind)
+        if handler is not None:
+            handler(run, event)
+        if kind in ("LLMChatEndEvent", "LLMCompletionEndEvent") and run.end_deferred and owner_key == span_id:
+            bridge._release(owner_key)
+            recorder.end_run(owner_key)
+        elif kind == "ExceptionEvent" and run.end_deferred and owner_key == span_id:
+            bridge._release(owner_key)
+            error = getattr(event, "exception", None)
+            if isinstance(error, BaseException):
+                recorder.fail_run(owner_key, error)
+            else:
+                recorder.end_run(owner_key)
+
+
+_bridge_lock = threading.Lock()
+_bridge: _SpanBridge | None = None
+
+
+def _install_bridge() -> None:
+    """Add the span and event bridges to LlamaIndex's root dispatcher, once per process."""
+    global _bridge
+    if _bridge is not None:
+        return
+    with _bridge_lock:
+        if _bridge is not None:
+            return
+        spans = _SpanBridge()
+        events = _EventBridge()
+        events.spans = spans
+        dispatcher = get_dispatcher()
+        dispatcher.add_span_handler(spans)
+        dispatcher.add_event_handler(events)
+        _bridge = spans
+        if _current_llamaindex_span not in _state.recorder.ambient_parents:
+            _state.recorder.ambient_parents.append(_current_llamaindex_span)
+
+
+def _current_llamaindex_span() -> str | None:
+    """The LlamaIndex span whose code is running now (a tool calling LangChain, say)."""
+    span_id = active_span_id.get()
+    if span_id is None or _bridge is None:
+        return span_id
+    return _bridge._aliases.get(span_id, span_id)
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | None, str, dict[str, Any]]:
+    """The run kind for a dispatcher span, its default-name subject and its first attributes."""
+    from llama_index.core.base.base_query_engine import BaseQueryEngine
+    from llama_index.core.base.base_retriever import BaseRetriever
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.base.llms.base import BaseLLM
+    from llama_index.core.response_synthesizers.base import BaseSynthesizer
+    from llama_index.core.tools.types import BaseTool
+
+    cls = type(instance).__name__
+    if instance is None:
+        if parent is not None and parent.kind == AGENT:
+            return CHAIN, method, {}  # a workflow step
+        return None, method, {}
+    if isinstance(instance, BaseLLM) and method in _LLM_METHODS:
+        kind = CHAT if "chat" in method else COMPLETION
+        attributes = _model_attributes(instance)
+        return kind, attributes.get(attr.REQUEST_MODEL) or cls, attributes
+    if isinstance(instance, BaseEmbedding) and method in _EMBEDDING_METHODS:
+        attributes = _model_attributes(instance)
+        return EMBEDDINGS, attributes.get(attr.REQUEST_MODEL) or cls, attributes
+    if isinstance(instance, BaseRetriever) and method in ("retrieve", "aretrieve"):
+        return RETRIEVER, f"{cls}.retrieve", {}
+    if isinstance(instance, BaseQueryEngine) and method in ("query", "aquery"):
+        return CHAIN, f"{cls}.query", {}
+    if isinstance(instance, BaseSynthesizer) and method in ("synthesize", "asynthesize"):
+        return CHAIN, f"{cls}.synthesize", {}
+    if isinstance(instance, BaseTool) and method in ("call", "acall", "__call__"):
+        meta = getattr(instance, "metadata", None)
+        tool = getattr(meta, "name", None) or cls
+        attributes = {attr.TOOL_NAME: tool}
+        description = getattr(meta, "description", None)
+        if isinstance(description, str) and description:
+            attributes[attr.TOOL_DESCRIPTION] = description[:1024]
+        return TOOL, tool, attributes
+    if method == "run" and _is_workflow(instance):
+        agent = getattr(instance, "name", None)
+        agent = agent if isinstance(agent, str) and agent else cls
+        return AGENT, agent, {attr.AGENT_NAME: agent}
+    if method in ("chat", "achat", "stream_chat", "astream_chat") and _is_chat_engine(instance):
+        return CHAIN, f"{cls}.{method}", {}
+    if method in ("postprocess_nodes", "apostprocess_nodes") and hasattr(instance, "_postprocess_nodes"):
+        return CHAIN, f"{cls}.postprocess", {}
+    return None, method, {}
+
+
+def _is_workflow(instance: Any) -> bool:
+    return any(c.__name__ == "Workflow" for c in type(instance).__mro__)
+
+
+def _is_chat_engine(instance: Any) -> bool:
+    return any(c.__name__ == "BaseChatEngine" for c in type(instance).__mro__)
+
+
+def _model_attributes(instance: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    model = None
+    for key in ("model", "model_name", "model_id", "deployment_name"):
+        value = getattr(instance, key, None)
+        if isinstance(value, str) and value and value != "unknown":
+            model = value
+            break
+    if model:
+        out[attr.REQUEST_MODEL] = model
+    cls = type(instance).__name__
+    provider = _PROVIDERS.get(cls) or _PROVIDERS.get(cls.removesuffix("Embedding"))
+    if provider:
+        out[attr.PROVIDER_NAME] = provider
+    for name, key, kind in ((attr.REQUEST_TEMPERATURE, "temperature", float),
+                            (attr.REQUEST_MAX_TOKENS, "max_tokens", int),
+                            (attr.REQUEST_TOP_P, "top_p", float)):
+        value = getattr(instance, key, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = kind(value)
+    return out
+
+
+# --------------------------------------------------------------------------- inputs and outputs
+
+
+def _record_inputs(run: Run, kind: str, bound_args: inspect.BoundArguments) -> None:
+    if run.policy.private:
+        return
+    args = bound_args.arguments
+    if kind == TOOL:
+        payload = {k: v for k, v in args.items() if k != "self"}
+        if set(payload) == {"kwargs"} and isinstance(payload["kwargs"], Mapping):
+            payload = dict(payload["kwargs"])
+        _state.recorder.set_content(run, attr.TOOL_CALL_ARGUMENTS, payload)
+    elif kind in (CHAIN, RETRIEVER, AGENT):
+        for key in ("str_or_query_bundle", "query", "query_str", "message", "user_msg", "input"):
+            if args.get(key) is not None:
+                _state.recorder.set_content(run, attr.INPUT_VALUE, _query_text(args[key]))
+                break
+
+
+def _record_outputs(run: Run, result: Any) -> None:
+    if run.kind == RETRIEVER and isinstance(result, list):
+        run.attributes[attr.RETRIEVAL_DOCUMENT_COUNT] = len(result)
+        if not run.policy.private:
+            _state.recorder.set_content(run, attr.RETRIEVAL_DOCUMENTS, [_node(n) for n in result])
+        return
+    if run.policy.private or result is None:
+        return
+    if run.kind == TOOL:
+        content = getattr(result, "content", result)
+        _state.recorder.set_content(run, attr.TOOL_CALL_RESULT, content)
+    elif run.kind in (CHAIN, AGENT):
+        text = getattr(result, "response", None)
+        _state.recorder.set_content(run, attr.OUTPUT_VALUE, text if isinstance(text, str) else str(result))
+
+
+def _query_text(value: Any) -> Any:
+    return getattr(value, "query_str", value)
+
+
+def _node(item: Any) -> dict[str, Any]:
+    node = getattr(item, "node", item)
+    out: dict[str, Any] = {"content": getattr(node, "text", None) or str(node)}
+    node_id = getattr(node, "node_id", None)
+    if node_id:
+        out["id"] = node_id
+    score = getattr(item, "score", None)
+    if isinstance(score, (int, float)):
+        out["score"] = score
+    return out
+
+
+def _message(message: Any) -> dict[str, Any]:
+    role = getattr(getattr(message, "role", None), "value", None) or str(getattr(message, "role", "user"))
+    content = getattr(message, "content", None)
+    parts: list[dict[str, Any]] = [{"type": "text", "content": content}] if content else []
+    for call in (getattr(message, "additional_kwargs", None) or {}).get("tool_calls") or ():
+        function = _get(call, "function")
+        parts.append({"type": "tool_call", "id": _get(call, "id"), "name": _get(function, "name"),
+                      "arguments": _get(function, "arguments")})
+    return {"role": role, "parts": parts}
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def _on_chat_start(run: Run, event: Any) -> None:
+    _request_from_payload(run, getattr(event, "model_dict", None))
+    if run.policy.private:
+        return
+    messages = list(getattr(event, "messages", None) or ())
+    system = [m for m in messages if _message(m)["role"] == "system"]
+    if system:
+        _state.recorder.set_content(run, attr.SYSTEM_INSTRUCTIONS,
+                                    [p for m in system for p in _message(m)["parts"]])
+    _state.recorder.set_content(run, attr.INPUT_MESSAGES, [_message(m) for m in messages if m not in system])
+    tools = (getattr(event, "additional_kwargs", None) or {}).get("tools")
+    if tools:
+        _state.recorder.set_content(run, attr.TOOL_DEFINITIONS, tools)
+
+
+def _on_completion_start(run: Run, event: Any) -> None:
+    _request_from_payload(run, getattr(event, "model_dict", None))
+    if not run.policy.private and attr.INPUT_MESSAGES not in run.attributes:
+        _state.recorder.set_content(run, attr.INPUT_MESSAGES, [
+            {"role": "user", "parts": [{"type": "text", "content": getattr(event, "prompt", "")}]}])
+
+
+def _request_from_payload(run: Run, model_dict: Any) -> None:
+    if not isinstance(model_dict, Mapping):
+        return
+    model = model_dict.get("model") or model_dict.get("model_name")
+    if isinstance(model, str) and model and attr.REQUEST_MODEL not in run.attributes:
+        run.attributes[attr.REQUEST_MODEL] = model
+
+
+def _on_chunk(run: Run, event: Any) -> None:
+    _state.recorder.mark_first_chunk(run.key)
+
+
+def _on_llm_end(run: Run, event: Any) -> None:
+    response = getattr(event, "response", None)
+    if response is None:
+        return
+    usage = usage_from_response(response)
+    if usage is not None:
+        run.usage = usage
+    raw = getattr(response, "raw", None)
+    model = _get(raw, "model") if raw is not None else None
+    if isinstance(model, str) and model:
+        run.attributes[attr.RESPONSE_MODEL] = model
+    response_id = _get(raw, "id") if raw is not None else None
+    if isinstance(response_id, str) and response_id:
+        run.attributes[attr.RESPONSE_ID] = response_id
+    choices = _get(raw, "choices") if raw is not None else None
+    if isinstance(choices, list) and choices:
+        reasons = [r for r in (_get(c, "finish_reason") for c in choices) if isinstance(r, str)]
+        if reasons:
+            run.attributes[attr.RESPONSE_FINISH_REASONS] = reasons
+    if run.policy.private:
+        return
+    message = getattr(response, "message", None)
+    if message is not None:
+        output = _message(message)
+        output["role"] = "assistant"
+    else:
+        output = {"role": "assistant", "parts": [{"type": "text", "content": getattr(response, "text", "")}]}
+    _state.recorder.set_content(run, attr.OUTPUT_MESSAGES, [output])
+
+
+def usage_from_response(response: Any) -> Usage | None:
+    """Token usage from a LlamaIndex ``ChatResponse`` / ``CompletionResponse``'s raw payload."""
+    raw = getattr(response, "raw", None)
+    block = _get(raw, "usage") if raw is not None else None
+    if block is not None:
+        if _get(block, "prompt_tokens") is not None or _get(block, "completion_tokens") is not None:
+            return from_openai(block)
+        if _get(block, "input_tokens") is not None:
+            return from_anthropic(block)
+    extra = getattr(response, "additional_kwargs", None) or {}
+    if isinstance(extra, Mapping) and extra.get("prompt_tokens") is not None:
+        return from_openai(extra)
+    return None
+
+
+def _on_embedding_end(run: Run, event: Any) -> None:
+    chunks = list(getattr(event, "chunks", None) or ())
+    run.attributes[attr.EMBEDDINGS_INPUT_COUNT] = len(chunks)
+    _state.recorder.set_content(run, attr.EMBEDDINGS_INPUT, chunks)
+
+
+def _on_embedding_start(run: Run, event: Any) -> None:
+    _request_from_payload(run, getattr(event, "model_dict", None))
+
+
+def _on_query_end(run: Run, event: Any) -> None:
+    response = getattr(event, "response", None)
+    text = getattr(response, "response", None)
+    if isinstance(text, str):
+        _state.recorder.set_content(run, attr.OUTPUT_VALUE, text)
+
+
+_EVENTS = {
+    "LLMChatStartEvent": _on_chat_start,
+    "LLMCompletionStartEvent": _on_completion_start,
+    "LLMChatInProgressEvent": _on_chunk,
+    "LLMCompletionInProgressEvent": _on_chunk,
+    "LLMChatEndEvent": _on_llm_end,
+    "LLMCompletionEndEvent": _on_llm_end,
+    "EmbeddingStartEvent": _on_embedding_start,
+    "EmbeddingEndEvent": _on_embedding_end,
+    "QueryEndEvent": _on_query_end,
+}
