@@ -263,7 +263,8 @@ class _SpanBridge(BaseSpanHandler):
         if run.kind in GENERATIONS and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
             run.end_deferred = True  # ends with the stream: LLM*EndEvent or ExceptionEvent
             return
-        if run.kind in GENERATIONS and run.end_deferred:
+        if run.kind == CHAIN and _follow_stream(run, result):
+            run.end_deferred = True  # the model call happens as the user reads the stream
             return
         _record_outputs(run, result)
         self._release(id_)
@@ -274,6 +275,41 @@ class _SpanBridge(BaseSpanHandler):
         for key, owner in list(self._open_calls.items()):
             if owner == id_:
                 self._open_calls.pop(key, None)
+
+
+def _follow_stream(run: Run, result: Any) -> bool:
+    """Keep a streaming synthesis open until its stream ends, with the model call as its child.
+
+    LlamaIndex makes the model call lazily, while the user iterates ``response_gen``, outside
+    the span that created it. The stream is replaced by an equivalent generator that runs each
+    step under that span's id, so the call nests where it belongs.
+    """
+    stream = getattr(result, "response_gen", None)
+    if not inspect.isgenerator(stream) or stream.gi_code is _stream_steps.__code__:
+        return False
+    try:
+        result.response_gen = _stream_steps(stream, run.key)
+    except Exception:
+        return False
+    return True
+
+
+def _stream_steps(stream: Any, key: Any) -> Any:
+    try:
+        while True:
+            token = active_span_id.set(key)
+            try:
+                item = next(stream)
+            except StopIteration:
+                return
+            finally:
+                active_span_id.reset(token)
+            yield item
+    finally:
+        stream.close()
+        if _bridge is not None:
+            _bridge._release(key)
+        _state.recorder.end_run(key)
 
 
 class _EventBridge(BaseEventHandler):
@@ -461,8 +497,23 @@ def _record_outputs(run: Run, result: Any) -> None:
         content = getattr(result, "content", result)
         _state.recorder.set_content(run, attr.TOOL_CALL_RESULT, content)
     elif run.kind in (CHAIN, AGENT):
-        text = getattr(result, "response", None)
-        _state.recorder.set_content(run, attr.OUTPUT_VALUE, text if isinstance(text, str) else str(result))
+        text = _response_text(result)
+        if text is not None:
+            _state.recorder.set_content(run, attr.OUTPUT_VALUE, text)
+
+
+def _response_text(result: Any) -> Any:
+    """What a query, synthesis or agent returned, without touching anything lazy: calling
+    ``str()`` on a ``StreamingResponse`` would drain the stream the user is about to read."""
+    if isinstance(result, str):
+        return result
+    text = getattr(result, "response", None)
+    if isinstance(text, str):
+        return text
+    if hasattr(result, "response_gen") or hasattr(result, "async_response_gen") or inspect.isgenerator(result) \
+            or inspect.isasyncgen(result):
+        return None
+    return result
 
 
 def _query_text(value: Any) -> Any:
@@ -522,7 +573,7 @@ def _request_from_payload(run: Run, model_dict: Any) -> None:
     if not isinstance(model_dict, Mapping):
         return
     model = model_dict.get("model") or model_dict.get("model_name")
-    if isinstance(model, str) and model and attr.REQUEST_MODEL not in run.attributes:
+    if isinstance(model, str) and model and model != "unknown" and attr.REQUEST_MODEL not in run.attributes:
         run.attributes[attr.REQUEST_MODEL] = model
 
 
@@ -586,8 +637,7 @@ def _on_embedding_start(run: Run, event: Any) -> None:
 
 
 def _on_query_end(run: Run, event: Any) -> None:
-    response = getattr(event, "response", None)
-    text = getattr(response, "response", None)
+    text = _response_text(getattr(event, "response", None))
     if isinstance(text, str):
         _state.recorder.set_content(run, attr.OUTPUT_VALUE, text)
 
