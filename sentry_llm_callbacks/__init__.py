@@ -48,6 +48,20 @@ __all__ = [
     "unset_global_handler",
 ]
 
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext sentry_llm_callbacks``: global tracing, a bounded flush and a summary after each cell."""
+    from .jupyter import load_ipython_extension as load
+
+    load(shell)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """``%unload_ext sentry_llm_callbacks``: stop tracing."""
+    from .jupyter import unload_ipython_extension as unload
+
+    unload(shell)
+
 logging.getLogger("sentry_llm_callbacks").addHandler(logging.NullHandler())
 
 
