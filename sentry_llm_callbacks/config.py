@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ._version import __version__
 from .errors import ConfigurationError
+from .pricing import PriceTable
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -182,7 +183,7 @@ class Destination:
     max_open_runs: int = field(repr=False)
     max_content_chars: int = field(repr=False)
     mask: Callable[[str], str] | None = field(repr=False)
-    pricing: Mapping[str, Any] | None = field(repr=False)
+    prices: PriceTable = field(repr=False)
 
     @property
     def host(self) -> str:
@@ -273,6 +274,9 @@ def build_destination(
     ):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
             raise ConfigurationError(name, f"must be a positive number of seconds, not {value!r}", example)
+    if pricing is not None and not isinstance(pricing, Mapping):
+        raise ConfigurationError("pricing", "must be a dict of model id to prices",
+                                 '{"my-model": {"input": 3e-6, "output": 1.2e-5}}')
     if mask is not None and not callable(mask):
         raise ConfigurationError("mask", "must be a callable taking a string and returning a string", "str.upper")
     exporters = tuple(exporters)
@@ -301,7 +305,7 @@ def build_destination(
         max_open_runs=max_open_runs,
         max_content_chars=max_content_chars,
         mask=mask,
-        pricing=MappingProxyType(dict(pricing)) if pricing else None,
+        prices=PriceTable(pricing),
     )
 
 

@@ -28,7 +28,7 @@ from . import attributes as attr
 from ._logging import log_once
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, RETRIEVER, TOOL, Run
-from .usage import Usage, from_anthropic, from_langchain, from_openai
+from .usage import Usage, detect, from_langchain
 
 __all__ = ["SentryCallbackHandler", "set_global_handler", "unset_global_handler"]
 
@@ -475,19 +475,13 @@ def _response_attributes(generations: Sequence[Any], llm_output: Mapping[str, An
 
 
 def _usage(message: Any, meta: Mapping[str, Any], llm_output: Mapping[str, Any]) -> Usage | None:
-    """``usage_metadata`` first (LangChain's normalised counts), then provider shapes; a
-    provider-reported cost (OpenRouter's ``usage.cost``) is kept either way."""
-    raw = meta.get("token_usage") or llm_output.get("token_usage")
-    provider_usage = from_openai(raw) if isinstance(raw, Mapping) else None
+    """``usage_metadata`` first (LangChain's normalised counts), then the provider's own shape in
+    the response metadata; a provider-reported cost (OpenRouter's ``usage.cost``) is kept either way."""
+    provider_usage = detect(meta) or detect(llm_output)
     usage = from_langchain(getattr(message, "usage_metadata", None))
     if usage is None:
-        usage = provider_usage
-        if usage is None:
-            anthropic = meta.get("usage") or llm_output.get("usage")
-            usage = from_anthropic(anthropic) if isinstance(anthropic, Mapping) else None
-    elif provider_usage is not None:
-        usage = usage.with_cost_from(provider_usage)
-    return usage
+        return provider_usage
+    return usage.with_cost_from(provider_usage)
 
 
 # --------------------------------------------------------------------------- content shapes

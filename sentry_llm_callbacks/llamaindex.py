@@ -43,7 +43,7 @@ from . import attributes as attr
 from ._logging import log_once
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, EMBEDDINGS, GENERATIONS, RETRIEVER, TOOL, Run
-from .usage import Usage, from_anthropic, from_openai
+from .usage import Usage, detect
 
 __all__ = ["SentryLlamaIndexHandler", "set_global_handler", "unset_global_handler"]
 
@@ -612,18 +612,13 @@ def _on_llm_end(run: Run, event: Any) -> None:
 
 
 def usage_from_response(response: Any) -> Usage | None:
-    """Token usage from a LlamaIndex ``ChatResponse`` / ``CompletionResponse``'s raw payload."""
-    raw = getattr(response, "raw", None)
-    block = _get(raw, "usage") if raw is not None else None
-    if block is not None:
-        if _get(block, "prompt_tokens") is not None or _get(block, "completion_tokens") is not None:
-            return from_openai(block)
-        if _get(block, "input_tokens") is not None:
-            return from_anthropic(block)
-    extra = getattr(response, "additional_kwargs", None) or {}
-    if isinstance(extra, Mapping) and extra.get("prompt_tokens") is not None:
-        return from_openai(extra)
-    return None
+    """Token usage from a LlamaIndex ``ChatResponse`` / ``CompletionResponse``: the provider's raw
+    payload first, then the counts some integrations copy into ``additional_kwargs``."""
+    usage = detect(getattr(response, "raw", None))
+    if usage is None:
+        extra = getattr(response, "additional_kwargs", None)
+        usage = detect(extra) if isinstance(extra, Mapping) else None
+    return usage
 
 
 def _on_embedding_end(run: Run, event: Any) -> None:

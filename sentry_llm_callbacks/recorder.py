@@ -42,6 +42,7 @@ from .metadata import (
     parse_span_id,
     trace_id_for,
 )
+from .pricing import PriceTable, cost_of
 from .usage import Usage, usage_attributes
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class TraceState:
     span_name: str | None
     generation_name: str | None
     policy: ContentPolicy
+    prices: PriceTable | None = None
 
 
 @dataclass(slots=True)
@@ -275,6 +277,7 @@ class Recorder:
             span_name=trace.get(SPAN_NAME),
             generation_name=trace.get(GENERATION_NAME),
             policy=policy,
+            prices=destination.prices,
         )
         context = self._root_context(trace, pipeline)
         span_name, is_default = self._name(kind, name, explicit_name, state, root=True)
@@ -423,7 +426,13 @@ class Recorder:
             attrs[attr.RESPONSE_STREAMING] = True
             attrs[attr.RESPONSE_TIME_TO_FIRST_CHUNK] = round(run.first_chunk_at - run.started, 6)
         if usage is not None and usage.has_tokens:
-            attrs.update(usage_attributes(usage))
+            cost_source = "provider"
+            if not usage.has_cost and run.trace.prices is not None:
+                model = attrs.get(attr.RESPONSE_MODEL) or attrs.get(attr.REQUEST_MODEL)
+                price = run.trace.prices.lookup(model) if isinstance(model, str) else None
+                if price is not None:
+                    usage, cost_source = cost_of(usage, price), "price_table"
+            attrs.update(usage_attributes(usage, cost_source))
             attrs[attr.USAGE_SOURCE] = "provider"
         else:
             if usage is not None and usage.has_cost:

@@ -147,9 +147,95 @@ def from_anthropic(usage_block: Any) -> Usage | None:
     return finish(usage) if usage.has_tokens else None
 
 
-def usage_attributes(usage: Usage) -> dict[str, int | float]:
+def from_gemini(usage_metadata: Any) -> Usage | None:
+    """Google Gemini / Vertex ``usage_metadata``: ``prompt_token_count`` includes cached content;
+    ``candidates_token_count`` excludes thinking tokens, which Sentry's output count includes."""
+    if not usage_metadata:
+        return None
+    prompt = _int(_get(usage_metadata, "prompt_token_count"))
+    candidates = _int(_get(usage_metadata, "candidates_token_count"))
+    thoughts = _int(_get(usage_metadata, "thoughts_token_count"))
+    output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
+    usage = Usage(input_tokens=prompt, output_tokens=output,
+                  total_tokens=_int(_get(usage_metadata, "total_token_count")),
+                  cache_read_tokens=_int(_get(usage_metadata, "cached_content_token_count")),
+                  reasoning_tokens=thoughts)
+    return finish(usage) if usage.has_tokens else None
+
+
+def from_bedrock_converse(usage_block: Any) -> Usage | None:
+    """AWS Bedrock Converse ``usage``: ``inputTokens`` excludes cache reads and writes."""
+    if not usage_block:
+        return None
+    base = _int(_get(usage_block, "inputTokens"))
+    read = _int(_get(usage_block, "cacheReadInputTokens"))
+    write = _int(_get(usage_block, "cacheWriteInputTokens"))
+    inputs = None if base is None else base + (read or 0) + (write or 0)
+    usage = Usage(input_tokens=inputs, output_tokens=_int(_get(usage_block, "outputTokens")),
+                  total_tokens=_int(_get(usage_block, "totalTokens")), cache_read_tokens=read, cache_write_tokens=write)
+    return finish(usage) if usage.has_tokens else None
+
+
+def from_bedrock_invocation_metrics(metrics: Any) -> Usage | None:
+    """AWS Bedrock ``amazon-bedrock-invocationMetrics`` (InvokeModel responses)."""
+    if not metrics:
+        return None
+    usage = Usage(input_tokens=_int(_get(metrics, "inputTokenCount")),
+                  output_tokens=_int(_get(metrics, "outputTokenCount")))
+    return finish(usage) if usage.has_tokens else None
+
+
+def from_ollama(response: Any) -> Usage | None:
+    """Ollama: ``prompt_eval_count`` and ``eval_count``."""
+    if not response:
+        return None
+    usage = Usage(input_tokens=_int(_get(response, "prompt_eval_count")),
+                  output_tokens=_int(_get(response, "eval_count")))
+    return finish(usage) if usage.has_tokens else None
+
+
+def from_deepseek(token_usage: Any) -> Usage | None:
+    """DeepSeek: OpenAI's shape, with cache hits as ``prompt_cache_hit_tokens``."""
+    usage = from_openai(token_usage)
+    hits = _int(_get(token_usage, "prompt_cache_hit_tokens"))
+    if usage is None or hits is None or usage.cache_read_tokens is not None:
+        return usage
+    return finish(replace(usage, cache_read_tokens=hits))
+
+
+def detect(payload: Any) -> Usage | None:
+    """Usage from a provider payload of any supported shape (a response, or its usage block)."""
+    if payload is None:
+        return None
+    for key in ("usage", "token_usage", "usage_metadata", "amazon-bedrock-invocationMetrics"):
+        inner = _get(payload, key)
+        if inner:
+            found = detect(inner)
+            if found is not None:
+                return found
+    if _get(payload, "prompt_token_count") is not None or _get(payload, "candidates_token_count") is not None:
+        return from_gemini(payload)
+    if _get(payload, "inputTokens") is not None or _get(payload, "outputTokens") is not None:
+        return from_bedrock_converse(payload)
+    if _get(payload, "inputTokenCount") is not None:
+        return from_bedrock_invocation_metrics(payload)
+    if _get(payload, "prompt_eval_count") is not None or _get(payload, "eval_count") is not None:
+        return from_ollama(payload)
+    if _get(payload, "prompt_cache_hit_tokens") is not None:
+        return from_deepseek(payload)
+    if _get(payload, "prompt_tokens") is not None or _get(payload, "completion_tokens") is not None \
+            or _get(payload, "cost") is not None:
+        return from_openai(payload)
+    if _get(payload, "input_tokens") is not None or _get(payload, "output_tokens") is not None:
+        if _get(payload, "input_token_details") is not None or _get(payload, "output_token_details") is not None:
+            return from_langchain(payload)
+        return from_anthropic(payload)
+    return None
+
+
+def usage_attributes(usage: Usage, cost_source: str = "provider") -> dict[str, int | float | str]:
     """Sentry's ``gen_ai.usage.*`` and ``gen_ai.cost.*`` attributes; absent values are left out."""
-    out: dict[str, int | float] = {}
+    out: dict[str, int | float | str] = {}
     pairs: tuple[tuple[tuple[str, ...], int | float | None], ...] = (
         ((attr.USAGE_INPUT_TOKENS,), usage.input_tokens),
         ((attr.USAGE_OUTPUT_TOKENS,), usage.output_tokens),
@@ -166,5 +252,5 @@ def usage_attributes(usage: Usage) -> dict[str, int | float]:
             for name in names:
                 out[name] = value
     if usage.has_cost:
-        out[attr.COST_SOURCE] = "provider"  # type: ignore[assignment]
+        out[attr.COST_SOURCE] = cost_source
     return out
