@@ -1,0 +1,216 @@
+"""One benchmark process: set up one tracing mode, run one workload, print timings as JSON.
+
+    python benchmarks/worker.py MODE WORKLOAD ITERATIONS PORT
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from workloads import LANGCHAIN_WORKLOADS, WORKLOADS  # noqa: E402
+
+WARMUP = 30
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def otel_provider(port: int) -> Any:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces")))
+    return provider
+
+
+class BareOtelHandler:
+    """The floor: one OpenTelemetry SDK span per LangChain run, parented by run id, nothing else."""
+
+    def __new__(cls, tracer: Any) -> Any:
+        from langchain_core.callbacks import BaseCallbackHandler
+        from opentelemetry import trace
+
+        class Handler(BaseCallbackHandler):
+            run_inline = True
+
+            def __init__(self) -> None:
+                self.spans: dict[UUID, Any] = {}
+
+            def _start(self, run_id: UUID, parent_run_id: UUID | None, name: str) -> None:
+                parent = self.spans.get(parent_run_id) if parent_run_id else None
+                context = trace.set_span_in_context(parent) if parent is not None else None
+                self.spans[run_id] = tracer.start_span(name, context=context)
+
+            def _end(self, run_id: UUID, *args: Any, **kwargs: Any) -> None:
+                span = self.spans.pop(run_id, None)
+                if span is not None:
+                    span.end()
+
+            def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                               **kw: Any) -> None:
+                self._start(run_id, parent_run_id, kw.get("name") or "chain")
+
+            def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
+                                    parent_run_id: UUID | None = None, **kw: Any) -> None:
+                self._start(run_id, parent_run_id, "chat")
+
+            def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID,
+                              parent_run_id: UUID | None = None, **kw: Any) -> None:
+                self._start(run_id, parent_run_id, "tool")
+
+            def on_chain_end(self, outputs: Any, *, run_id: UUID, **kw: Any) -> None:
+                self._end(run_id)
+
+            on_llm_end = on_tool_end = on_chain_end
+
+            def on_chain_error(self, error: Any, *, run_id: UUID, **kw: Any) -> None:
+                self._end(run_id)
+
+            on_llm_error = on_tool_error = on_chain_error
+
+        return Handler()
+
+
+def setup(mode: str, workload: str, port: int) -> tuple[dict[str, Any], Callable[[], None]]:
+    """Install tracing for ``mode``; returns the invocation config and a flush function."""
+    langchain = workload in LANGCHAIN_WORKLOADS
+    if mode == "none":
+        return {}, lambda: None
+    if mode == "noop":
+        if not langchain:
+            return {}, lambda: None
+        from langchain_core.callbacks import BaseCallbackHandler
+
+        class Noop(BaseCallbackHandler):
+            run_inline = True
+
+        return {"callbacks": [Noop()]}, lambda: None
+    if mode == "otel_bare":
+        provider = otel_provider(port)
+        tracer = provider.get_tracer("bare")
+        if langchain:
+            return {"callbacks": [BareOtelHandler(tracer)]}, lambda: provider.force_flush()
+        from llama_index.core import Settings
+        from llama_index.core.callbacks import CallbackManager
+        from llama_index.core.callbacks.base_handler import BaseCallbackHandler as LIHandler
+        from opentelemetry import trace
+
+        class BareLlama(LIHandler):
+            def __init__(self) -> None:
+                super().__init__([], [])
+                self.spans: dict[str, Any] = {}
+
+            def on_event_start(self, event_type: Any, payload: Any = None, event_id: str = "", parent_id: str = "",
+                               **kw: Any) -> str:
+                parent = self.spans.get(parent_id)
+                context = trace.set_span_in_context(parent) if parent is not None else None
+                self.spans[event_id] = tracer.start_span(str(event_type), context=context)
+                return event_id
+
+            def on_event_end(self, event_type: Any, payload: Any = None, event_id: str = "", **kw: Any) -> None:
+                span = self.spans.pop(event_id, None)
+                if span is not None:
+                    span.end()
+
+            def start_trace(self, trace_id: Any = None) -> None:
+                pass
+
+            def end_trace(self, trace_id: Any = None, trace_map: Any = None) -> None:
+                pass
+
+        Settings.callback_manager = CallbackManager([BareLlama()])
+        return {}, lambda: provider.force_flush()
+    if mode in ("ours", "ours_privacy"):
+        import sentry_llm_callbacks as slc
+
+        slc.configure(otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces", privacy_mode=mode == "ours_privacy")
+        if langchain:
+            from sentry_llm_callbacks.langchain import SentryCallbackHandler
+
+            return {"callbacks": [SentryCallbackHandler()]}, lambda: slc.flush(30)
+        slc.set_global_handler(frameworks=("llamaindex",))
+        return {}, lambda: slc.flush(30)
+    if mode == "openinference":
+        provider = otel_provider(port)
+        if langchain:
+            from openinference.instrumentation.langchain import LangChainInstrumentor
+
+            LangChainInstrumentor().instrument(tracer_provider=provider)
+        else:
+            from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+
+            LlamaIndexInstrumentor().instrument(tracer_provider=provider)
+        return {}, lambda: provider.force_flush()
+    if mode == "openllmetry":
+        provider = otel_provider(port)
+        if langchain:
+            from opentelemetry.instrumentation.langchain import LangchainInstrumentor
+
+            LangchainInstrumentor().instrument(tracer_provider=provider)
+        else:
+            from opentelemetry.instrumentation.llamaindex import LlamaIndexInstrumentor
+
+            LlamaIndexInstrumentor().instrument(tracer_provider=provider)
+        return {}, lambda: provider.force_flush()
+    if mode == "langfuse":
+        os.environ.update(LANGFUSE_PUBLIC_KEY="pk-lf-bench", LANGFUSE_SECRET_KEY="sk-lf-bench",
+                          LANGFUSE_HOST=f"http://127.0.0.1:{port}", LANGFUSE_TRACING_ENVIRONMENT="bench")
+        from langfuse import get_client
+
+        client = get_client()
+        if langchain:
+            from langfuse.langchain import CallbackHandler
+
+            return {"callbacks": [CallbackHandler()]}, client.flush
+        from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+
+        LlamaIndexInstrumentor().instrument()  # Langfuse's documented LlamaIndex path
+        return {}, client.flush
+    if mode == "sentry_sdk":
+        import sentry_sdk
+        from sentry_sdk.integrations.langchain import LangchainIntegration
+
+        sentry_sdk.init(dsn=f"http://publickey@127.0.0.1:{port}/1", traces_sample_rate=1.0, send_default_pii=True,
+                        integrations=[LangchainIntegration()])
+        return {}, lambda: sentry_sdk.flush(30)
+    raise SystemExit(f"unknown mode {mode}")
+
+
+def main() -> None:
+    mode, workload, iterations, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    run = WORKLOADS[workload]()
+    config, flush = setup(mode, workload, port)
+    for _ in range(WARMUP):
+        run(config)
+    gc.collect()
+    rss_before = rss_mb()
+    times = []
+    perf = time.perf_counter_ns
+    for _ in range(iterations):
+        start = perf()
+        run(config)
+        times.append(perf() - start)
+    rss_after = rss_mb()
+    started = time.monotonic()
+    flush()
+    flush_s = time.monotonic() - started
+    print(json.dumps({"mode": mode, "workload": workload, "times_ns": times, "invocations": WARMUP + iterations,
+                      "rss_before_mb": rss_before, "rss_after_mb": rss_after, "flush_s": flush_s}))
+
+
+if __name__ == "__main__":
+    main()
