@@ -163,7 +163,7 @@ def send_test_trace(timeout: float = 10.0) -> TestTraceResult:
                               explicit_name=True, handler_layer=None, run_metadata=None)
     if root is None:
         return TestTraceResult(False, "", "The test trace was sampled out; set sample_rate=1.0 to send it.")
-    trace_id = format(root.span.get_span_context().trace_id, "032x")
+    trace_id = format(root.trace_id, "032x")
     recorder.start_run(child_key, root_key, kind=CHAT, name="test-model", explicit_name=False,
                        handler_layer=None, run_metadata=None,
                        attributes={attr.REQUEST_MODEL: "test-model", attr.PROVIDER_NAME: "sentry-llm-callbacks"})

@@ -63,12 +63,15 @@ def _safe_repr(obj: Any) -> str:
         return f"<{type(obj).__name__}>"
 
 
+_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
 def to_json(value: Any) -> str:
     """Compact JSON for any value; strings are returned as they are."""
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
+        return _ENCODER.encode(value)
     except Exception as exc:  # circular references, hostile __repr__/model_dump, ...
         log_once("json", logging.DEBUG, "Could not serialise a %s as JSON: %r", type(value).__name__, exc)
         return _safe_repr(value)
@@ -119,6 +122,34 @@ class ContentPolicy:
         if private and not self.private:
             return dataclasses.replace(self, private=True)
         return self
+
+
+class LazyContent:
+    """Content captured on the application's thread, rendered on the export thread.
+
+    The value must already be a snapshot (adapters convert framework objects into fresh
+    containers), so that later changes by the application do not leak into the span.
+    """
+
+    __slots__ = ("policy", "value")
+
+    def __init__(self, value: Any, policy: ContentPolicy) -> None:
+        self.value = value
+        self.policy = policy
+
+    def render(self) -> str | None:
+        return self.policy.render(self.value)
+
+
+def resolve_content(attributes: dict[str, Any]) -> None:
+    """Render every :class:`LazyContent` value in place (dropping those that render to nothing)."""
+    for key, value in list(attributes.items()):
+        if type(value) is LazyContent:
+            text = value.render()
+            if text is None:
+                del attributes[key]
+            else:
+                attributes[key] = text
 
 
 def _data_placeholder(match: re.Match[str]) -> str:

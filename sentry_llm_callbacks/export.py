@@ -29,17 +29,17 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import attributes as attr
 from ._logging import log_once, logger
 from ._version import __version__
 from .config import MAX_REQUEST_BYTES
+from .content import resolve_content
 
 if TYPE_CHECKING:
     import requests
-    from opentelemetry.trace import Tracer
 
     from .config import Destination
 
@@ -382,6 +382,7 @@ class QueueSpanProcessor(SpanProcessor):
                         batch.append(popleft())
                 except IndexError:
                     pass
+                self._resolve_content(batch)
                 self._pending = batch
                 self._export_extra(batch)
             if not self.backoff.ready():
@@ -389,6 +390,17 @@ class QueueSpanProcessor(SpanProcessor):
             if not self._send(self._pending):
                 return
             self._pending = None
+
+    @staticmethod
+    def _resolve_content(batch: list[ReadableSpan]) -> None:
+        """Render lazily captured content, a few spans at a time, yielding the interpreter lock
+        between chunks so the application's threads are not held up."""
+        for i, span in enumerate(batch):
+            attributes = span._attributes
+            if isinstance(attributes, dict):
+                resolve_content(attributes)
+            if i % 16 == 15:
+                time.sleep(0)
 
     def _send(self, batch: list[ReadableSpan]) -> bool:
         """Send one batch; False if what is left of it must be retried later."""
@@ -481,29 +493,13 @@ class QueueSpanProcessor(SpanProcessor):
 # --------------------------------------------------------------------------- the pipeline
 
 
-class ForcedTraceIdGenerator(RandomIdGenerator):
-    """Random ids, except that the next trace id can be pinned (per thread) for one root span.
-
-    This is how a ``trace_id`` from metadata becomes the OpenTelemetry trace id of a root span
-    without inventing a parent span that does not exist.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def pin(self, trace_id: int) -> None:
-        self._local.trace_id = trace_id
-
-    def generate_trace_id(self) -> int:
-        pinned = getattr(self._local, "trace_id", None)
-        if pinned is not None:
-            self._local.trace_id = None
-            return pinned
-        return super().generate_trace_id()
-
-
 class ExportPipeline:
-    """A private tracer provider wired to the queue processor for one destination."""
+    """A private tracer provider wired to the queue processor for one destination.
+
+    The recorder builds finished spans itself and hands them to ``processor``; the provider
+    holds the resource and the sampler, and serves anyone who wants a tracer for this
+    destination. The global tracer provider is never touched.
+    """
 
     def __init__(self, destination: Destination, maintenance: Callable[[], None] | None = None) -> None:
         self.destination = destination
@@ -522,14 +518,19 @@ class ExportPipeline:
             max_batch_size=destination.max_batch_size,
             maintenance=maintenance,
         )
-        self.ids = ForcedTraceIdGenerator()
-        sampler = ALWAYS_ON if destination.sample_rate >= 1.0 else TraceIdRatioBased(destination.sample_rate)
-        self.provider = TracerProvider(
-            resource=Resource.create(resource), sampler=sampler, id_generator=self.ids,
-            shutdown_on_exit=False,
-        )
+        self.sampler = ALWAYS_ON if destination.sample_rate >= 1.0 else TraceIdRatioBased(destination.sample_rate)
+        self.provider = TracerProvider(resource=Resource.create(resource), sampler=self.sampler,
+                                       shutdown_on_exit=False)
         self.provider.add_span_processor(self.processor)
-        self.tracer: Tracer = self.provider.get_tracer("sentry_llm_callbacks", __version__)
+        self.resource = self.provider.resource
+        self.scope = InstrumentationScope("sentry_llm_callbacks", __version__)
+        self._always = destination.sample_rate >= 1.0
+
+    def is_sampled(self, trace_id: int) -> bool:
+        """Per trace, from the trace id alone, so every span of a trace agrees (in any process)."""
+        if self._always:
+            return True
+        return self.sampler.should_sample(None, trace_id, "root").decision.is_sampled()
 
     def flush(self, timeout: float) -> bool:
         return self.processor.force_flush(int(timeout * 1000))

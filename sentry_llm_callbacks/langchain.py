@@ -28,7 +28,7 @@ from . import attributes as attr
 from ._logging import log_once
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, RETRIEVER, TOOL, Run
-from .usage import Usage, detect, from_langchain
+from .usage import Usage, detect, from_langchain, from_openai
 
 __all__ = ["SentryCallbackHandler", "set_global_handler", "unset_global_handler"]
 
@@ -197,11 +197,11 @@ class SentryCallbackHandler(BaseCallbackHandler):
                 self._recorder.promote_to_agent(parent_run_id, meta.get("lc_agent_name"))
         run = self._start(run_id, parent_run_id, tags, metadata, kind=kind, name=name,
                           explicit=_is_explicit_chain_name(name, serialized, meta), attributes=attributes)
-        self._content(run, attr.INPUT_VALUE, inputs)
+        self._content(run, attr.INPUT_VALUE, inputs, _plain)
 
     @_guard
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, attr.OUTPUT_VALUE, outputs)
+        self._end(run_id, attr.OUTPUT_VALUE, outputs, _plain)
 
     @_guard
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -237,7 +237,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         self._content(run, attr.INPUT_MESSAGES, [m for m in prompt if _role(m) != "system"], _messages)
         tools = (kwargs.get("invocation_params") or {}).get("tools")
         if tools:
-            self._content(run, attr.TOOL_DEFINITIONS, tools)
+            self._content(run, attr.TOOL_DEFINITIONS, tools, _plain)
 
     @_guard
     def on_llm_start(self, serialized: dict[str, Any] | None, prompts: list[str], *, run_id: UUID,
@@ -283,7 +283,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         explicit = kwargs.get("name")
         run = self._start(run_id, parent_run_id, tags, metadata, kind=TOOL, name=explicit or tool,
                           explicit=bool(explicit and explicit != tool), attributes=attributes)
-        self._content(run, attr.TOOL_CALL_ARGUMENTS, inputs if inputs is not None else input_str)
+        self._content(run, attr.TOOL_CALL_ARGUMENTS, inputs if inputs is not None else input_str, _plain)
 
     @_guard
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -318,7 +318,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
         tool = getattr(action, "tool", None)
         self._recorder.add_event(run_id, "agent_action", {attr.TOOL_NAME: str(tool)} if tool else None,
-                                 content={attr.TOOL_CALL_ARGUMENTS: getattr(action, "tool_input", None)})
+                                 content={attr.TOOL_CALL_ARGUMENTS: _plain(getattr(action, "tool_input", None))})
 
     @_guard
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -477,11 +477,13 @@ def _response_attributes(generations: Sequence[Any], llm_output: Mapping[str, An
 def _usage(message: Any, meta: Mapping[str, Any], llm_output: Mapping[str, Any]) -> Usage | None:
     """``usage_metadata`` first (LangChain's normalised counts), then the provider's own shape in
     the response metadata; a provider-reported cost (OpenRouter's ``usage.cost``) is kept either way."""
-    provider_usage = detect(meta) or detect(llm_output)
     usage = from_langchain(getattr(message, "usage_metadata", None))
     if usage is None:
-        return provider_usage
-    return usage.with_cost_from(provider_usage)
+        return detect(meta) or detect(llm_output)
+    raw = meta.get("token_usage") or llm_output.get("token_usage")
+    if isinstance(raw, Mapping) and raw.get("cost") is not None:
+        return usage.with_cost_from(from_openai(raw))
+    return usage
 
 
 # --------------------------------------------------------------------------- content shapes
@@ -560,9 +562,30 @@ def _output_messages(generations: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Chain inputs and outputs with LangChain messages and prompt values in the role / parts
+    shape (cheaper than pydantic's dump, and what Sentry shows as a conversation)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(getattr(value, "type", None), str) and hasattr(value, "content"):
+        return _message(value)
+    to_messages = getattr(value, "to_messages", None)
+    if callable(to_messages):
+        try:
+            return _messages(to_messages())
+        except Exception:
+            return value
+    if depth < 3:
+        if isinstance(value, Mapping):
+            return {k: _plain(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [_plain(v, depth + 1) for v in value]
+    return value
+
+
 def _tool_output(output: Any) -> Any:
     content = getattr(output, "content", None)
-    return content if content is not None and getattr(output, "type", None) == "tool" else output
+    return _plain(content if content is not None and getattr(output, "type", None) == "tool" else output)
 
 
 def _documents(documents: Sequence[Any]) -> list[dict[str, Any]]:
@@ -572,7 +595,7 @@ def _documents(documents: Sequence[Any]) -> list[dict[str, Any]]:
         if getattr(doc, "id", None):
             item["id"] = doc.id
         if getattr(doc, "metadata", None):
-            item["metadata"] = doc.metadata
+            item["metadata"] = _plain(doc.metadata)
         out.append(item)
     return out
 

@@ -474,7 +474,7 @@ def _record_inputs(run: Run, kind: str, bound_args: inspect.BoundArguments) -> N
         return
     args = bound_args.arguments
     if kind == TOOL:
-        payload = {k: v for k, v in args.items() if k != "self"}
+        payload = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in args.items() if k != "self"}
         if set(payload) == {"kwargs"} and isinstance(payload["kwargs"], Mapping):
             payload = dict(payload["kwargs"])
         _state.recorder.set_content(run, attr.TOOL_CALL_ARGUMENTS, payload)
@@ -559,7 +559,8 @@ def _on_chat_start(run: Run, event: Any) -> None:
     _state.recorder.set_content(run, attr.INPUT_MESSAGES, [_message(m) for m in messages if m not in system])
     tools = (getattr(event, "additional_kwargs", None) or {}).get("tools")
     if tools:
-        _state.recorder.set_content(run, attr.TOOL_DEFINITIONS, tools)
+        _state.recorder.set_content(run, attr.TOOL_DEFINITIONS, [dict(t) if isinstance(t, Mapping) else t
+                                                                  for t in tools])
 
 
 def _on_completion_start(run: Run, event: Any) -> None:

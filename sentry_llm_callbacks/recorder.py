@@ -7,11 +7,18 @@ applies the content policy, and hands finished spans to the shared export pipeli
 
 It never attaches or detaches OpenTelemetry context: parents are passed explicitly, and the
 ambient parent (the app's own OpenTelemetry or Sentry span) is read once, at the root.
+
+A run holds only its ids, name and the attributes gathered so far; when it ends, the recorder
+builds the finished ``ReadableSpan`` in one go and hands it to the pipeline's processor. This
+skips the SDK's live-span machinery (a lock, a sampler call and attribute validation per span),
+which is most of the cost of a span: sampling is decided once per trace, at the root, and the
+attribute values are valid by construction.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import sys
 import time
 import traceback
@@ -20,13 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel_trace
-from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from . import attributes as attr
 from ._logging import log_once
-from .content import ContentPolicy, clean_str, scalar_or_json
-from .export import COUNTERS
+from .content import ContentPolicy, LazyContent, clean_str, scalar_or_json
+from .export import COUNTERS, QueueSpanProcessor
 from .metadata import (
     ENVIRONMENT,
     GENERATION_NAME,
@@ -46,7 +53,8 @@ from .pricing import PriceTable, cost_of
 from .usage import Usage, usage_attributes
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import Span
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
     from .export import ExportPipeline
 
@@ -94,7 +102,11 @@ def _fit_name(name: str) -> str:
 class TraceState:
     """What every span of one trace shares, resolved once at its root."""
 
-    tracer: Any
+    processor: QueueSpanProcessor
+    resource: Resource
+    scope: InstrumentationScope
+    sampled: bool
+    max_open_runs: int
     attributes: dict[str, Any]
     trace_name: str | None
     span_name: str | None
@@ -103,10 +115,15 @@ class TraceState:
     prices: PriceTable | None = None
 
 
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+
+
 @dataclass(slots=True)
 class Run:
     key: Hashable
-    span: Span
+    context: SpanContext
+    parent: SpanContext | None
     trace: TraceState
     kind: str
     name: str
@@ -114,8 +131,10 @@ class Run:
     subject: str  # the framework's own name for what ran (graph, chain, tool, model)
     policy: ContentPolicy
     started: float
+    start_ns: int
     attributes: dict[str, Any] = field(default_factory=dict)
-    ctx: Context | None = None
+    status: Status = _UNSET
+    events: list[Event] | None = None
     first_chunk_at: float | None = None
     #: Started below a hidden run: a hidden tag on it was inherited, not its own.
     under_hidden: bool = False
@@ -126,10 +145,13 @@ class Run:
     #: Free for the adapter that opened the run (LlamaIndex: which component instance).
     tag: Any = None
 
-    def child_context(self) -> Context:
-        if self.ctx is None:
-            self.ctx = otel_trace.set_span_in_context(self.span, Context())
-        return self.ctx
+    @property
+    def trace_id(self) -> int:
+        return self.context.trace_id
+
+
+def _new_span_id() -> int:
+    return random.getrandbits(64) or 1
 
 
 AmbientParent = Callable[[], "SpanContext | Hashable | None"]
@@ -208,35 +230,33 @@ class Recorder:
             policy = parent.policy
             if run_metadata and run_metadata.get("privacy_mode") not in (None, False):
                 policy = policy.tightened(True)
-            context = parent.child_context()
+            parent_context: SpanContext | None = parent.context
+            trace_id = parent_context.trace_id
             name, is_default = self._name(kind, name, explicit_name, trace_state, root=False)
-            span = trace_state.tracer.start_span(name, context=context)
         else:
             started = self._start_root(kind, name, explicit_name, handler_layer, run_metadata)
             if started is None:
                 return None
-            span, trace_state, name, is_default = started
+            trace_state, trace_id, parent_context, name, is_default = started
             policy = trace_state.policy
-        if not span.is_recording():
+        if not trace_state.sampled:
             COUNTERS.add("spans_dropped")
-            return None
-        if len(self._runs) >= self._max_open_runs():
+        elif len(self._runs) >= trace_state.max_open_runs:
             log_once("max-open-runs", logging.WARNING,
                      "More than %d runs are open at once; new runs are not traced until some end.",
                      len(self._runs))
             COUNTERS.add("spans_dropped")
             return None
-        COUNTERS.add("spans_started")
-        run = Run(key=key, span=span, trace=trace_state, kind=kind, name=name, name_is_default=is_default,
-                  subject=subject or kind, policy=policy, started=time.monotonic(), under_hidden=under_hidden)
+        else:
+            COUNTERS.add("spans_started")
+        context = SpanContext(trace_id, _new_span_id(), False, _SAMPLED)
+        run = Run(key=key, context=context, parent=parent_context, trace=trace_state, kind=kind, name=name,
+                  name_is_default=is_default, subject=subject or kind, policy=policy, started=time.monotonic(),
+                  start_ns=time.time_ns(), under_hidden=under_hidden)
         if attributes:
             run.attributes.update(attributes)
         self._runs[key] = run
         return run
-
-    def _max_open_runs(self) -> int:
-        pipeline = self._get_pipeline()
-        return pipeline.destination.max_open_runs if pipeline is not None else 100_000
 
     def _start_root(
         self,
@@ -245,7 +265,7 @@ class Recorder:
         explicit_name: bool,
         handler_layer: MetadataLayer | None,
         run_metadata: Mapping[str, Any] | None,
-    ) -> tuple[Span, TraceState, str, bool] | None:
+    ) -> tuple[TraceState, int, SpanContext | None, str, bool] | None:
         pipeline = self._get_pipeline()
         if pipeline is None:
             return None
@@ -264,46 +284,42 @@ class Recorder:
             )
             layer = run_layer.over(layer)
         trace = layer.trace
-        policy = ContentPolicy(
-            private=bool(destination.privacy_mode or layer.privacy_mode),
-            max_chars=destination.max_content_chars,
-            mask=destination.mask,
-        )
-        attributes = _trace_attributes(layer, destination.environment, destination.release)
+        trace_id, parent = self._root_parent(trace)
         state = TraceState(
-            tracer=pipeline.tracer,
-            attributes=attributes,
+            processor=pipeline.processor,
+            resource=pipeline.resource,
+            scope=pipeline.scope,
+            sampled=pipeline.is_sampled(trace_id),
+            max_open_runs=destination.max_open_runs,
+            attributes=_trace_attributes(layer, destination.environment, destination.release),
             trace_name=trace.get(TRACE_NAME),
             span_name=trace.get(SPAN_NAME),
             generation_name=trace.get(GENERATION_NAME),
-            policy=policy,
+            policy=ContentPolicy(private=bool(destination.privacy_mode or layer.privacy_mode),
+                                 max_chars=destination.max_content_chars, mask=destination.mask),
             prices=destination.prices,
         )
-        context = self._root_context(trace, pipeline)
         span_name, is_default = self._name(kind, name, explicit_name, state, root=True)
-        span = pipeline.tracer.start_span(span_name, context=context)
-        return span, state, span_name, is_default
+        return state, trace_id, parent, span_name, is_default
 
-    def _root_context(self, trace: Mapping[str, Any], pipeline: ExportPipeline) -> Context:
+    def _root_parent(self, trace: Mapping[str, Any]) -> tuple[int, SpanContext | None]:
+        """The root's trace id and (remote or ambient) parent span."""
         explicit_trace = trace.get(TRACE_ID)
         parent_span = parse_span_id(trace.get(PARENT_SPAN_ID))
         if explicit_trace is not None:
             trace_id = int(trace_id_for(explicit_trace), 16)
-            if parent_span is not None:
-                return _remote_parent(trace_id, parent_span)
-            pipeline.ids.pin(trace_id)  # a root of its own, in the trace the user named
-            return Context()
+            return trace_id, _remote(trace_id, parent_span) if parent_span is not None else None
         ambient = self._ambient_parent()
         if parent_span is not None:
             if ambient is None:
                 log_once("parent-without-trace", logging.WARNING,
                          "trace.parent_span_id was given without trace.trace_id and no trace is active; "
                          "it is ignored.")
-                return Context()
-            return _remote_parent(ambient.trace_id, parent_span)
+                return _new_trace_id(), None
+            return ambient.trace_id, _remote(ambient.trace_id, parent_span)
         if ambient is not None:
-            return otel_trace.set_span_in_context(NonRecordingSpan(ambient), Context())
-        return Context()
+            return ambient.trace_id, ambient
+        return _new_trace_id(), None
 
     def _ambient_run(self) -> Run | None:
         """The innermost recorded run active where a root run starts (from another framework)."""
@@ -343,12 +359,14 @@ class Recorder:
     # -- during the run ---------------------------------------------------------------
 
     def set_content(self, run: Run, key: str, value: Any) -> None:
-        """Add a content attribute (prompt, completion, I/O) if the run's policy lets it out."""
-        if run.policy.private:
+        """Add a content attribute (prompt, completion, I/O) if the run's policy lets it out.
+
+        ``value`` must be a snapshot the application will not change (see ``LazyContent``): it is
+        rendered to text on the export thread, so that serialising it costs the app nothing.
+        """
+        if run.policy.private or value is None:
             return
-        text = run.policy.render(value)
-        if text is not None:
-            run.attributes[key] = text
+        run.attributes[key] = LazyContent(value, run.policy)
 
     def mark_first_chunk(self, key: Hashable) -> None:
         run = self._runs.get(key)
@@ -365,7 +383,6 @@ class Recorder:
         run.attributes[attr.AGENT_NAME] = agent_name
         if run.name_is_default:
             run.name = _fit_name(default_name(AGENT, agent_name))
-            run.span.update_name(run.name)
 
     def add_event(self, key: Hashable, name: str, attributes: dict[str, Any] | None = None,
                   content: dict[str, Any] | None = None) -> None:
@@ -378,7 +395,9 @@ class Recorder:
                 text = run.policy.render(v)
                 if text is not None:
                     event_attrs[k] = text
-        run.span.add_event(clean_str(name)[:MAX_NAME], event_attrs)
+        if run.events is None:
+            run.events = []
+        run.events.append(Event(clean_str(name)[:MAX_NAME], event_attrs))
 
     # -- ending -----------------------------------------------------------------------
 
@@ -413,8 +432,10 @@ class Recorder:
             description = error_type
         else:
             description = clean_str(f"{error_type}: {error}"[:1024])
-        run.span.set_status(Status(StatusCode.ERROR, description))
-        run.span.add_event("exception", _exception_event(error, private=run.policy.private))
+        run.status = Status(StatusCode.ERROR, description)
+        if run.events is None:
+            run.events = []
+        run.events.append(Event("exception", _exception_event(error, private=run.policy.private)))
         if run.kind in GENERATIONS:
             self._finish_generation(run, None, count_missing=False)
         self._finish(run)
@@ -441,21 +462,26 @@ class Recorder:
             if count_missing:
                 COUNTERS.add("generations_without_usage")
 
-    def _finish(self, run: Run, end_time: int | None = None) -> None:
+    def _finish(self, run: Run) -> None:
+        state = run.trace
+        if not state.sampled:
+            return
         op, operation = _OPS[run.kind]
-        attrs = run.trace.attributes.copy()
+        attrs = state.attributes.copy()
         attrs[attr.SENTRY_OP] = op
         attrs[attr.SENTRY_DESCRIPTION] = run.name
         if operation is not None:
             attrs[attr.OPERATION_NAME] = operation
-        attrs.update(run.attributes)
+        if run.attributes:
+            attrs.update(run.attributes)
+            _make_valid(attrs)
         if run.policy.private:
             attrs = {k: v for k, v in attrs.items() if not attr.is_content(k)}
-        try:
-            run.span.set_attributes(attrs)
-        except Exception as exc:  # a bad value must not lose the span
-            log_once("set-attributes", logging.WARNING, "Could not set span attributes: %r", exc)
-        run.span.end(end_time)
+        span = ReadableSpan(name=run.name, context=run.context, parent=run.parent, resource=state.resource,
+                            attributes=attrs, events=tuple(run.events) if run.events else (), kind=SpanKind.INTERNAL,
+                            status=run.status, start_time=run.start_ns, end_time=time.time_ns(),
+                            instrumentation_scope=state.scope)
+        state.processor.on_end(span)
 
     # -- housekeeping -----------------------------------------------------------------
 
@@ -467,7 +493,7 @@ class Recorder:
         for key, run in list(self._runs.items()):
             if run.started < cutoff and self._runs.pop(key, None) is run:
                 run.attributes[attr.RUN_ABANDONED] = True
-                run.span.set_status(Status(StatusCode.ERROR, "abandoned"))
+                run.status = Status(StatusCode.ERROR, "abandoned")
                 self._finish(run)
                 reaped += 1
         for key, (_, started) in list(self._hidden.items()):
@@ -514,10 +540,31 @@ def _trace_attributes(layer: MetadataLayer, environment: str | None, release: st
     return out
 
 
-def _remote_parent(trace_id: int, span_id: int) -> Context:
-    parent = SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True,
-                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    return otel_trace.set_span_in_context(NonRecordingSpan(parent), Context())
+def _new_trace_id() -> int:
+    return random.getrandbits(128) or 1
+
+
+def _remote(trace_id: int, span_id: int) -> SpanContext:
+    return SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True, trace_flags=_SAMPLED)
+
+
+_SCALARS = (str, bool, float, LazyContent)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _make_valid(attrs: dict[str, Any]) -> None:
+    """Coerce values the OTLP encoder cannot take (it would fail the whole batch) to strings."""
+    for key, value in attrs.items():
+        kind = type(value)
+        if kind in _SCALARS:
+            continue
+        if kind is int:
+            if not _INT64[0] <= value <= _INT64[1]:
+                attrs[key] = str(value)
+        elif kind in (list, tuple) and all(type(v) is str for v in value):
+            continue
+        else:
+            attrs[key] = scalar_or_json(value)
 
 
 def _sentry_sdk_span() -> SpanContext | None:

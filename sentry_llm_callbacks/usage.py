@@ -84,6 +84,8 @@ def finish(usage: Usage) -> Usage:
     cost_total = usage.cost_total
     if cost_total is None and usage.cost_input is not None and usage.cost_output is not None:
         cost_total = usage.cost_input + usage.cost_output
+    if total == usage.total_tokens and cost_total == usage.cost_total and _within(usage):
+        return usage
     return replace(
         usage,
         total_tokens=total,
@@ -92,6 +94,15 @@ def finish(usage: Usage) -> Usage:
         cache_write_tokens=_subset("cache_write_tokens", usage.cache_write_tokens, usage.input_tokens),
         reasoning_tokens=_subset("reasoning_tokens", usage.reasoning_tokens, usage.output_tokens),
     )
+
+
+def _within(usage: Usage) -> bool:
+    """True if every subset is within its total (nothing to clamp)."""
+    for part, whole in ((usage.cache_read_tokens, usage.input_tokens), (usage.cache_write_tokens, usage.input_tokens),
+                        (usage.reasoning_tokens, usage.output_tokens)):
+        if part is not None and whole is not None and part > whole:
+            return False
+    return True
 
 
 def from_langchain(usage_metadata: Any) -> Usage | None:

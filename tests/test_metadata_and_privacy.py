@@ -289,3 +289,13 @@ def test_gzip_body_on_the_wire_is_really_compressed(sentry: LocalReceiver) -> No
     delivered(sentry, 1)
     body = sentry.bodies[0]
     assert len(gzip.compress(body)) < len(body)
+
+
+def test_content_is_a_snapshot_taken_when_the_run_ran(sentry: LocalReceiver) -> None:
+    payload = {"question": "original", "history": ["a"]}
+    RunnableLambda(lambda x: "ok").with_config(run_name="Snap").invoke(payload,
+                                                                        config={"callbacks": [SentryCallbackHandler()]})
+    payload["question"] = "changed later"
+    payload["history"].append("b")
+    (span,) = delivered(sentry, 1)
+    assert span.attributes["input.value"] == '{"question":"original","history":["a"]}'
