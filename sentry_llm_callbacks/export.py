@@ -375,7 +375,8 @@ class QueueSpanProcessor(SpanProcessor):
             if self._pending is None:
                 if not self._queue:
                     return
-                batch = []
+                batch: list[ReadableSpan] = []
+                self._pending = batch  # before anything yields: flush() must see the batch as not delivered
                 popleft = self._queue.popleft
                 try:
                     for _ in range(self._batch):
@@ -383,7 +384,6 @@ class QueueSpanProcessor(SpanProcessor):
                 except IndexError:
                     pass
                 self._resolve_content(batch)
-                self._pending = batch
                 self._export_extra(batch)
             if not self.backoff.ready():
                 return

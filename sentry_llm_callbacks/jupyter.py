@@ -223,8 +223,8 @@ class NotebookTracing:
             display(self.last_summary)
         self.flush_seconds = time.monotonic() - started
 
-    def magic(self, line: str) -> None:
-        """``%sentry_llm --user U --session S --privacy on|off --summary on|off``"""
+    def magic(self, line: str) -> str:
+        """``%sentry_llm --user U --session S --privacy on|off --summary on|off``; returns what it did."""
         args = shlex.split(line)
         options = {"--user": "user", "--session": "session_id", "--privacy": "privacy_mode"}
         i = 0
@@ -238,13 +238,12 @@ class NotebookTracing:
                 self.handler_kwargs[name] = value.lower() in ("on", "true", "1", "yes") if name == "privacy_mode" \
                     else value
             else:
-                print("usage: %sentry_llm [--user U] [--session S] [--privacy on|off] [--summary on|off]")
-                return
+                return "usage: %sentry_llm [--user U] [--session S] [--privacy on|off] [--summary on|off]"
             i += 2
         from . import set_global_handler
 
         set_global_handler(**self.handler_kwargs)
-        print(f"sentry_llm_callbacks: tracing with {self.handler_kwargs or 'no extra metadata'}")
+        return f"sentry_llm_callbacks: tracing with {self.handler_kwargs or 'no extra metadata'}"
 
 
 _active: NotebookTracing | None = None

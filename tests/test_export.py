@@ -328,3 +328,25 @@ def test_shutdown_stops_the_export_thread_and_counts_what_was_left() -> None:
         time.sleep(0.05)
     assert not (_export_threads() - before)
     assert slc.stats()["spans_dropped"] - dropped == 3
+
+
+def test_flush_waits_for_a_batch_that_is_being_prepared(sentry: LocalReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export thread renders content between taking a batch and sending it; flush() must not
+    report success in that window (a process exiting right after would lose the batch)."""
+    from sentry_llm_callbacks import export
+
+    original = export.QueueSpanProcessor._resolve_content
+
+    def slow_resolve(batch):  # noqa: ANN001, ANN202
+        time.sleep(0.3)
+        original(batch)
+
+    monkeypatch.setattr(export.QueueSpanProcessor, "_resolve_content", staticmethod(slow_resolve))
+    make_spans(5)
+    time.sleep(0.05)
+    pipeline = _state.get_pipeline()
+    assert pipeline is not None
+    pipeline.processor._wake.set()  # the worker takes the batch now and spends 0.3 s preparing it
+    time.sleep(0.05)
+    assert slc.flush(timeout=5)
+    assert len(sentry.spans) == 5  # already delivered when flush() returned

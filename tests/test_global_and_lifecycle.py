@@ -135,3 +135,36 @@ def test_forked_child_gets_a_working_pipeline(sentry: LocalReceiver) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     spans = sentry.wait_for_spans(2, 5)
     assert by_name(spans, "child") and by_name(spans, "parent")
+
+
+def test_no_state_left_after_a_hundred_thousand_runs_of_every_ending(receiver: LocalReceiver) -> None:
+    """Counts, not RSS: every way a run can end leaves nothing behind in the recorder."""
+    import asyncio as aio
+
+    slc.configure(dsn=receiver.dsn, privacy_mode=True, max_queue_size=1000)
+    recorder = _state.recorder
+    for i in range(100_000):
+        root, child = ("root", i), ("child", i)
+        recorder.start_run(root, None, kind="chain", name="root", explicit_name=False, handler_layer=None,
+                           run_metadata=None)
+        if i % 5 == 4:
+            recorder.hide_run(child, root)
+            recorder.end_run(child)
+        else:
+            recorder.start_run(child, root, kind="chat", name="m", explicit_name=False, handler_layer=None,
+                               run_metadata=None)
+        ending = i % 4
+        if ending == 0:
+            recorder.end_run(child)
+        elif ending == 1:
+            recorder.fail_run(child, ValueError("x"))
+        elif ending == 2:
+            recorder.fail_run(child, aio.CancelledError())
+        recorder.end_run(root)  # ending == 3: the child never ends
+    # Children left open: i % 4 == 3, except the hidden ones (i % 5 == 4): 25 000 - 5 000.
+    assert recorder.open_runs == 20_000
+    abandoned = slc.stats()["runs_abandoned"]
+    assert recorder.reap(0.0) == 20_000
+    assert slc.stats()["runs_abandoned"] - abandoned == 20_000
+    assert recorder._runs == {} and recorder._hidden == {}
+    assert slc.stats()["runs_open"] == 0
