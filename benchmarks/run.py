@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENV = HERE / ".peers" / "venv"
-PEER_PACKAGES = ["langfuse", "openinference-instrumentation-langchain", "openinference-instrumentation-llama-index",
+PEER_PACKAGES = ["llama-index-llms-openai", "langfuse", "openinference-instrumentation-langchain", "openinference-instrumentation-llama-index",
                  "opentelemetry-instrumentation-langchain", "opentelemetry-instrumentation-llamaindex", "sentry-sdk"]
 MODES = ["none", "noop", "otel_bare", "ours", "ours_privacy", "openllmetry", "langfuse", "openinference", "sentry_sdk"]
 WORKLOADS = ["lc_chain", "lg_agent", "lc_async20", "li_query"]

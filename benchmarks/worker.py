@@ -104,35 +104,39 @@ def setup(mode: str, workload: str, port: int) -> tuple[dict[str, Any], Callable
         tracer = provider.get_tracer("bare")
         if langchain:
             return {"callbacks": [BareOtelHandler(tracer)]}, lambda: provider.force_flush()
-        from llama_index.core import Settings
-        from llama_index.core.callbacks import CallbackManager
-        from llama_index.core.callbacks.base_handler import BaseCallbackHandler as LIHandler
+        from llama_index.core.instrumentation import get_dispatcher
+        from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
         from opentelemetry import trace
 
-        class BareLlama(LIHandler):
-            def __init__(self) -> None:
-                super().__init__([], [])
-                self.spans: dict[str, Any] = {}
+        open_spans: dict[str, Any] = {}
 
-            def on_event_start(self, event_type: Any, payload: Any = None, event_id: str = "", parent_id: str = "",
-                               **kw: Any) -> str:
-                parent = self.spans.get(parent_id)
+        class BareSpans(BaseSpanHandler):
+            """One SDK span per LlamaIndex dispatcher span, parented by span id."""
+
+            def span_enter(self, id_: str, bound_args: Any, instance: Any = None, parent_id: Any = None,
+                           tags: Any = None, **kw: Any) -> None:
+                parent = open_spans.get(parent_id) if parent_id else None
                 context = trace.set_span_in_context(parent) if parent is not None else None
-                self.spans[event_id] = tracer.start_span(str(event_type), context=context)
-                return event_id
+                open_spans[id_] = tracer.start_span(id_[:-37], context=context)
 
-            def on_event_end(self, event_type: Any, payload: Any = None, event_id: str = "", **kw: Any) -> None:
-                span = self.spans.pop(event_id, None)
+            def span_exit(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None,
+                          **kw: Any) -> None:
+                span = open_spans.pop(id_, None)
                 if span is not None:
                     span.end()
 
-            def start_trace(self, trace_id: Any = None) -> None:
-                pass
+            span_drop = span_exit
 
-            def end_trace(self, trace_id: Any = None, trace_map: Any = None) -> None:
-                pass
+            def new_span(self, *a: Any, **k: Any) -> None:
+                return None
 
-        Settings.callback_manager = CallbackManager([BareLlama()])
+            def prepare_to_exit_span(self, *a: Any, **k: Any) -> None:
+                return None
+
+            def prepare_to_drop_span(self, *a: Any, **k: Any) -> None:
+                return None
+
+        get_dispatcher().add_span_handler(BareSpans())
         return {}, lambda: provider.force_flush()
     if mode in ("ours", "ours_privacy"):
         import sentry_llm_callbacks as slc

@@ -10,6 +10,7 @@ raising.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import re
@@ -33,8 +34,15 @@ def clean_str(value: str) -> str:
     return value
 
 
+_SIMPLE = ("datetime", "date", "time", "Decimal", "UUID", "PurePath", "Enum")
+
+
 def _default(obj: Any) -> Any:
-    """JSON fallback for framework objects: pydantic models, dataclasses, sets, bytes, anything."""
+    """JSON fallback for objects: pydantic models, dataclasses, sets, bytes, plain objects.
+
+    It never calls an arbitrary ``repr``: framework objects' reprs can be very slow (LangChain
+    messages' compute signatures) and say less than the object's public fields.
+    """
     dump = getattr(obj, "model_dump", None)
     if callable(dump):
         try:
@@ -42,25 +50,39 @@ def _default(obj: Any) -> Any:
         except Exception:
             pass
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
+        try:
+            return dataclasses.asdict(obj)
+        except Exception:
+            pass
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return f"<{len(obj)} bytes>"
-    to_dict = getattr(obj, "to_dict", None) or getattr(obj, "dict", None)
-    if callable(to_dict):
-        try:
-            return to_dict()
-        except Exception:
-            pass
-    return _safe_repr(obj)
+    kind = type(obj)
+    if any(c.__name__ in _SIMPLE for c in kind.__mro__):
+        value = getattr(obj, "value", None) if isinstance(obj, enum.Enum) else None
+        return value if isinstance(value, (str, int, float)) else str(obj)
+    fields = _public_fields(obj)
+    if fields is not None:
+        return {"type": kind.__name__, **fields}
+    return f"<{kind.__name__}>"
 
 
-def _safe_repr(obj: Any) -> str:
-    try:
-        return repr(obj)
-    except Exception:
-        return f"<{type(obj).__name__}>"
+def _public_fields(obj: Any) -> dict[str, Any] | None:
+    """An object's public attributes (slots and instance dict), or None for callables."""
+    if callable(obj):
+        return None
+    names = getattr(type(obj), "__slots__", None)
+    if isinstance(names, str):
+        names = (names,)
+    values: dict[str, Any] = {}
+    for name in names or ():
+        if not name.startswith("_") and hasattr(obj, name):
+            values[name] = getattr(obj, name)
+    state = getattr(obj, "__dict__", None)
+    if isinstance(state, dict):
+        values.update((k, v) for k, v in state.items() if not k.startswith("_"))
+    return values if values or names or isinstance(state, dict) else None
 
 
 _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
@@ -72,9 +94,9 @@ def to_json(value: Any) -> str:
         return value
     try:
         return _ENCODER.encode(value)
-    except Exception as exc:  # circular references, hostile __repr__/model_dump, ...
+    except Exception as exc:  # circular references, hostile model_dump, ...
         log_once("json", logging.DEBUG, "Could not serialise a %s as JSON: %r", type(value).__name__, exc)
-        return _safe_repr(value)
+        return f"<unserialisable {type(value).__name__}>"
 
 
 def scalar_or_json(value: Any) -> str | bool | int | float:
@@ -124,32 +146,85 @@ class ContentPolicy:
         return self
 
 
-class LazyContent:
-    """Content captured on the application's thread, rendered on the export thread.
+def snapshot(value: Any) -> Any:
+    """A copy of ``value``'s containers, cheap enough for the application's thread: dicts are
+    copied two levels deep, lists and tuples shallowly; the objects inside are shared (framework
+    messages and documents are not changed after they are made)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: (dict(v) if type(v) is dict else list(v) if type(v) in (list, tuple) else v)
+                for k, v in value.items()}
+    if kind in (list, tuple):
+        return list(value)
+    return value
 
-    The value must already be a snapshot (adapters convert framework objects into fresh
-    containers), so that later changes by the application do not leak into the span.
+
+def content_source(value: Any) -> int:
+    """Where content came from, for reusing a rendering: a dict by its keys and the identity of its
+    values (LangGraph hands each step a new state dict around the same message list), anything
+    else by its identity. Equality is still checked before a rendering is reused."""
+    if type(value) is dict:
+        return hash((tuple(value), tuple(map(id, value.values()))))
+    return id(value)
+
+
+class LazyContent:
+    """Content captured on the application's thread, converted and rendered on the export thread.
+
+    ``value`` must be a snapshot (see :func:`snapshot`), so that later changes by the application
+    do not leak into the span; ``convert`` (framework objects to plain data) runs at render time.
     """
 
-    __slots__ = ("policy", "value")
+    __slots__ = ("convert", "policy", "source", "value")
 
-    def __init__(self, value: Any, policy: ContentPolicy) -> None:
+    def __init__(self, value: Any, policy: ContentPolicy, convert: Callable[[Any], Any] | None = None,
+                 source: int = 0) -> None:
         self.value = value
         self.policy = policy
+        self.convert = convert
+        self.source = source  # see content_source()
 
     def render(self) -> str | None:
-        return self.policy.render(self.value)
+        value = self.value
+        if self.convert is not None:
+            try:
+                value = self.convert(value)
+            except Exception as exc:
+                log_once("convert", logging.DEBUG, "Could not convert content: %r", exc)
+        return self.policy.render(value)
 
 
-def resolve_content(attributes: dict[str, Any]) -> None:
-    """Render every :class:`LazyContent` value in place (dropping those that render to nothing)."""
+RenderCache = dict[tuple[int, Any, ContentPolicy], tuple[Any, "str | None"]]
+
+
+def resolve_content(attributes: dict[str, Any], cache: RenderCache | None = None) -> None:
+    """Render every :class:`LazyContent` value in place (dropping those that render to nothing).
+
+    With a ``cache`` (one per export batch), content captured from the same object with equal
+    contents (a LangGraph state seen by a node and by the steps inside it) is rendered once.
+    """
     for key, value in list(attributes.items()):
-        if type(value) is LazyContent:
-            text = value.render()
-            if text is None:
-                del attributes[key]
+        if type(value) is not LazyContent:
+            continue
+        text: str | None
+        if cache is not None and value.source:
+            cache_key = (value.source, value.convert, value.policy)
+            hit = cache.get(cache_key)
+            try:
+                same = hit is not None and hit[0] == value.value
+            except Exception:
+                same = False
+            if same:
+                text = hit[1]  # type: ignore[index]
             else:
-                attributes[key] = text
+                text = value.render()
+                cache[cache_key] = (value.value, text)
+        else:
+            text = value.render()
+        if text is None:
+            del attributes[key]
+        else:
+            attributes[key] = text
 
 
 def _data_placeholder(match: re.Match[str]) -> str:

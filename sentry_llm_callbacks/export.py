@@ -36,7 +36,8 @@ from . import attributes as attr
 from ._logging import log_once, logger
 from ._version import __version__
 from .config import MAX_REQUEST_BYTES
-from .content import resolve_content
+from .content import RenderCache, resolve_content
+from .otlp import encode_request
 
 if TYPE_CHECKING:
     import requests
@@ -113,7 +114,7 @@ def classify_status(status: int) -> tuple[bool, bool]:
 
 
 class OtlpHttpSender:
-    """Encodes spans as OTLP/HTTP protobuf and POSTs them, gzip-compressed.
+    """Encodes spans as OTLP/HTTP protobuf (with :mod:`.otlp`) and POSTs them, gzip-compressed.
 
     Encoding happens in small chunks, releasing the interpreter lock between them, so that
     the application's threads are not held up behind a large batch. Chunks are concatenated:
@@ -145,13 +146,11 @@ class OtlpHttpSender:
 
     def encode(self, spans: Sequence[ReadableSpan]) -> list[tuple[bytes, int]]:
         """Request bodies (uncompressed) with the number of spans in each, each under the size limit."""
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
         bodies: list[tuple[bytes, int]] = []
         current: list[bytes] = []
         size = count = 0
         for i in range(0, len(spans), self.CHUNK):
-            for piece, n in self._encode_chunk(encode_spans, spans[i : i + self.CHUNK]):
+            for piece, n in self._encode_chunk(spans[i : i + self.CHUNK]):
                 if size + len(piece) > self._max_request_bytes and current:
                     bodies.append((b"".join(current), count))
                     current, size, count = [], 0, 0
@@ -163,8 +162,8 @@ class OtlpHttpSender:
             bodies.append((b"".join(current), count))
         return bodies
 
-    def _encode_chunk(self, encode_spans: Callable, chunk: Sequence[ReadableSpan]) -> list[tuple[bytes, int]]:
-        data = encode_spans(chunk).SerializeToString()
+    def _encode_chunk(self, chunk: Sequence[ReadableSpan]) -> list[tuple[bytes, int]]:
+        data = encode_request(chunk)
         if len(data) <= self._max_request_bytes:
             return [(data, len(chunk))]
         if len(chunk) == 1:
@@ -173,7 +172,7 @@ class OtlpHttpSender:
                      self._max_request_bytes)
             return []
         mid = len(chunk) // 2
-        return self._encode_chunk(encode_spans, chunk[:mid]) + self._encode_chunk(encode_spans, chunk[mid:])
+        return self._encode_chunk(chunk[:mid]) + self._encode_chunk(chunk[mid:])
 
     def post(self, body: bytes, *, timeout: float | None = None) -> SendResult:
         import requests
@@ -395,10 +394,11 @@ class QueueSpanProcessor(SpanProcessor):
     def _resolve_content(batch: list[ReadableSpan]) -> None:
         """Render lazily captured content, a few spans at a time, yielding the interpreter lock
         between chunks so the application's threads are not held up."""
+        cache: RenderCache = {}
         for i, span in enumerate(batch):
             attributes = span._attributes
             if isinstance(attributes, dict):
-                resolve_content(attributes)
+                resolve_content(attributes, cache)
             if i % 16 == 15:
                 time.sleep(0)
 

@@ -160,7 +160,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
     def _content(self, run: Run | None, key: str, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
         if run is None or run.policy.private or value is None:
             return
-        self._recorder.set_content(run, key, convert(value) if convert else value)
+        self._recorder.set_content(run, key, value, convert)
 
     def _end(self, run_id: UUID, key: str | None = None, value: Any = None,
              convert: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
@@ -231,10 +231,8 @@ class SentryCallbackHandler(BaseCallbackHandler):
         if run is None or run.policy.private:
             return
         prompt = messages[0] if messages else []
-        system = [m for m in prompt if _role(m) == "system"]
-        if system:
-            self._content(run, attr.SYSTEM_INSTRUCTIONS, system, _system_parts)
-        self._content(run, attr.INPUT_MESSAGES, [m for m in prompt if _role(m) != "system"], _messages)
+        self._content(run, attr.SYSTEM_INSTRUCTIONS, prompt, _system_parts)
+        self._content(run, attr.INPUT_MESSAGES, prompt, _conversation)
         tools = (kwargs.get("invocation_params") or {}).get("tools")
         if tools:
             self._content(run, attr.TOOL_DEFINITIONS, tools, _plain)
@@ -539,8 +537,15 @@ def _messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
     return [_message(m) for m in messages]
 
 
-def _system_parts(messages: Sequence[Any]) -> list[dict[str, Any]]:
-    return [part for m in messages for part in _parts(getattr(m, "content", None))]
+def _system_parts(messages: Sequence[Any]) -> list[dict[str, Any]] | None:
+    """The system messages' parts (Sentry's ``gen_ai.system_instructions``), or None."""
+    parts = [part for m in messages if _role(m) == "system" for part in _parts(getattr(m, "content", None))]
+    return parts or None
+
+
+def _conversation(messages: Sequence[Any]) -> list[dict[str, Any]]:
+    """The messages other than system instructions."""
+    return [_message(m) for m in messages if _role(m) != "system"]
 
 
 def _prompt_messages(prompt: str) -> list[dict[str, Any]]:

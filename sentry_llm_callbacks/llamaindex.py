@@ -389,8 +389,17 @@ def _current_llamaindex_span() -> str | None:
 # --------------------------------------------------------------------------- classification
 
 
-def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | None, str, dict[str, Any]]:
-    """The run kind for a dispatcher span, its default-name subject and its first attributes."""
+_ROLES: dict[tuple[type, str], str | None] = {}
+
+
+def _role_of(instance: Any, method: str) -> str | None:
+    """What a component's method is ("llm", "embedding", ...), or None for internals; cached per
+    (type, method), since LlamaIndex fires many internal spans per query."""
+    key = (type(instance), method)
+    try:
+        return _ROLES[key]
+    except KeyError:
+        pass
     from llama_index.core.base.base_query_engine import BaseQueryEngine
     from llama_index.core.base.base_retriever import BaseRetriever
     from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -398,25 +407,54 @@ def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | Non
     from llama_index.core.response_synthesizers.base import BaseSynthesizer
     from llama_index.core.tools.types import BaseTool
 
-    cls = type(instance).__name__
+    role = None
+    if isinstance(instance, BaseLLM) and method in _LLM_METHODS:
+        role = "llm"
+    elif isinstance(instance, BaseEmbedding) and method in _EMBEDDING_METHODS:
+        role = "embedding"
+    elif isinstance(instance, BaseRetriever) and method in ("retrieve", "aretrieve"):
+        role = "retriever"
+    elif isinstance(instance, BaseQueryEngine) and method in ("query", "aquery"):
+        role = "query"
+    elif isinstance(instance, BaseSynthesizer) and method in ("synthesize", "asynthesize"):
+        role = "synthesize"
+    elif isinstance(instance, BaseTool) and method in ("call", "acall", "__call__"):
+        role = "tool"
+    elif method == "run" and _is_workflow(instance):
+        role = "agent"
+    elif method in ("chat", "achat", "stream_chat", "astream_chat") and _is_chat_engine(instance):
+        role = "chat_engine"
+    elif method in ("postprocess_nodes", "apostprocess_nodes") and hasattr(instance, "_postprocess_nodes"):
+        role = "postprocess"
+    if len(_ROLES) < 10_000:
+        _ROLES[key] = role
+    return role
+
+
+def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | None, str, dict[str, Any]]:
+    """The run kind for a dispatcher span, its default-name subject and its first attributes."""
     if instance is None:
         if parent is not None and parent.kind == AGENT:
             return CHAIN, method, {}  # a workflow step
         return None, method, {}
-    if isinstance(instance, BaseLLM) and method in _LLM_METHODS:
+    role = _role_of(instance, method)
+    if role is None:
+        return None, method, {}
+    cls = type(instance).__name__
+    if role == "llm":
         kind = CHAT if "chat" in method else COMPLETION
         attributes = _model_attributes(instance)
         return kind, attributes.get(attr.REQUEST_MODEL) or cls, attributes
-    if isinstance(instance, BaseEmbedding) and method in _EMBEDDING_METHODS:
+    if role == "embedding":
         attributes = _model_attributes(instance)
         return EMBEDDINGS, attributes.get(attr.REQUEST_MODEL) or cls, attributes
-    if isinstance(instance, BaseRetriever) and method in ("retrieve", "aretrieve"):
+    if role == "retriever":
         return RETRIEVER, f"{cls}.retrieve", {}
-    if isinstance(instance, BaseQueryEngine) and method in ("query", "aquery"):
+    if role == "query":
         return CHAIN, f"{cls}.query", {}
-    if isinstance(instance, BaseSynthesizer) and method in ("synthesize", "asynthesize"):
+    if role == "synthesize":
         return CHAIN, f"{cls}.synthesize", {}
-    if isinstance(instance, BaseTool) and method in ("call", "acall", "__call__"):
+    if role == "tool":
         meta = getattr(instance, "metadata", None)
         tool = getattr(meta, "name", None) or cls
         attributes = {attr.TOOL_NAME: tool}
@@ -424,15 +462,13 @@ def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | Non
         if isinstance(description, str) and description:
             attributes[attr.TOOL_DESCRIPTION] = description[:1024]
         return TOOL, tool, attributes
-    if method == "run" and _is_workflow(instance):
+    if role == "agent":
         agent = getattr(instance, "name", None)
         agent = agent if isinstance(agent, str) and agent else cls
         return AGENT, agent, {attr.AGENT_NAME: agent}
-    if method in ("chat", "achat", "stream_chat", "astream_chat") and _is_chat_engine(instance):
+    if role == "chat_engine":
         return CHAIN, f"{cls}.{method}", {}
-    if method in ("postprocess_nodes", "apostprocess_nodes") and hasattr(instance, "_postprocess_nodes"):
-        return CHAIN, f"{cls}.postprocess", {}
-    return None, method, {}
+    return CHAIN, f"{cls}.postprocess", {}
 
 
 def _is_workflow(instance: Any) -> bool:
@@ -446,8 +482,9 @@ def _is_chat_engine(instance: Any) -> bool:
 def _model_attributes(instance: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     model = None
+    fields = getattr(instance, "__dict__", None) or {}  # pydantic fields; no exception for absent ones
     for key in ("model", "model_name", "model_id", "deployment_name"):
-        value = getattr(instance, key, None)
+        value = fields.get(key)
         if isinstance(value, str) and value and value != "unknown":
             model = value
             break
@@ -460,7 +497,7 @@ def _model_attributes(instance: Any) -> dict[str, Any]:
     for name, key, kind in ((attr.REQUEST_TEMPERATURE, "temperature", float),
                             (attr.REQUEST_MAX_TOKENS, "max_tokens", int),
                             (attr.REQUEST_TOP_P, "top_p", float)):
-        value = getattr(instance, key, None)
+        value = fields.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = kind(value)
     return out
@@ -488,8 +525,7 @@ def _record_inputs(run: Run, kind: str, bound_args: inspect.BoundArguments) -> N
 def _record_outputs(run: Run, result: Any) -> None:
     if run.kind == RETRIEVER and isinstance(result, list):
         run.attributes[attr.RETRIEVAL_DOCUMENT_COUNT] = len(result)
-        if not run.policy.private:
-            _state.recorder.set_content(run, attr.RETRIEVAL_DOCUMENTS, [_node(n) for n in result])
+        _state.recorder.set_content(run, attr.RETRIEVAL_DOCUMENTS, result, _nodes)
         return
     if run.policy.private or result is None:
         return
@@ -518,6 +554,10 @@ def _response_text(result: Any) -> Any:
 
 def _query_text(value: Any) -> Any:
     return getattr(value, "query_str", value)
+
+
+def _nodes(items: list[Any]) -> list[dict[str, Any]]:
+    return [_node(n) for n in items]
 
 
 def _node(item: Any) -> dict[str, Any]:
@@ -552,22 +592,31 @@ def _on_chat_start(run: Run, event: Any) -> None:
     if run.policy.private:
         return
     messages = list(getattr(event, "messages", None) or ())
-    system = [m for m in messages if _message(m)["role"] == "system"]
-    if system:
-        _state.recorder.set_content(run, attr.SYSTEM_INSTRUCTIONS,
-                                    [p for m in system for p in _message(m)["parts"]])
-    _state.recorder.set_content(run, attr.INPUT_MESSAGES, [_message(m) for m in messages if m not in system])
+    _state.recorder.set_content(run, attr.SYSTEM_INSTRUCTIONS, messages, _system_parts)
+    _state.recorder.set_content(run, attr.INPUT_MESSAGES, messages, _conversation)
     tools = (getattr(event, "additional_kwargs", None) or {}).get("tools")
     if tools:
-        _state.recorder.set_content(run, attr.TOOL_DEFINITIONS, [dict(t) if isinstance(t, Mapping) else t
-                                                                  for t in tools])
+        _state.recorder.set_content(run, attr.TOOL_DEFINITIONS, tools)
+
+
+def _system_parts(messages: list[Any]) -> list[dict[str, Any]] | None:
+    parts = [p for m in map(_message, messages) if m["role"] == "system" for p in m["parts"]]
+    return parts or None
+
+
+def _conversation(messages: list[Any]) -> list[dict[str, Any]]:
+    converted = (_message(m) for m in messages)
+    return [m for m in converted if m["role"] != "system"]
 
 
 def _on_completion_start(run: Run, event: Any) -> None:
     _request_from_payload(run, getattr(event, "model_dict", None))
     if not run.policy.private and attr.INPUT_MESSAGES not in run.attributes:
-        _state.recorder.set_content(run, attr.INPUT_MESSAGES, [
-            {"role": "user", "parts": [{"type": "text", "content": getattr(event, "prompt", "")}]}])
+        _state.recorder.set_content(run, attr.INPUT_MESSAGES, getattr(event, "prompt", ""), _prompt_messages)
+
+
+def _prompt_messages(prompt: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
 
 
 def _request_from_payload(run: Run, model_dict: Any) -> None:
@@ -603,13 +652,17 @@ def _on_llm_end(run: Run, event: Any) -> None:
             run.attributes[attr.RESPONSE_FINISH_REASONS] = reasons
     if run.policy.private:
         return
+    _state.recorder.set_content(run, attr.OUTPUT_MESSAGES, response, _output_messages)
+
+
+def _output_messages(response: Any) -> list[dict[str, Any]]:
     message = getattr(response, "message", None)
     if message is not None:
         output = _message(message)
         output["role"] = "assistant"
     else:
         output = {"role": "assistant", "parts": [{"type": "text", "content": getattr(response, "text", "")}]}
-    _state.recorder.set_content(run, attr.OUTPUT_MESSAGES, [output])
+    return [output]
 
 
 def usage_from_response(response: Any) -> Usage | None:
@@ -623,7 +676,7 @@ def usage_from_response(response: Any) -> Usage | None:
 
 
 def _on_embedding_end(run: Run, event: Any) -> None:
-    chunks = list(getattr(event, "chunks", None) or ())
+    chunks = getattr(event, "chunks", None) or ()
     run.attributes[attr.EMBEDDINGS_INPUT_COUNT] = len(chunks)
     _state.recorder.set_content(run, attr.EMBEDDINGS_INPUT, chunks)
 

@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from . import attributes as attr
 from ._logging import log_once
-from .content import ContentPolicy, LazyContent, clean_str, scalar_or_json
+from .content import ContentPolicy, LazyContent, clean_str, content_source, scalar_or_json, snapshot
 from .export import COUNTERS, QueueSpanProcessor
 from .metadata import (
     ENVIRONMENT,
@@ -358,15 +358,15 @@ class Recorder:
 
     # -- during the run ---------------------------------------------------------------
 
-    def set_content(self, run: Run, key: str, value: Any) -> None:
+    def set_content(self, run: Run, key: str, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
         """Add a content attribute (prompt, completion, I/O) if the run's policy lets it out.
 
-        ``value`` must be a snapshot the application will not change (see ``LazyContent``): it is
-        rendered to text on the export thread, so that serialising it costs the app nothing.
+        Only a snapshot of ``value``'s containers is taken here; ``convert`` and the rendering to
+        text run on the export thread, so that serialising content costs the app next to nothing.
         """
         if run.policy.private or value is None:
             return
-        run.attributes[key] = LazyContent(value, run.policy)
+        run.attributes[key] = LazyContent(snapshot(value), run.policy, convert, content_source(value))
 
     def mark_first_chunk(self, key: Hashable) -> None:
         run = self._runs.get(key)
