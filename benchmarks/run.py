@@ -26,8 +26,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENV = HERE / ".peers" / "venv"
-PEER_PACKAGES = ["llama-index-llms-openai", "langfuse", "openinference-instrumentation-langchain", "openinference-instrumentation-llama-index",
-                 "opentelemetry-instrumentation-langchain", "opentelemetry-instrumentation-llamaindex", "sentry-sdk"]
+PEER_PACKAGES = [
+    "llama-index-llms-openai",
+    "langfuse",
+    "openinference-instrumentation-langchain",
+    "openinference-instrumentation-llama-index",
+    "opentelemetry-instrumentation-langchain",
+    "opentelemetry-instrumentation-llamaindex",
+    "sentry-sdk",
+]
 MODES = ["none", "noop", "otel_bare", "ours", "ours_privacy", "openllmetry", "langfuse", "openinference", "sentry_sdk"]
 WORKLOADS = ["lc_chain", "lg_agent", "lc_async20", "li_query"]
 UNSUPPORTED = {("sentry_sdk", "li_query"), ("noop", "li_query")}
@@ -38,8 +45,20 @@ def python() -> str:
     if not exe.exists():
         print(f"Setting up the peers' virtual environment in {VENV} ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(exe), "-m", "pip", "install", "-q", "-e", f"{ROOT}[langchain,llamaindex]", "langgraph",
-                        *PEER_PACKAGES], check=True)
+        subprocess.run(
+            [
+                str(exe),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-e",
+                f"{ROOT}[langchain,llamaindex]",
+                "langgraph",
+                *PEER_PACKAGES,
+            ],
+            check=True,
+        )
     return str(exe)
 
 
@@ -50,8 +69,13 @@ def run_one(py: str, mode: str, workload: str, iterations: int, sink_mode: str =
     sink = Sink(sink_mode)
     try:
         env = {**os.environ, "PYTHONHASHSEED": "0", "OTEL_SDK_DISABLED": "false"}
-        proc = subprocess.run([py, str(HERE / "worker.py"), mode, workload, str(iterations), str(sink.port)],
-                              capture_output=True, text=True, env=env, timeout=900)
+        proc = subprocess.run(
+            [py, str(HERE / "worker.py"), mode, workload, str(iterations), str(sink.port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
         if proc.returncode != 0:
             return {"mode": mode, "workload": workload, "error": proc.stderr.strip().splitlines()[-1:]}
         result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -95,16 +119,25 @@ def main() -> None:
                     continue
                 res = run_one(py, mode, workload, iterations)
                 results.setdefault((mode, workload), []).append(res)
-                print(f"round {r + 1} {workload:10} {mode:13} "
-                      + (f"median {statistics.median(res['times_ns']) / 1e3:9.1f} us" if "times_ns" in res
-                         else f"ERROR {res.get('error')}"), file=sys.stderr)
+                print(
+                    f"round {r + 1} {workload:10} {mode:13} "
+                    + (
+                        f"median {statistics.median(res['times_ns']) / 1e3:9.1f} us"
+                        if "times_ns" in res
+                        else f"ERROR {res.get('error')}"
+                    ),
+                    file=sys.stderr,
+                )
     print(report(results, modes, workloads, args))
 
 
 def report(results: dict, modes: list[str], workloads: list[str], args: argparse.Namespace) -> str:
-    lines = [f"Run on {date.today()} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
-             f"Python {platform.python_version()} · {args.rounds} rounds · {args.iterations} iterations "
-             "(lg_agent, lc_async20: a tenth) · interleaved, one process per run", ""]
+    lines = [
+        f"Run on {date.today()} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
+        f"Python {platform.python_version()} · {args.rounds} rounds · {args.iterations} iterations "
+        "(lg_agent, lc_async20: a tenth) · interleaved, one process per run",
+        "",
+    ]
     for workload in workloads:
         base_runs = results.get(("none", workload), [])
         base = [t for r in base_runs for t in r.get("times_ns", [])]
@@ -114,9 +147,12 @@ def report(results: dict, modes: list[str], workloads: list[str], args: argparse
         floor = results.get(("otel_bare", workload), [])
         floor_times = [t for r in floor for t in r.get("times_ns", [])]
         floor_added = statistics.median(floor_times) - base_med if floor_times else None
-        lines += [f"### {workload} (no tracing: median {base_med / 1e3:.0f} us, p99 {base_p99 / 1e3:.0f} us)", "",
-                  "| mode | added median | added p99 | x floor | spans delivered / invocation | RSS growth MB |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            f"### {workload} (no tracing: median {base_med / 1e3:.0f} us, p99 {base_p99 / 1e3:.0f} us)",
+            "",
+            "| mode | added median | added p99 | x floor | spans delivered / invocation | RSS growth MB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for mode in modes:
             runs = results.get((mode, workload))
             if mode == "none" or not runs:
@@ -130,27 +166,35 @@ def report(results: dict, modes: list[str], workloads: list[str], args: argparse
             ratio = f"{added / floor_added:.2f}" if floor_added and floor_added > 0 else "-"
             spans = sum(r["spans_received"] for r in runs) / sum(r["invocations"] for r in runs)
             rss = statistics.median(r["rss_after_mb"] - r["rss_before_mb"] for r in runs)
-            lines.append(f"| {mode} | {added / 1e3:+.0f} us | {added_p99 / 1e3:+.0f} us | {ratio} | {spans:.2f} | "
-                         f"{rss:.1f} |")
+            lines.append(
+                f"| {mode} | {added / 1e3:+.0f} us | {added_p99 / 1e3:+.0f} us | {ratio} | {spans:.2f} | {rss:.1f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
 def faults(py: str, iterations: int) -> None:
-    rows = ["| sink | mode | added median | added p99 | flush(30) took | spans delivered |",
-            "| --- | --- | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| sink | mode | added median | added p99 | flush(30) took | spans delivered |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     base = run_one(py, "none", "lc_chain", iterations)
     base_med, base_p99 = statistics.median(base["times_ns"]), pct(base["times_ns"], 0.99)
     for sink_mode in ("ok", "refused", "hang", "429", "503"):
         for mode in ("otel_bare", "ours"):
-            res = run_one(py, mode, "lc_chain", iterations, "ok" if sink_mode == "refused" else sink_mode) \
-                if sink_mode != "refused" else run_refused(py, mode, iterations)
+            res = (
+                run_one(py, mode, "lc_chain", iterations, "ok" if sink_mode == "refused" else sink_mode)
+                if sink_mode != "refused"
+                else run_refused(py, mode, iterations)
+            )
             if "times_ns" not in res:
                 rows.append(f"| {sink_mode} | {mode} | error {res.get('error')} | | | |")
                 continue
-            rows.append(f"| {sink_mode} | {mode} | {(statistics.median(res['times_ns']) - base_med) / 1e3:+.0f} us | "
-                         f"{(pct(res['times_ns'], 0.99) - base_p99) / 1e3:+.0f} us | {res['flush_s']:.1f} s | "
-                         f"{res.get('spans_received', 0)} |")
+            rows.append(
+                f"| {sink_mode} | {mode} | {(statistics.median(res['times_ns']) - base_med) / 1e3:+.0f} us | "
+                f"{(pct(res['times_ns'], 0.99) - base_p99) / 1e3:+.0f} us | {res['flush_s']:.1f} s | "
+                f"{res.get('spans_received', 0)} |"
+            )
             print(rows[-1], file=sys.stderr)
     print("\n".join(rows))
 
@@ -161,8 +205,12 @@ def run_refused(py: str, mode: str, iterations: int) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.run([py, str(HERE / "worker.py"), mode, "lc_chain", str(iterations), str(port)],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [py, str(HERE / "worker.py"), mode, "lc_chain", str(iterations), str(port)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -171,8 +219,10 @@ def run_refused(py: str, mode: str, iterations: int) -> dict:
 def memory(py: str, invocations: int) -> None:
     for mode in ("none", "ours", "ours_privacy"):
         res = run_one(py, mode, "lc_chain", invocations)
-        print(f"| {mode} | {invocations} invocations | RSS {res['rss_before_mb']:.1f} -> {res['rss_after_mb']:.1f} MB "
-              f"(growth {res['rss_after_mb'] - res['rss_before_mb']:+.1f} MB) | spans delivered {res['spans_received']} |")
+        print(
+            f"| {mode} | {invocations} invocations | RSS {res['rss_before_mb']:.1f} -> {res['rss_after_mb']:.1f} MB "
+            f"(growth {res['rss_after_mb'] - res['rss_before_mb']:+.1f} MB) | spans delivered {res['spans_received']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ class Sink:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with sink._lock:
                     sink.requests += 1
@@ -73,8 +73,11 @@ class Sink:
                 status = {"429": 429, "503": 503}.get(sink.mode, 200)
                 if status == 200:
                     try:
-                        n = count_spans(self.path, self.headers.get("Content-Type") or "",
-                                        _decompress(raw, self.headers.get("Content-Encoding")))
+                        n = count_spans(
+                            self.path,
+                            self.headers.get("Content-Type") or "",
+                            _decompress(raw, self.headers.get("Content-Encoding")),
+                        )
                     except Exception:
                         n = 0
                     with sink._lock:
@@ -88,7 +91,7 @@ class Sink:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.do_POST()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -1,6 +1,6 @@
 """One benchmark process: set up one tracing mode, run one workload, print timings as JSON.
 
-    python benchmarks/worker.py MODE WORKLOAD ITERATIONS PORT
+python benchmarks/worker.py MODE WORKLOAD ITERATIONS PORT
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from uuid import UUID
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from workloads import LANGCHAIN_WORKLOADS, WORKLOADS  # noqa: E402
+from workloads import LANGCHAIN_WORKLOADS, WORKLOADS
 
 WARMUP = 30
 
@@ -60,16 +60,19 @@ class BareOtelHandler:
                 if span is not None:
                     span.end()
 
-            def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
-                               **kw: Any) -> None:
+            def on_chain_start(
+                self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kw: Any
+            ) -> None:
                 self._start(run_id, parent_run_id, kw.get("name") or "chain")
 
-            def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
-                                    parent_run_id: UUID | None = None, **kw: Any) -> None:
+            def on_chat_model_start(
+                self, serialized: Any, messages: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kw: Any
+            ) -> None:
                 self._start(run_id, parent_run_id, "chat")
 
-            def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID,
-                              parent_run_id: UUID | None = None, **kw: Any) -> None:
+            def on_tool_start(
+                self, serialized: Any, input_str: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kw: Any
+            ) -> None:
                 self._start(run_id, parent_run_id, "tool")
 
             def on_chain_end(self, outputs: Any, *, run_id: UUID, **kw: Any) -> None:
@@ -113,14 +116,20 @@ def setup(mode: str, workload: str, port: int) -> tuple[dict[str, Any], Callable
         class BareSpans(BaseSpanHandler):
             """One SDK span per LlamaIndex dispatcher span, parented by span id."""
 
-            def span_enter(self, id_: str, bound_args: Any, instance: Any = None, parent_id: Any = None,
-                           tags: Any = None, **kw: Any) -> None:
+            def span_enter(
+                self,
+                id_: str,
+                bound_args: Any,
+                instance: Any = None,
+                parent_id: Any = None,
+                tags: Any = None,
+                **kw: Any,
+            ) -> None:
                 parent = open_spans.get(parent_id) if parent_id else None
                 context = trace.set_span_in_context(parent) if parent is not None else None
                 open_spans[id_] = tracer.start_span(id_[:-37], context=context)
 
-            def span_exit(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None,
-                          **kw: Any) -> None:
+            def span_exit(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kw: Any) -> None:
                 span = open_spans.pop(id_, None)
                 if span is not None:
                     span.end()
@@ -171,8 +180,12 @@ def setup(mode: str, workload: str, port: int) -> tuple[dict[str, Any], Callable
             LlamaIndexInstrumentor().instrument(tracer_provider=provider)
         return {}, lambda: provider.force_flush()
     if mode == "langfuse":
-        os.environ.update(LANGFUSE_PUBLIC_KEY="pk-lf-bench", LANGFUSE_SECRET_KEY="sk-lf-bench",
-                          LANGFUSE_HOST=f"http://127.0.0.1:{port}", LANGFUSE_TRACING_ENVIRONMENT="bench")
+        os.environ.update(
+            LANGFUSE_PUBLIC_KEY="pk-lf-bench",
+            LANGFUSE_SECRET_KEY="sk-lf-bench",
+            LANGFUSE_HOST=f"http://127.0.0.1:{port}",
+            LANGFUSE_TRACING_ENVIRONMENT="bench",
+        )
         from langfuse import get_client
 
         client = get_client()
@@ -188,8 +201,12 @@ def setup(mode: str, workload: str, port: int) -> tuple[dict[str, Any], Callable
         import sentry_sdk
         from sentry_sdk.integrations.langchain import LangchainIntegration
 
-        sentry_sdk.init(dsn=f"http://publickey@127.0.0.1:{port}/1", traces_sample_rate=1.0, send_default_pii=True,
-                        integrations=[LangchainIntegration()])
+        sentry_sdk.init(
+            dsn=f"http://publickey@127.0.0.1:{port}/1",
+            traces_sample_rate=1.0,
+            send_default_pii=True,
+            integrations=[LangchainIntegration()],
+        )
         return {}, lambda: sentry_sdk.flush(30)
     raise SystemExit(f"unknown mode {mode}")
 
@@ -212,8 +229,19 @@ def main() -> None:
     started = time.monotonic()
     flush()
     flush_s = time.monotonic() - started
-    print(json.dumps({"mode": mode, "workload": workload, "times_ns": times, "invocations": WARMUP + iterations,
-                      "rss_before_mb": rss_before, "rss_after_mb": rss_after, "flush_s": flush_s}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "workload": workload,
+                "times_ns": times,
+                "invocations": WARMUP + iterations,
+                "rss_before_mb": rss_before,
+                "rss_after_mb": rss_after,
+                "flush_s": flush_s,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

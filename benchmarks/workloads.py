@@ -23,12 +23,16 @@ class EchoChatModel(BaseChatModel):
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         return self.model_copy(update={"tool_name": tools[0].name})
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         usage = {"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
         if self.tool_name and not isinstance(messages[-1], ToolMessage):
-            message = AIMessage(content="", usage_metadata=usage,
-                                tool_calls=[{"name": self.tool_name, "args": {"a": 2, "b": 3}, "id": "call_1"}])
+            message = AIMessage(
+                content="",
+                usage_metadata=usage,
+                tool_calls=[{"name": self.tool_name, "args": {"a": 2, "b": 3}, "id": "call_1"}],
+            )
         else:
             message = AIMessage(content="The answer is 5.", usage_metadata=usage)
         message.response_metadata = {"model_name": "gpt-4o-mini", "finish_reason": "stop"}
@@ -39,8 +43,11 @@ def lc_chain() -> Callable[[dict[str, Any]], Any]:
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    chain = ChatPromptTemplate.from_messages([("system", "You are terse."), ("human", "{q}")]) | EchoChatModel() \
+    chain = (
+        ChatPromptTemplate.from_messages([("system", "You are terse."), ("human", "{q}")])
+        | EchoChatModel()
         | StrOutputParser()
+    )
     return lambda config: chain.invoke({"q": "What is 2 + 3?"}, config=config)
 
 
@@ -79,8 +86,10 @@ def li_query() -> Callable[[dict[str, Any]], Any]:
     from llama_index.core.embeddings import MockEmbedding
     from llama_index.core.llms import MockLLM
 
-    index = VectorStoreIndex.from_documents([Document(text=f"Document {i}: restart the pod {i}.") for i in range(5)],
-                                           embed_model=MockEmbedding(embed_dim=16))
+    index = VectorStoreIndex.from_documents(
+        [Document(text=f"Document {i}: restart the pod {i}.") for i in range(5)],
+        embed_model=MockEmbedding(embed_dim=16),
+    )
     engine = index.as_query_engine(llm=MockLLM(max_tokens=16), similarity_top_k=2)
     return lambda config: engine.query("How do I restart the pod?")
 

@@ -62,6 +62,7 @@ def unload_ipython_extension(shell: Any) -> None:
 
     unload(shell)
 
+
 logging.getLogger("sentry_llm_callbacks").addHandler(logging.NullHandler())
 
 

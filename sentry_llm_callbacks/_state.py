@@ -8,6 +8,7 @@ background within its deadline.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -44,9 +45,13 @@ def _create_pipeline() -> ExportPipeline | None:
             try:
                 _destination = build_destination()
             except ConfigurationError as exc:
-                log_once("not-configured", logging.WARNING,
-                         "sentry_llm_callbacks is not configured (%s); runs are not traced. "
-                         "Call sentry_llm_callbacks.configure(dsn=...) or set SENTRY_DSN.", exc.problem)
+                log_once(
+                    "not-configured",
+                    logging.WARNING,
+                    "sentry_llm_callbacks is not configured (%s); runs are not traced. "
+                    "Call sentry_llm_callbacks.configure(dsn=...) or set SENTRY_DSN.",
+                    exc.problem,
+                )
                 return None
         _pipeline = ExportPipeline(_destination, maintenance=_maintenance)
         logger.debug("Export pipeline created for %r", _destination)
@@ -73,8 +78,7 @@ def install(destination: Destination) -> None:
         _env_checked = True
     if old is not None:
         timeout = old.destination.exit_timeout
-        threading.Thread(target=old.shutdown, args=(timeout,), name="sentry-llm-callbacks-retire",
-                         daemon=True).start()
+        threading.Thread(target=old.shutdown, args=(timeout,), name="sentry-llm-callbacks-retire", daemon=True).start()
 
 
 def reset() -> None:
@@ -109,10 +113,8 @@ def shutdown(timeout: float | None = None) -> bool:
 def _at_exit() -> None:
     pipeline = _pipeline
     if pipeline is not None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter teardown: never raise
             pipeline.shutdown(pipeline.destination.exit_timeout)
-        except Exception:  # interpreter teardown: never raise
-            pass
 
 
 def _after_fork_in_child() -> None:

@@ -95,49 +95,65 @@ def _demo(args: argparse.Namespace) -> int:
     if receiver is None:
         from . import stats
 
-        print(f"\nDelivered: {delivered}; {stats()['spans_exported']} spans. In Sentry: Explore > Traces, "
-              "search for trace name 'Error Analysis Agent'.")
+        print(
+            f"\nDelivered: {delivered}; {stats()['spans_exported']} spans. In Sentry: Explore > Traces, "
+            "search for trace name 'Error Analysis Agent'."
+        )
         return 0 if delivered else 1
     spans = receiver.spans
     receiver.stop()
-    print(f"\nThe receiver decoded {len(spans)} spans in {len(group_traces(spans))} traces "
-          f"({time.perf_counter() - started:.1f} s):\n")
+    print(
+        f"\nThe receiver decoded {len(spans)} spans in {len(group_traces(spans))} traces "
+        f"({time.perf_counter() - started:.1f} s):\n"
+    )
     print(format_trace_tree(spans))
     return 0 if delivered and spans else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sentry-llm-callbacks",
-                                     description="Send LangChain and LlamaIndex traces to Sentry over OTLP.")
+    parser = argparse.ArgumentParser(
+        prog="sentry-llm-callbacks", description="Send LangChain and LlamaIndex traces to Sentry over OTLP."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("test-connection", help="check that a DSN or OTLP endpoint accepts traces",
-                       description="Send one empty OTLP request and say what the endpoint answered. "
-                                   "Exits 0 only on success.")
+    p = sub.add_parser(
+        "test-connection",
+        help="check that a DSN or OTLP endpoint accepts traces",
+        description="Send one empty OTLP request and say what the endpoint answered. Exits 0 only on success.",
+    )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN)")
     p.add_argument("--endpoint", help="OTLP/HTTP traces endpoint (default: derived from the DSN)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     p.set_defaults(func=_test_connection)
 
-    p = sub.add_parser("send-test-trace", help="send a small trace and print its id",
-                       description="Send a root span and one generation span, wait for delivery, "
-                                   "and print the trace id to look for in Sentry.")
+    p = sub.add_parser(
+        "send-test-trace",
+        help="send a small trace and print its id",
+        description="Send a root span and one generation span, wait for delivery, "
+        "and print the trace id to look for in Sentry.",
+    )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN)")
     p.add_argument("--endpoint", help="OTLP/HTTP traces endpoint")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for delivery (default 10)")
     p.set_defaults(func=_send_test_trace)
 
-    p = sub.add_parser("serve", help="run a local OTLP receiver that prints each trace",
-                       description="A tiny local Sentry for development: accepts OTLP/HTTP on 127.0.0.1 "
-                                   "(Sentry's path and /v1/traces) and prints each trace as a tree.")
+    p = sub.add_parser(
+        "serve",
+        help="run a local OTLP receiver that prints each trace",
+        description="A tiny local Sentry for development: accepts OTLP/HTTP on 127.0.0.1 "
+        "(Sentry's path and /v1/traces) and prints each trace as a tree.",
+    )
     p.add_argument("--port", type=int, default=4318, help="port (default 4318)")
     p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (default: run until Ctrl+C)")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("demo", help="trace a LangGraph agent and a LlamaIndex query with fake models",
-                       description="Runs a small agent and a retrieval query with fake models (no keys, no "
-                                   "network). With a DSN it sends to Sentry; without one it starts a local "
-                                   "receiver and prints the trace tree it received.")
+    p = sub.add_parser(
+        "demo",
+        help="trace a LangGraph agent and a LlamaIndex query with fake models",
+        description="Runs a small agent and a retrieval query with fake models (no keys, no "
+        "network). With a DSN it sends to Sentry; without one it starts a local "
+        "receiver and prints the trace tree it received.",
+    )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN; none: local receiver)")
     p.set_defaults(func=_demo)
     return parser

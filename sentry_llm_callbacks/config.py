@@ -55,8 +55,7 @@ class Dsn:
 
     def auth_header(self) -> str:
         return (
-            f"Sentry sentry_key={self.public_key}, sentry_version=7, "
-            f"sentry_client=sentry-llm-callbacks/{__version__}"
+            f"Sentry sentry_key={self.public_key}, sentry_version=7, sentry_client=sentry-llm-callbacks/{__version__}"
         )
 
     def __str__(self) -> str:
@@ -239,9 +238,7 @@ def build_destination(
     elif otlp_endpoint is None:
         otlp_endpoint = os.environ.get(ENV_ENDPOINT) or None
     if dsn is None and otlp_endpoint is None:
-        raise ConfigurationError(
-            "dsn", f"no DSN or OTLP endpoint was given and {ENV_DSN} is not set", DSN_EXAMPLE
-        )
+        raise ConfigurationError("dsn", f"no DSN or OTLP endpoint was given and {ENV_DSN} is not set", DSN_EXAMPLE)
 
     parsed = parse_dsn(dsn) if dsn is not None else None
     if parsed is not None:
@@ -254,8 +251,10 @@ def build_destination(
         assert parsed is not None
         endpoint = parsed.otlp_traces_endpoint()
 
-    if not isinstance(sample_rate, (int, float)) or isinstance(sample_rate, bool) or not (
-        math.isfinite(sample_rate) and 0.0 <= sample_rate <= 1.0
+    if (
+        not isinstance(sample_rate, (int, float))
+        or isinstance(sample_rate, bool)
+        or not (math.isfinite(sample_rate) and 0.0 <= sample_rate <= 1.0)
     ):
         raise ConfigurationError("sample_rate", f"must be a number from 0.0 to 1.0, not {sample_rate!r}", "0.25")
     clean_headers = _validate_headers(headers)
@@ -275,8 +274,9 @@ def build_destination(
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
             raise ConfigurationError(name, f"must be a positive number of seconds, not {value!r}", example)
     if pricing is not None and not isinstance(pricing, Mapping):
-        raise ConfigurationError("pricing", "must be a dict of model id to prices",
-                                 '{"my-model": {"input": 3e-6, "output": 1.2e-5}}')
+        raise ConfigurationError(
+            "pricing", "must be a dict of model id to prices", '{"my-model": {"input": 3e-6, "output": 1.2e-5}}'
+        )
     if mask is not None and not callable(mask):
         raise ConfigurationError("mask", "must be a callable taking a string and returning a string", "str.upper")
     exporters = tuple(exporters)

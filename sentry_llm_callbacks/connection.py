@@ -119,8 +119,9 @@ def test_connection(
             destination = _state.current_destination()
             assert destination is not None
         else:
-            destination = build_destination(dsn=dsn, otlp_endpoint=otlp_endpoint, headers=headers,
-                                            allow_insecure_http=allow_insecure_http)
+            destination = build_destination(
+                dsn=dsn, otlp_endpoint=otlp_endpoint, headers=headers, allow_insecure_http=allow_insecure_http
+            )
     except ConfigurationError as exc:
         return ConnectionResult(False, None, "invalid_config", str(exc), time.perf_counter() - started)
     sender = OtlpHttpSender(destination.endpoint, destination.request_headers(), timeout=timeout)
@@ -132,12 +133,21 @@ def test_connection(
                 destination.endpoint, data=b"", headers=destination.request_headers(), timeout=timeout
             )
         except requests.RequestException as exc:
-            return ConnectionResult(False, None, "unreachable", _unreachable_message(exc, destination, timeout),
-                                    time.perf_counter() - started)
+            return ConnectionResult(
+                False,
+                None,
+                "unreachable",
+                _unreachable_message(exc, destination, timeout),
+                time.perf_counter() - started,
+            )
         except Exception as exc:  # e.g. an invalid header value
-            return ConnectionResult(False, None, "invalid_config",
-                                    f"The request could not be built ({type(exc).__name__}).",
-                                    time.perf_counter() - started)
+            return ConnectionResult(
+                False,
+                None,
+                "invalid_config",
+                f"The request could not be built ({type(exc).__name__}).",
+                time.perf_counter() - started,
+            )
         latency = time.perf_counter() - started
         reason, message = _classify_status(response.status_code, destination, response.headers.get("Retry-After"))
         response.close()
@@ -159,20 +169,40 @@ def send_test_trace(timeout: float = 10.0) -> TestTraceResult:
         return TestTraceResult(False, "", "Not configured: call configure(dsn=...) or set SENTRY_DSN first.")
     recorder = _state.recorder
     root_key, child_key = uuid.uuid4(), uuid.uuid4()
-    root = recorder.start_run(root_key, None, kind=CHAIN, name="sentry-llm-callbacks test trace",
-                              explicit_name=True, handler_layer=None, run_metadata=None)
+    root = recorder.start_run(
+        root_key,
+        None,
+        kind=CHAIN,
+        name="sentry-llm-callbacks test trace",
+        explicit_name=True,
+        handler_layer=None,
+        run_metadata=None,
+    )
     if root is None:
         return TestTraceResult(False, "", "The test trace was sampled out; set sample_rate=1.0 to send it.")
     trace_id = format(root.trace_id, "032x")
-    recorder.start_run(child_key, root_key, kind=CHAT, name="test-model", explicit_name=False,
-                       handler_layer=None, run_metadata=None,
-                       attributes={attr.REQUEST_MODEL: "test-model", attr.PROVIDER_NAME: "sentry-llm-callbacks"})
+    recorder.start_run(
+        child_key,
+        root_key,
+        kind=CHAT,
+        name="test-model",
+        explicit_name=False,
+        handler_layer=None,
+        run_metadata=None,
+        attributes={attr.REQUEST_MODEL: "test-model", attr.PROVIDER_NAME: "sentry-llm-callbacks"},
+    )
     recorder.end_run(child_key, usage=Usage(input_tokens=12, output_tokens=3, total_tokens=15))
     recorder.end_run(root_key)
     delivered = pipeline.flush(timeout)
     where = _where(pipeline.destination)
     if delivered:
-        return TestTraceResult(True, trace_id, f"Sent trace {trace_id} to {where}. In Sentry, open "
-                               f"Explore > Traces and search for trace {trace_id}.")
-    return TestTraceResult(False, trace_id, f"Trace {trace_id} was not delivered to {where} within {timeout:g} s; "
-                           "run test_connection() to see why.")
+        return TestTraceResult(
+            True,
+            trace_id,
+            f"Sent trace {trace_id} to {where}. In Sentry, open Explore > Traces and search for trace {trace_id}.",
+        )
+    return TestTraceResult(
+        False,
+        trace_id,
+        f"Trace {trace_id} was not delivered to {where} within {timeout:g} s; run test_connection() to see why.",
+    )

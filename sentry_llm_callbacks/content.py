@@ -101,7 +101,7 @@ def to_json(value: Any) -> str:
 
 def scalar_or_json(value: Any) -> str | bool | int | float:
     """Attribute value for user metadata: scalars as they are, anything else as compact JSON."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         return value
     if isinstance(value, int):
         return value if _INT64[0] <= value <= _INT64[1] else str(value)
@@ -152,8 +152,9 @@ def snapshot(value: Any) -> Any:
     messages and documents are not changed after they are made)."""
     kind = type(value)
     if kind is dict:
-        return {k: (dict(v) if type(v) is dict else list(v) if type(v) in (list, tuple) else v)
-                for k, v in value.items()}
+        return {
+            k: (dict(v) if type(v) is dict else list(v) if type(v) in (list, tuple) else v) for k, v in value.items()
+        }
     if kind in (list, tuple):
         return list(value)
     return value
@@ -177,8 +178,9 @@ class LazyContent:
 
     __slots__ = ("convert", "policy", "source", "value")
 
-    def __init__(self, value: Any, policy: ContentPolicy, convert: Callable[[Any], Any] | None = None,
-                 source: int = 0) -> None:
+    def __init__(
+        self, value: Any, policy: ContentPolicy, convert: Callable[[Any], Any] | None = None, source: int = 0
+    ) -> None:
         self.value = value
         self.policy = policy
         self.convert = convert

@@ -43,16 +43,22 @@ def run_langchain_agent(metadata: dict[str, Any] | None = None) -> str:
         def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
             return self
 
-    usage = {"input_tokens": 412, "output_tokens": 38, "total_tokens": 450,
-             "input_token_details": {"cache_read": 256}}
-    replies = iter([
-        AIMessage(content="", usage_metadata=usage,
-                  tool_calls=[{"name": "search_logs", "args": {"query": "payment errors"}, "id": "call_1"}],
-                  response_metadata={"model_name": "gpt-4o-mini", "finish_reason": "tool_calls"}),
-        AIMessage(content="PaymentService.charge dereferences a null card token; validate it first.",
-                  usage_metadata={"input_tokens": 502, "output_tokens": 21, "total_tokens": 523},
-                  response_metadata={"model_name": "gpt-4o-mini", "finish_reason": "stop"}),
-    ])
+    usage = {"input_tokens": 412, "output_tokens": 38, "total_tokens": 450, "input_token_details": {"cache_read": 256}}
+    replies = iter(
+        [
+            AIMessage(
+                content="",
+                usage_metadata=usage,
+                tool_calls=[{"name": "search_logs", "args": {"query": "payment errors"}, "id": "call_1"}],
+                response_metadata={"model_name": "gpt-4o-mini", "finish_reason": "tool_calls"},
+            ),
+            AIMessage(
+                content="PaymentService.charge dereferences a null card token; validate it first.",
+                usage_metadata={"input_tokens": 502, "output_tokens": 21, "total_tokens": 523},
+                response_metadata={"model_name": "gpt-4o-mini", "finish_reason": "stop"},
+            ),
+        ]
+    )
     model = ToolCallingFake(messages=replies)
     config: dict[str, Any] = {"callbacks": [SentryCallbackHandler()], "metadata": metadata or DEMO_METADATA}
     question = "Why are payments failing?"
@@ -83,11 +89,16 @@ def run_llamaindex_query(metadata: dict[str, Any] | None = None) -> str | None:
     from .llamaindex import SentryLlamaIndexHandler
 
     meta = metadata or DEMO_METADATA
-    handler = SentryLlamaIndexHandler(user=meta.get("user"), session_id=meta.get("session_id"),
-                                      trace={**meta.get("trace", {}), "trace_name": "Runbook lookup"})
-    docs = [Document(text="Runbook: if PaymentService fails, check the card token validation."),
-            Document(text="Postmortem: null tokens came from the mobile client v3.2."),
-            Document(text="On-call: page the payments team for charge failures.")]
+    handler = SentryLlamaIndexHandler(
+        user=meta.get("user"),
+        session_id=meta.get("session_id"),
+        trace={**meta.get("trace", {}), "trace_name": "Runbook lookup"},
+    )
+    docs = [
+        Document(text="Runbook: if PaymentService fails, check the card token validation."),
+        Document(text="Postmortem: null tokens came from the mobile client v3.2."),
+        Document(text="On-call: page the payments team for charge failures."),
+    ]
     previous = Settings._callback_manager
     Settings.callback_manager = CallbackManager([handler])
     try:

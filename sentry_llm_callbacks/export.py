@@ -168,8 +168,12 @@ class OtlpHttpSender:
             return [(data, len(chunk))]
         if len(chunk) == 1:
             COUNTERS.add("spans_dropped")
-            log_once("oversize-span", logging.WARNING, "Dropped a span larger than the %d-byte request limit.",
-                     self._max_request_bytes)
+            log_once(
+                "oversize-span",
+                logging.WARNING,
+                "Dropped a span larger than the %d-byte request limit.",
+                self._max_request_bytes,
+            )
             return []
         mid = len(chunk) // 2
         return self._encode_chunk(chunk[:mid]) + self._encode_chunk(chunk[mid:])
@@ -293,7 +297,7 @@ class QueueSpanProcessor(SpanProcessor):
 
     # -- application side -------------------------------------------------------------
 
-    def on_start(self, span, parent_context=None) -> None:  # noqa: ANN001 - SDK signature
+    def on_start(self, span, parent_context=None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -309,9 +313,12 @@ class QueueSpanProcessor(SpanProcessor):
         queue = self._queue
         if len(queue) >= self._max_queue:
             COUNTERS.add("spans_dropped")
-            log_once("queue-full", logging.WARNING,
-                     "The span queue is full (%d spans); new spans are dropped until the exporter catches up.",
-                     self._max_queue)
+            log_once(
+                "queue-full",
+                logging.WARNING,
+                "The span queue is full (%d spans); new spans are dropped until the exporter catches up.",
+                self._max_queue,
+            )
             return
         queue.append(span)
         if self._thread is None:
@@ -366,8 +373,12 @@ class QueueSpanProcessor(SpanProcessor):
         self._pending = None
         if left:
             COUNTERS.add("spans_dropped", left)
-            log_once("shutdown-dropped", logging.WARNING,
-                     "%d span(s) could not be delivered before shutdown and were dropped.", left)
+            log_once(
+                "shutdown-dropped",
+                logging.WARNING,
+                "%d span(s) could not be delivered before shutdown and were dropped.",
+                left,
+            )
 
     def _drain(self) -> None:
         while True:
@@ -418,15 +429,25 @@ class QueueSpanProcessor(SpanProcessor):
                 if result.retryable:
                     delay = self.backoff.failure(result.retry_after)
                     self._pending = batch[done:]
-                    log_once(f"retry-{result.status_code}", logging.WARNING,
-                             "Export to %s failed (%s); retrying in %.1f s%s.", self._sender.endpoint,
-                             result.status_code or result.detail, delay,
-                             " (circuit breaker open)" if self.backoff.breaker_open else "")
+                    log_once(
+                        f"retry-{result.status_code}",
+                        logging.WARNING,
+                        "Export to %s failed (%s); retrying in %.1f s%s.",
+                        self._sender.endpoint,
+                        result.status_code or result.detail,
+                        delay,
+                        " (circuit breaker open)" if self.backoff.breaker_open else "",
+                    )
                     return False
                 COUNTERS.add("spans_dropped", count)
-                log_once(f"rejected-{result.status_code}", logging.ERROR,
-                         "The endpoint %s rejected spans with HTTP %s %s; they are dropped.",
-                         self._sender.endpoint, result.status_code, result.detail)
+                log_once(
+                    f"rejected-{result.status_code}",
+                    logging.ERROR,
+                    "The endpoint %s rejected spans with HTTP %s %s; they are dropped.",
+                    self._sender.endpoint,
+                    result.status_code,
+                    result.detail,
+                )
             self.backoff.success()
             if done == len(batch):
                 self._last_error = None
@@ -439,8 +460,13 @@ class QueueSpanProcessor(SpanProcessor):
             try:
                 exporter.export(batch)  # type: ignore[attr-defined]
             except Exception as exc:
-                log_once(f"extra-{type(exporter).__name__}", logging.WARNING,
-                         "Exporter %s failed: %r", type(exporter).__name__, exc)
+                log_once(
+                    f"extra-{type(exporter).__name__}",
+                    logging.WARNING,
+                    "Exporter %s failed: %r",
+                    type(exporter).__name__,
+                    exc,
+                )
 
     # -- deadlines --------------------------------------------------------------------
 
@@ -503,14 +529,19 @@ class ExportPipeline:
 
     def __init__(self, destination: Destination, maintenance: Callable[[], None] | None = None) -> None:
         self.destination = destination
-        resource = {"service.name": destination.service_name, "telemetry.sdk.name": "sentry-llm-callbacks",
-                    "telemetry.sdk.version": __version__, "telemetry.sdk.language": "python"}
+        resource = {
+            "service.name": destination.service_name,
+            "telemetry.sdk.name": "sentry-llm-callbacks",
+            "telemetry.sdk.version": __version__,
+            "telemetry.sdk.language": "python",
+        }
         if destination.environment:
             resource[attr.DEPLOYMENT_ENVIRONMENT] = destination.environment
         if destination.release:
             resource["service.version"] = destination.release
-        self.sender = OtlpHttpSender(destination.endpoint, destination.request_headers(),
-                                     timeout=destination.export_timeout)
+        self.sender = OtlpHttpSender(
+            destination.endpoint, destination.request_headers(), timeout=destination.export_timeout
+        )
         self.processor = QueueSpanProcessor(
             self.sender,
             extra_exporters=destination.exporters,
@@ -519,8 +550,7 @@ class ExportPipeline:
             maintenance=maintenance,
         )
         self.sampler = ALWAYS_ON if destination.sample_rate >= 1.0 else TraceIdRatioBased(destination.sample_rate)
-        self.provider = TracerProvider(resource=Resource.create(resource), sampler=self.sampler,
-                                       shutdown_on_exit=False)
+        self.provider = TracerProvider(resource=Resource.create(resource), sampler=self.sampler, shutdown_on_exit=False)
         self.provider.add_span_processor(self.processor)
         self.resource = self.provider.resource
         self.scope = InstrumentationScope("sentry_llm_callbacks", __version__)

@@ -13,6 +13,7 @@ Options, through the line magic::
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import shlex
@@ -99,7 +100,8 @@ def trace_url(trace_id: str) -> str | None:
 def _fmt_tokens(s: SpanSummary) -> str:
     if s.input_tokens is None and s.output_tokens is None:
         return ""
-    return f"{s.input_tokens if s.input_tokens is not None else '?'} → {s.output_tokens if s.output_tokens is not None else '?'}"
+    shown = ["?" if n is None else str(n) for n in (s.input_tokens, s.output_tokens)]
+    return f"{shown[0]} → {shown[1]}"
 
 
 def _ordered(spans: list[SpanSummary]) -> list[tuple[int, SpanSummary]]:
@@ -138,19 +140,25 @@ def render_html(spans: list[SpanSummary], dropped: int = 0, delivered: bool = Tr
         title = html.escape(trace_id)
         if url:
             title = f'<a href="{html.escape(url)}" target="_blank">{title}</a>'
-        parts.append(f"<div><b>trace</b> {title} · {len(members)} spans · tokens {total_in} → {total_out}"
-                     + (f" · ${cost:.6f}" if cost else "") + (f" · <span style='color:#c00'>{errors} error(s)</span>"
-                                                                if errors else "") + "</div>")
+        parts.append(
+            f"<div><b>trace</b> {title} · {len(members)} spans · tokens {total_in} → {total_out}"
+            + (f" · ${cost:.6f}" if cost else "")
+            + (f" · <span style='color:#c00'>{errors} error(s)</span>" if errors else "")
+            + "</div>"
+        )
         parts.append('<table style="border-collapse:collapse;margin:2px 0 8px 0">')
-        parts.append("<tr><th align=left>span</th><th align=left>op</th><th align=right>ms</th>"
-                     "<th align=right>tokens</th><th align=right>cost</th><th align=left>status</th></tr>")
+        parts.append(
+            "<tr><th align=left>span</th><th align=left>op</th><th align=right>ms</th>"
+            "<th align=right>tokens</th><th align=right>cost</th><th align=left>status</th></tr>"
+        )
         for depth, s in _ordered(members):
             status = f"<span style='color:#c00'>{html.escape(s.error)}</span>" if s.error else "ok"
             parts.append(
                 f"<tr><td style='padding-left:{depth * 14}px'>{html.escape(s.name)}</td>"
                 f"<td>{html.escape(s.op)}</td><td align=right>{s.duration_ms:.1f}</td>"
                 f"<td align=right>{_fmt_tokens(s)}</td><td align=right>{f'${s.cost:.6f}' if s.cost else ''}</td>"
-                f"<td>{status}</td></tr>")
+                f"<td>{status}</td></tr>"
+            )
         parts.append("</table>")
     if dropped:
         parts.append(f"<div>{dropped} more spans not shown.</div>")
@@ -205,10 +213,8 @@ class NotebookTracing:
         unset_global_handler()
         if self.collector in SPAN_TAPS:
             SPAN_TAPS.remove(self.collector)
-        try:
+        with contextlib.suppress(ValueError):  # not registered
             self.shell.events.unregister("post_run_cell", self.post_run_cell)
-        except ValueError:
-            pass
 
     def post_run_cell(self, result: Any = None) -> None:
         started = time.monotonic()
@@ -235,8 +241,9 @@ class NotebookTracing:
                 self.show_summary = value.lower() in ("on", "true", "1", "yes")
             elif key in options and value is not None:
                 name = options[key]
-                self.handler_kwargs[name] = value.lower() in ("on", "true", "1", "yes") if name == "privacy_mode" \
-                    else value
+                self.handler_kwargs[name] = (
+                    value.lower() in ("on", "true", "1", "yes") if name == "privacy_mode" else value
+                )
             else:
                 return "usage: %sentry_llm [--user U] [--session S] [--privacy on|off] [--summary on|off]"
             i += 2

@@ -67,8 +67,11 @@ _PROVIDERS = {
 
 _PARAMS: tuple[tuple[str, tuple[str, ...], type], ...] = (
     (attr.REQUEST_TEMPERATURE, ("temperature", "ls_temperature"), float),
-    (attr.REQUEST_MAX_TOKENS, ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict",
-                               "ls_max_tokens"), int),
+    (
+        attr.REQUEST_MAX_TOKENS,
+        ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "ls_max_tokens"),
+        int,
+    ),
     (attr.REQUEST_TOP_P, ("top_p",), float),
     (attr.REQUEST_TOP_K, ("top_k",), int),
     (attr.REQUEST_FREQUENCY_PENALTY, ("frequency_penalty",), float),
@@ -88,8 +91,13 @@ def _guard(method: F) -> F:
         try:
             return method(*args, **kwargs)
         except Exception as exc:
-            log_once(f"langchain-{method.__name__}-{type(exc).__name__}", logging.WARNING,
-                     "sentry_llm_callbacks: %s failed and was skipped: %r", method.__name__, exc)
+            log_once(
+                f"langchain-{method.__name__}-{type(exc).__name__}",
+                logging.WARNING,
+                "sentry_llm_callbacks: %s failed and was skipped: %r",
+                method.__name__,
+                exc,
+            )
             return None
 
     return cast(F, wrapper)
@@ -123,8 +131,9 @@ class SentryCallbackHandler(BaseCallbackHandler):
         privacy_mode: bool | None = None,
     ) -> None:
         super().__init__()
-        self._layer = MetadataLayer.build(user=user, session_id=session_id, trace=trace,
-                                          privacy_mode=privacy_mode, strict=True)
+        self._layer = MetadataLayer.build(
+            user=user, session_id=session_id, trace=trace, privacy_mode=privacy_mode, strict=True
+        )
         self._recorder = _state.recorder
 
     def __repr__(self) -> str:
@@ -153,8 +162,15 @@ class SentryCallbackHandler(BaseCallbackHandler):
                 self._recorder.hide_run(run_id, parent_run_id)
                 return None
         return self._recorder.start_run(
-            run_id, parent_run_id, kind=kind, name=name, explicit_name=explicit,
-            handler_layer=self._layer, run_metadata=metadata, attributes=attributes, under_hidden=under_hidden,
+            run_id,
+            parent_run_id,
+            kind=kind,
+            name=name,
+            explicit_name=explicit,
+            handler_layer=self._layer,
+            run_metadata=metadata,
+            attributes=attributes,
+            under_hidden=under_hidden,
         )
 
     def _content(self, run: Run | None, key: str, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
@@ -162,8 +178,14 @@ class SentryCallbackHandler(BaseCallbackHandler):
             return
         self._recorder.set_content(run, key, value, convert)
 
-    def _end(self, run_id: UUID, key: str | None = None, value: Any = None,
-             convert: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
+    def _end(
+        self,
+        run_id: UUID,
+        key: str | None = None,
+        value: Any = None,
+        convert: Callable[[Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if key is not None:
             self._content(self._recorder.get(run_id), key, value, convert)
         self._recorder.end_run(run_id, **kwargs)
@@ -177,9 +199,17 @@ class SentryCallbackHandler(BaseCallbackHandler):
     # -- chains, LangGraph graphs and nodes ---------------------------------------------
 
     @_guard
-    def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: UUID,
-                       parent_run_id: UUID | None = None, tags: list[str] | None = None,
-                       metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         name = kwargs.get("name") or _serialized_name(serialized) or "chain"
         meta = metadata or {}
         kind = CHAIN
@@ -195,8 +225,16 @@ class SentryCallbackHandler(BaseCallbackHandler):
                 attributes[attr.LANGGRAPH_STEP] = step
             if parent_run_id is not None:  # a node's parent is a graph: a (sub)graph is an agent
                 self._recorder.promote_to_agent(parent_run_id, meta.get("lc_agent_name"))
-        run = self._start(run_id, parent_run_id, tags, metadata, kind=kind, name=name,
-                          explicit=_is_explicit_chain_name(name, serialized, meta), attributes=attributes)
+        run = self._start(
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kind=kind,
+            name=name,
+            explicit=_is_explicit_chain_name(name, serialized, meta),
+            attributes=attributes,
+        )
         self._content(run, attr.INPUT_VALUE, inputs, _plain)
 
     @_guard
@@ -209,9 +247,16 @@ class SentryCallbackHandler(BaseCallbackHandler):
 
     # -- models -------------------------------------------------------------------------
 
-    def _start_model(self, kind: str, serialized: dict[str, Any] | None, run_id: UUID,
-                     parent_run_id: UUID | None, tags: list[str] | None, metadata: dict[str, Any] | None,
-                     kwargs: dict[str, Any]) -> Run | None:
+    def _start_model(
+        self,
+        kind: str,
+        serialized: dict[str, Any] | None,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        tags: list[str] | None,
+        metadata: dict[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> Run | None:
         params = kwargs.get("invocation_params") or {}
         meta = metadata or {}
         model = _model_name(params, meta, serialized)
@@ -219,14 +264,29 @@ class SentryCallbackHandler(BaseCallbackHandler):
         if model:
             attributes[attr.REQUEST_MODEL] = model
         explicit = kwargs.get("name")
-        return self._start(run_id, parent_run_id, tags, metadata, kind=kind,
-                           name=explicit or model or _serialized_name(serialized) or kind,
-                           explicit=bool(explicit), attributes=attributes)
+        return self._start(
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kind=kind,
+            name=explicit or model or _serialized_name(serialized) or kind,
+            explicit=bool(explicit),
+            attributes=attributes,
+        )
 
     @_guard
-    def on_chat_model_start(self, serialized: dict[str, Any] | None, messages: list[list[Any]], *,
-                            run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None,
-                            metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any] | None,
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         run = self._start_model(CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs)
         if run is None or run.policy.private:
             return
@@ -238,9 +298,17 @@ class SentryCallbackHandler(BaseCallbackHandler):
             self._content(run, attr.TOOL_DEFINITIONS, tools, _plain)
 
     @_guard
-    def on_llm_start(self, serialized: dict[str, Any] | None, prompts: list[str], *, run_id: UUID,
-                     parent_run_id: UUID | None = None, tags: list[str] | None = None,
-                     metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any] | None,
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         run = self._start_model(COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs)
         if prompts:
             self._content(run, attr.INPUT_MESSAGES, prompts[0], _prompt_messages)
@@ -269,18 +337,34 @@ class SentryCallbackHandler(BaseCallbackHandler):
     # -- tools and retrievers -------------------------------------------------------------
 
     @_guard
-    def on_tool_start(self, serialized: dict[str, Any] | None, input_str: str, *, run_id: UUID,
-                      parent_run_id: UUID | None = None, tags: list[str] | None = None,
-                      metadata: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
-                      **kwargs: Any) -> None:
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         tool = _serialized_name(serialized) or "tool"
         attributes: dict[str, Any] = {attr.TOOL_NAME: tool}
         description = (serialized or {}).get("description")
         if isinstance(description, str) and description:
             attributes[attr.TOOL_DESCRIPTION] = description[:1024]
         explicit = kwargs.get("name")
-        run = self._start(run_id, parent_run_id, tags, metadata, kind=TOOL, name=explicit or tool,
-                          explicit=bool(explicit and explicit != tool), attributes=attributes)
+        run = self._start(
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kind=TOOL,
+            name=explicit or tool,
+            explicit=bool(explicit and explicit != tool),
+            attributes=attributes,
+        )
         self._content(run, attr.TOOL_CALL_ARGUMENTS, inputs if inputs is not None else input_str, _plain)
 
     @_guard
@@ -292,19 +376,35 @@ class SentryCallbackHandler(BaseCallbackHandler):
         self._error(error, run_id)
 
     @_guard
-    def on_retriever_start(self, serialized: dict[str, Any] | None, query: str, *, run_id: UUID,
-                           parent_run_id: UUID | None = None, tags: list[str] | None = None,
-                           metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         name = kwargs.get("name") or _serialized_name(serialized) or "retriever"
-        run = self._start(run_id, parent_run_id, tags, metadata, kind=RETRIEVER, name=name,
-                          explicit=_is_explicit_chain_name(name, serialized, metadata or {}))
+        run = self._start(
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kind=RETRIEVER,
+            name=name,
+            explicit=_is_explicit_chain_name(name, serialized, metadata or {}),
+        )
         self._content(run, attr.INPUT_VALUE, query)
 
     @_guard
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
         count = len(documents) if documents is not None else 0
-        self._end(run_id, attr.RETRIEVAL_DOCUMENTS, documents, _documents,
-                  attributes={attr.RETRIEVAL_DOCUMENT_COUNT: count})
+        self._end(
+            run_id, attr.RETRIEVAL_DOCUMENTS, documents, _documents, attributes={attr.RETRIEVAL_DOCUMENT_COUNT: count}
+        )
 
     @_guard
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -315,13 +415,18 @@ class SentryCallbackHandler(BaseCallbackHandler):
     @_guard
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
         tool = getattr(action, "tool", None)
-        self._recorder.add_event(run_id, "agent_action", {attr.TOOL_NAME: str(tool)} if tool else None,
-                                 content={attr.TOOL_CALL_ARGUMENTS: _plain(getattr(action, "tool_input", None))})
+        self._recorder.add_event(
+            run_id,
+            "agent_action",
+            {attr.TOOL_NAME: str(tool)} if tool else None,
+            content={attr.TOOL_CALL_ARGUMENTS: _plain(getattr(action, "tool_input", None))},
+        )
 
     @_guard
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.add_event(run_id, "agent_finish",
-                                 content={attr.OUTPUT_VALUE: getattr(finish, "return_values", None)})
+        self._recorder.add_event(
+            run_id, "agent_finish", content={attr.OUTPUT_VALUE: getattr(finish, "return_values", None)}
+        )
 
     @_guard
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -411,8 +516,13 @@ def _is_explicit_chain_name(name: str, serialized: Mapping[str, Any] | None, met
 
 
 def _model_name(params: Mapping[str, Any], meta: Mapping[str, Any], serialized: Mapping[str, Any] | None) -> str | None:
-    for source, key in ((params, "model"), (params, "model_name"), (params, "model_id"), (meta, "ls_model_name"),
-                        (params, "deployment_name")):
+    for source, key in (
+        (params, "model"),
+        (params, "model_name"),
+        (params, "model_id"),
+        (meta, "ls_model_name"),
+        (params, "deployment_name"),
+    ):
         value = source.get(key)
         if isinstance(value, str) and value:
             return value
@@ -448,7 +558,9 @@ def _request_attributes(params: Mapping[str, Any], meta: Mapping[str, Any]) -> d
     return out
 
 
-def _response_attributes(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> tuple[dict[str, Any], Usage | None]:
+def _response_attributes(
+    generations: Sequence[Any], llm_output: Mapping[str, Any]
+) -> tuple[dict[str, Any], Usage | None]:
     out: dict[str, Any] = {}
     first = generations[0] if generations else None
     message = getattr(first, "message", None)
@@ -463,8 +575,12 @@ def _response_attributes(generations: Sequence[Any], llm_output: Mapping[str, An
     for gen in generations:
         info = getattr(gen, "generation_info", None) or {}
         gen_meta = getattr(getattr(gen, "message", None), "response_metadata", None) or {}
-        reason = (info.get("finish_reason") or gen_meta.get("finish_reason") or gen_meta.get("stop_reason")
-                  or gen_meta.get("done_reason"))
+        reason = (
+            info.get("finish_reason")
+            or gen_meta.get("finish_reason")
+            or gen_meta.get("stop_reason")
+            or gen_meta.get("done_reason")
+        )
         if isinstance(reason, str) and reason:
             reasons.append(reason)
     if reasons:
@@ -486,8 +602,16 @@ def _usage(message: Any, meta: Mapping[str, Any], llm_output: Mapping[str, Any])
 
 # --------------------------------------------------------------------------- content shapes
 
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool",
-          "chat": "user", "developer": "system", "AIMessageChunk": "assistant"}
+_ROLES = {
+    "human": "user",
+    "ai": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "function": "tool",
+    "chat": "user",
+    "developer": "system",
+    "AIMessageChunk": "assistant",
+}
 
 
 def _role(message: Any) -> str:
@@ -525,11 +649,17 @@ def _message(message: Any) -> dict[str, Any]:
     role = _role(message)
     parts = _parts(getattr(message, "content", message if isinstance(message, str) else None))
     for call in getattr(message, "tool_calls", None) or ():
-        parts.append({"type": "tool_call", "id": call.get("id"), "name": call.get("name"),
-                      "arguments": call.get("args")})
+        parts.append(
+            {"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")}
+        )
     if role == "tool":
-        parts = [{"type": "tool_call_response", "id": getattr(message, "tool_call_id", None),
-                  "result": getattr(message, "content", None)}]
+        parts = [
+            {
+                "type": "tool_call_response",
+                "id": getattr(message, "tool_call_id", None),
+                "result": getattr(message, "content", None),
+            }
+        ]
     return {"role": role, "parts": parts}
 
 
@@ -556,8 +686,11 @@ def _output_messages(generations: Sequence[Any]) -> list[dict[str, Any]]:
     out = []
     for gen in generations:
         message = getattr(gen, "message", None)
-        item = _message(message) if message is not None else {
-            "role": "assistant", "parts": [{"type": "text", "content": getattr(gen, "text", "")}]}
+        item = (
+            _message(message)
+            if message is not None
+            else {"role": "assistant", "parts": [{"type": "text", "content": getattr(gen, "text", "")}]}
+        )
         item["role"] = "assistant"
         info = getattr(gen, "generation_info", None) or {}
         reason = info.get("finish_reason") or (getattr(message, "response_metadata", None) or {}).get("finish_reason")

@@ -50,19 +50,41 @@ __all__ = ["SentryLlamaIndexHandler", "set_global_handler", "unset_global_handle
 _MODEL_KINDS = GENERATIONS  # chat, completion and embeddings
 _UUID_SUFFIX = 37  # "-" + str(uuid4()) at the end of every dispatcher span id
 
-_LLM_METHODS = frozenset({"chat", "achat", "stream_chat", "astream_chat", "complete", "acomplete",
-                          "stream_complete", "astream_complete"})
-_EMBEDDING_METHODS = frozenset({"get_query_embedding", "aget_query_embedding", "get_text_embedding",
-                                "aget_text_embedding", "get_text_embedding_batch", "aget_text_embedding_batch",
-                                "get_agg_embedding_from_queries", "aget_agg_embedding_from_queries"})
+_LLM_METHODS = frozenset(
+    {"chat", "achat", "stream_chat", "astream_chat", "complete", "acomplete", "stream_complete", "astream_complete"}
+)
+_EMBEDDING_METHODS = frozenset(
+    {
+        "get_query_embedding",
+        "aget_query_embedding",
+        "get_text_embedding",
+        "aget_text_embedding",
+        "get_text_embedding_batch",
+        "aget_text_embedding_batch",
+        "get_agg_embedding_from_queries",
+        "aget_agg_embedding_from_queries",
+    }
+)
 
 #: LlamaIndex LLM classes to OpenTelemetry's ``gen_ai.provider.name`` values.
 _PROVIDERS = {
-    "OpenAI": "openai", "OpenAIResponses": "openai", "AzureOpenAI": "azure.ai.openai",
-    "Anthropic": "anthropic", "Gemini": "gcp.gemini", "GoogleGenAI": "gcp.gemini", "Vertex": "gcp.vertex_ai",
-    "Bedrock": "aws.bedrock", "BedrockConverse": "aws.bedrock", "MistralAI": "mistral_ai", "Ollama": "ollama",
-    "Groq": "groq", "OpenRouter": "openrouter", "DeepSeek": "deepseek", "Cohere": "cohere",
-    "OpenAIEmbedding": "openai", "AzureOpenAIEmbedding": "azure.ai.openai",
+    "OpenAI": "openai",
+    "OpenAIResponses": "openai",
+    "AzureOpenAI": "azure.ai.openai",
+    "Anthropic": "anthropic",
+    "Gemini": "gcp.gemini",
+    "GoogleGenAI": "gcp.gemini",
+    "Vertex": "gcp.vertex_ai",
+    "Bedrock": "aws.bedrock",
+    "BedrockConverse": "aws.bedrock",
+    "MistralAI": "mistral_ai",
+    "Ollama": "ollama",
+    "Groq": "groq",
+    "OpenRouter": "openrouter",
+    "DeepSeek": "deepseek",
+    "Cohere": "cohere",
+    "OpenAIEmbedding": "openai",
+    "AzureOpenAIEmbedding": "azure.ai.openai",
 }
 
 
@@ -88,8 +110,9 @@ class SentryLlamaIndexHandler(BaseCallbackHandler):
         privacy_mode: bool | None = None,
     ) -> None:
         super().__init__(event_starts_to_ignore=[], event_ends_to_ignore=[])
-        self.layer = MetadataLayer.build(user=user, session_id=session_id, trace=trace,
-                                         privacy_mode=privacy_mode, strict=True)
+        self.layer = MetadataLayer.build(
+            user=user, session_id=session_id, trace=trace, privacy_mode=privacy_mode, strict=True
+        )
         _install_bridge()
 
     def __repr__(self) -> str:
@@ -97,12 +120,19 @@ class SentryLlamaIndexHandler(BaseCallbackHandler):
 
     # The legacy callback events carry less than the instrumentation events, which the bridge
     # below records; these four methods are LlamaIndex's required interface.
-    def on_event_start(self, event_type: CBEventType, payload: dict[str, Any] | None = None,
-                       event_id: str = "", parent_id: str = "", **kwargs: Any) -> str:
+    def on_event_start(
+        self,
+        event_type: CBEventType,
+        payload: dict[str, Any] | None = None,
+        event_id: str = "",
+        parent_id: str = "",
+        **kwargs: Any,
+    ) -> str:
         return event_id
 
-    def on_event_end(self, event_type: CBEventType, payload: dict[str, Any] | None = None,
-                     event_id: str = "", **kwargs: Any) -> None:
+    def on_event_end(
+        self, event_type: CBEventType, payload: dict[str, Any] | None = None, event_id: str = "", **kwargs: Any
+    ) -> None:
         return None
 
     def start_trace(self, trace_id: str | None = None) -> None:
@@ -180,24 +210,46 @@ class _SpanBridge(BaseSpanHandler):
     def prepare_to_drop_span(self, *args: Any, **kwargs: Any) -> None:
         return None
 
-    def span_enter(self, id_: str, bound_args: inspect.BoundArguments, instance: Any = None,
-                   parent_id: str | None = None, tags: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def span_enter(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any = None,
+        parent_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         try:
             self._enter(id_, bound_args, instance, parent_id)
         except Exception as exc:
-            log_once(f"llamaindex-enter-{type(exc).__name__}", logging.WARNING,
-                     "sentry_llm_callbacks: LlamaIndex span start failed and was skipped: %r", exc)
+            log_once(
+                f"llamaindex-enter-{type(exc).__name__}",
+                logging.WARNING,
+                "sentry_llm_callbacks: LlamaIndex span start failed and was skipped: %r",
+                exc,
+            )
 
-    def span_exit(self, id_: str, bound_args: inspect.BoundArguments, instance: Any = None,
-                  result: Any = None, **kwargs: Any) -> None:
+    def span_exit(
+        self, id_: str, bound_args: inspect.BoundArguments, instance: Any = None, result: Any = None, **kwargs: Any
+    ) -> None:
         try:
             self._exit(id_, result)
         except Exception as exc:
-            log_once(f"llamaindex-exit-{type(exc).__name__}", logging.WARNING,
-                     "sentry_llm_callbacks: LlamaIndex span end failed and was skipped: %r", exc)
+            log_once(
+                f"llamaindex-exit-{type(exc).__name__}",
+                logging.WARNING,
+                "sentry_llm_callbacks: LlamaIndex span end failed and was skipped: %r",
+                exc,
+            )
 
-    def span_drop(self, id_: str, bound_args: inspect.BoundArguments, instance: Any = None,
-                  err: BaseException | None = None, **kwargs: Any) -> None:
+    def span_drop(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
         try:
             self._release(id_)
             if err is None:
@@ -205,8 +257,12 @@ class _SpanBridge(BaseSpanHandler):
             else:
                 _state.recorder.fail_run(id_, err)
         except Exception as exc:
-            log_once(f"llamaindex-drop-{type(exc).__name__}", logging.WARNING,
-                     "sentry_llm_callbacks: LlamaIndex span error failed and was skipped: %r", exc)
+            log_once(
+                f"llamaindex-drop-{type(exc).__name__}",
+                logging.WARNING,
+                "sentry_llm_callbacks: LlamaIndex span error failed and was skipped: %r",
+                exc,
+            )
 
     # -- internals ----------------------------------------------------------------------
 
@@ -234,8 +290,16 @@ class _SpanBridge(BaseSpanHandler):
                 self._aliases[id_] = owner
                 recorder.hide_run(id_, parent_id)
                 return
-        run = recorder.start_run(id_, parent_id, kind=kind, name=name, explicit_name=False,
-                                 handler_layer=layer, run_metadata=None, attributes=attributes)
+        run = recorder.start_run(
+            id_,
+            parent_id,
+            kind=kind,
+            name=name,
+            explicit_name=False,
+            handler_layer=layer,
+            run_metadata=None,
+            attributes=attributes,
+        )
         if run is not None:
             if kind in _MODEL_KINDS:
                 run.tag = id(instance)
@@ -325,9 +389,13 @@ class _EventBridge(BaseEventHandler):
         try:
             self._handle(event)
         except Exception as exc:
-            log_once(f"llamaindex-event-{type(exc).__name__}", logging.WARNING,
-                     "sentry_llm_callbacks: LlamaIndex event %s failed and was skipped: %r",
-                     type(event).__name__, exc)
+            log_once(
+                f"llamaindex-event-{type(exc).__name__}",
+                logging.WARNING,
+                "sentry_llm_callbacks: LlamaIndex event %s failed and was skipped: %r",
+                type(event).__name__,
+                exc,
+            )
 
     def _handle(self, event: Any) -> None:
         span_id = getattr(event, "span_id", None)
@@ -494,9 +562,11 @@ def _model_attributes(instance: Any) -> dict[str, Any]:
     provider = _PROVIDERS.get(cls) or _PROVIDERS.get(cls.removesuffix("Embedding"))
     if provider:
         out[attr.PROVIDER_NAME] = provider
-    for name, key, kind in ((attr.REQUEST_TEMPERATURE, "temperature", float),
-                            (attr.REQUEST_MAX_TOKENS, "max_tokens", int),
-                            (attr.REQUEST_TOP_P, "top_p", float)):
+    for name, key, kind in (
+        (attr.REQUEST_TEMPERATURE, "temperature", float),
+        (attr.REQUEST_MAX_TOKENS, "max_tokens", int),
+        (attr.REQUEST_TOP_P, "top_p", float),
+    ):
         value = fields.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = kind(value)
@@ -546,8 +616,12 @@ def _response_text(result: Any) -> Any:
     text = getattr(result, "response", None)
     if isinstance(text, str):
         return text
-    if hasattr(result, "response_gen") or hasattr(result, "async_response_gen") or inspect.isgenerator(result) \
-            or inspect.isasyncgen(result):
+    if (
+        hasattr(result, "response_gen")
+        or hasattr(result, "async_response_gen")
+        or inspect.isgenerator(result)
+        or inspect.isasyncgen(result)
+    ):
         return None
     return result
 
@@ -578,8 +652,14 @@ def _message(message: Any) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [{"type": "text", "content": content}] if content else []
     for call in (getattr(message, "additional_kwargs", None) or {}).get("tool_calls") or ():
         function = _get(call, "function")
-        parts.append({"type": "tool_call", "id": _get(call, "id"), "name": _get(function, "name"),
-                      "arguments": _get(function, "arguments")})
+        parts.append(
+            {
+                "type": "tool_call",
+                "id": _get(call, "id"),
+                "name": _get(function, "name"),
+                "arguments": _get(function, "arguments"),
+            }
+        )
     return {"role": role, "parts": parts}
 
 

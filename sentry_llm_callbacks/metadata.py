@@ -106,8 +106,10 @@ class MetadataLayer:
             return base
         if base.empty:
             return self
-        privacy = None if base.privacy_mode is None and self.privacy_mode is None else bool(
-            base.privacy_mode or self.privacy_mode
+        privacy = (
+            None
+            if base.privacy_mode is None and self.privacy_mode is None
+            else bool(base.privacy_mode or self.privacy_mode)
         )
         return MetadataLayer(
             user=self.user if self.user is not None else base.user,
@@ -120,8 +122,9 @@ class MetadataLayer:
 def _problem(strict: bool, fieldname: str, problem: str, example: str) -> None:
     if strict:
         raise ConfigurationError(fieldname, problem, example)
-    log_once(f"metadata-{fieldname}", logging.WARNING, "Ignoring metadata %s: %s (example: %s).",
-             fieldname, problem, example)
+    log_once(
+        f"metadata-{fieldname}", logging.WARNING, "Ignoring metadata %s: %s (example: %s).", fieldname, problem, example
+    )
 
 
 def _identity(name: str, value: object, strict: bool) -> str | None:
@@ -160,8 +163,12 @@ def _trace_dict(value: object, strict: bool) -> Mapping[str, Any]:
     if value is None:
         return _EMPTY
     if not isinstance(value, Mapping):
-        _problem(strict, "trace", f"must be a dict, not {type(value).__name__}",
-                 '{"trace_name": "Error Analysis Agent", "trace_id": "incident_001"}')
+        _problem(
+            strict,
+            "trace",
+            f"must be a dict, not {type(value).__name__}",
+            '{"trace_name": "Error Analysis Agent", "trace_id": "incident_001"}',
+        )
         return _EMPTY
     out: dict[str, Any] = {}
     for key, item in value.items():
@@ -171,12 +178,12 @@ def _trace_dict(value: object, strict: bool) -> Mapping[str, Any]:
         if item is None:
             continue
         if key == TRACE_ID and not isinstance(item, str):
-            _problem(strict, "trace.trace_id", f"must be a string, not {type(item).__name__}",
-                     '"incident_investigation_001"')
+            _problem(
+                strict, "trace.trace_id", f"must be a string, not {type(item).__name__}", '"incident_investigation_001"'
+            )
             continue
         if key == PARENT_SPAN_ID and parse_span_id(item) is None:
-            _problem(strict, "trace.parent_span_id", f"must be 16 hex characters, not {item!r}",
-                     '"b7ad6b7169203331"')
+            _problem(strict, "trace.parent_span_id", f"must be 16 hex characters, not {item!r}", '"b7ad6b7169203331"')
             continue
         if key in (TRACE_NAME, SPAN_NAME, GENERATION_NAME, ENVIRONMENT, RELEASE) and not isinstance(item, str):
             _problem(strict, f"trace.{key}", f"must be a string, not {type(item).__name__}", '"production"')

@@ -176,4 +176,3 @@ def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
         resource_spans = _len_field(_T1, resource_body) + _len_field(_T2, scope_spans)
         out.append(_len_field(_T1, resource_spans))
     return b"".join(out)
-

@@ -34,9 +34,11 @@ class Price:
 
 
 _PREFIXES = re.compile(
-    r"^(?:[\w.-]+/)+|^(?:us|eu|apac|global)\.|^(?:anthropic|meta|mistral|amazon|cohere|ai21)\.|^models/")
+    r"^(?:[\w.-]+/)+|^(?:us|eu|apac|global)\.|^(?:anthropic|meta|mistral|amazon|cohere|ai21)\.|^models/"
+)
 _SUFFIXES = re.compile(
-    r"(?:[-@](?:20\d{2}-?\d{2}-?\d{2}|\d{4}|\d{8})|-latest|-preview(?:-[\w-]+)?|:[\w.-]+|-v\d+(?::\d+)?|-exp[\w-]*)+$")
+    r"(?:[-@](?:20\d{2}-?\d{2}-?\d{2}|\d{4}|\d{8})|-latest|-preview(?:-[\w-]+)?|:[\w.-]+|-v\d+(?::\d+)?|-exp[\w-]*)+$"
+)
 
 
 def normalise_model_id(model: str) -> str:
@@ -63,11 +65,14 @@ def _price(name: str, row: Mapping[str, Any]) -> Price:
                 values[key] = float(row[key])
     except (KeyError, TypeError, ValueError):
         raise ConfigurationError(
-            "pricing", f"the row for {name!r} needs numeric 'input' and 'output' USD per token",
-            '{"my-model": {"input": 3e-6, "output": 1.2e-5}}') from None
+            "pricing",
+            f"the row for {name!r} needs numeric 'input' and 'output' USD per token",
+            '{"my-model": {"input": 3e-6, "output": 1.2e-5}}',
+        ) from None
     if any(v < 0 for v in values.values()):
-        raise ConfigurationError("pricing", f"prices for {name!r} must not be negative",
-                                 '{"my-model": {"input": 3e-6, "output": 1.2e-5}}')
+        raise ConfigurationError(
+            "pricing", f"prices for {name!r} must not be negative", '{"my-model": {"input": 3e-6, "output": 1.2e-5}}'
+        )
     return Price(**values)
 
 
@@ -86,8 +91,9 @@ class PriceTable:
         self._prices = dict(shipped)
         for name, row in (overrides or {}).items():
             if not isinstance(row, Mapping):
-                raise ConfigurationError("pricing", f"the row for {name!r} must be a dict",
-                                         '{"my-model": {"input": 3e-6, "output": 1.2e-5}}')
+                raise ConfigurationError(
+                    "pricing", f"the row for {name!r} must be a dict", '{"my-model": {"input": 3e-6, "output": 1.2e-5}}'
+                )
             self._prices[name.lower()] = _price(name, row)
         self._names = sorted(self._prices, key=len, reverse=True)
         self._cache: dict[str, Price | None] = {}
@@ -101,7 +107,7 @@ class PriceTable:
             price = self._prices.get(name)
             if price is None:  # "gpt-4o-mini-audio" is not "gpt-4o-mini"; "claude-sonnet-4-0" is "claude-sonnet-4"
                 for known in self._names:
-                    if name.startswith(known + "-") and name[len(known) + 1:].replace("-", "").isdigit():
+                    if name.startswith(known + "-") and name[len(known) + 1 :].replace("-", "").isdigit():
                         price = self._prices[known]
                         break
         if len(self._cache) < 4096:
@@ -119,9 +125,11 @@ def cost_of(usage: Usage, price: Price) -> Usage:
     cached = usage.cache_read_tokens or 0
     written = usage.cache_write_tokens or 0
     fresh = max(0, inputs - cached - written)
-    input_cost = (fresh * price.input
-                  + cached * (price.cached_input if price.cached_input is not None else price.input)
-                  + written * (price.cache_write if price.cache_write is not None else price.input))
+    input_cost = (
+        fresh * price.input
+        + cached * (price.cached_input if price.cached_input is not None else price.input)
+        + written * (price.cache_write if price.cache_write is not None else price.input)
+    )
     outputs = usage.output_tokens or 0
     reasoning = (usage.reasoning_tokens or 0) if price.reasoning is not None else 0
     output_cost = (outputs - reasoning) * price.output + reasoning * (price.reasoning or 0.0)

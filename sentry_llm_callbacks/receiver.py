@@ -84,20 +84,22 @@ def decode_request(body: bytes) -> list[ReceivedSpan]:
                 if span.parent_span_id:
                     # OTLP flags bit 8 says "has is_remote info", bit 9 says "is remote".
                     remote = bool(span.flags & 0x200) if span.flags & 0x100 else None
-                spans.append(ReceivedSpan(
-                    trace_id=span.trace_id.hex(),
-                    span_id=span.span_id.hex(),
-                    parent_span_id=span.parent_span_id.hex(),
-                    name=span.name,
-                    start_ns=span.start_time_unix_nano,
-                    end_ns=span.end_time_unix_nano,
-                    attributes={kv.key: any_value(kv.value) for kv in span.attributes},
-                    status_code=span.status.code,
-                    status_message=span.status.message,
-                    events=[(e.name, {kv.key: any_value(kv.value) for kv in e.attributes}) for e in span.events],
-                    resource=resource,
-                    parent_is_remote=remote,
-                ))
+                spans.append(
+                    ReceivedSpan(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        name=span.name,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        attributes={kv.key: any_value(kv.value) for kv in span.attributes},
+                        status_code=span.status.code,
+                        status_message=span.status.message,
+                        events=[(e.name, {kv.key: any_value(kv.value) for kv in e.attributes}) for e in span.events],
+                        resource=resource,
+                        parent_is_remote=remote,
+                    )
+                )
     return spans
 
 
@@ -210,10 +212,10 @@ class LocalReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            def do_POST(self) -> None:
                 receiver._store.requests += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -246,8 +248,12 @@ class LocalReceiver:
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="sentry-llm-callbacks-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sentry-llm-callbacks-receiver",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -307,7 +313,9 @@ def _describe(span: ReceivedSpan) -> str:
     if model:
         bits.append(str(model))
     if "gen_ai.usage.input_tokens" in a or "gen_ai.usage.output_tokens" in a:
-        bits.append(f"tokens {a.get('gen_ai.usage.input_tokens', '?')} in / {a.get('gen_ai.usage.output_tokens', '?')} out")
+        bits.append(
+            f"tokens {a.get('gen_ai.usage.input_tokens', '?')} in / {a.get('gen_ai.usage.output_tokens', '?')} out"
+        )
     if "gen_ai.cost.total_tokens" in a:
         bits.append(f"${a['gen_ai.cost.total_tokens']:.6f}")
     if span.status_code == 2:
@@ -335,7 +343,7 @@ def format_trace_tree(spans: Iterable[ReceivedSpan]) -> str:
                     extras.append(f"{key}={first.attributes[key]}")
         lines.append(f"trace {trace_id}" + (f"  ({', '.join(extras)})" if extras else ""))
 
-        def walk(span: ReceivedSpan, depth: int) -> None:
+        def walk(span: ReceivedSpan, depth: int, children: dict[str, list[ReceivedSpan]] = children) -> None:
             lines.append("  " * (depth + 1) + _describe(span))
             for child in children.get(span.span_id, []):
                 walk(child, depth + 1)

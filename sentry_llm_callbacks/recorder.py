@@ -17,6 +17,7 @@ attribute values are valid by construction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
@@ -242,17 +243,31 @@ class Recorder:
         if not trace_state.sampled:
             COUNTERS.add("spans_dropped")
         elif len(self._runs) >= trace_state.max_open_runs:
-            log_once("max-open-runs", logging.WARNING,
-                     "More than %d runs are open at once; new runs are not traced until some end.",
-                     len(self._runs))
+            log_once(
+                "max-open-runs",
+                logging.WARNING,
+                "More than %d runs are open at once; new runs are not traced until some end.",
+                len(self._runs),
+            )
             COUNTERS.add("spans_dropped")
             return None
         else:
             COUNTERS.add("spans_started")
         context = SpanContext(trace_id, _new_span_id(), False, _SAMPLED)
-        run = Run(key=key, context=context, parent=parent_context, trace=trace_state, kind=kind, name=name,
-                  name_is_default=is_default, subject=subject or kind, policy=policy, started=time.monotonic(),
-                  start_ns=time.time_ns(), under_hidden=under_hidden)
+        run = Run(
+            key=key,
+            context=context,
+            parent=parent_context,
+            trace=trace_state,
+            kind=kind,
+            name=name,
+            name_is_default=is_default,
+            subject=subject or kind,
+            policy=policy,
+            started=time.monotonic(),
+            start_ns=time.time_ns(),
+            under_hidden=under_hidden,
+        )
         if attributes:
             run.attributes.update(attributes)
         self._runs[key] = run
@@ -295,8 +310,11 @@ class Recorder:
             trace_name=trace.get(TRACE_NAME),
             span_name=trace.get(SPAN_NAME),
             generation_name=trace.get(GENERATION_NAME),
-            policy=ContentPolicy(private=bool(destination.privacy_mode or layer.privacy_mode),
-                                 max_chars=destination.max_content_chars, mask=destination.mask),
+            policy=ContentPolicy(
+                private=bool(destination.privacy_mode or layer.privacy_mode),
+                max_chars=destination.max_content_chars,
+                mask=destination.mask,
+            ),
             prices=destination.prices,
         )
         span_name, is_default = self._name(kind, name, explicit_name, state, root=True)
@@ -312,9 +330,11 @@ class Recorder:
         ambient = self._ambient_parent()
         if parent_span is not None:
             if ambient is None:
-                log_once("parent-without-trace", logging.WARNING,
-                         "trace.parent_span_id was given without trace.trace_id and no trace is active; "
-                         "it is ignored.")
+                log_once(
+                    "parent-without-trace",
+                    logging.WARNING,
+                    "trace.parent_span_id was given without trace.trace_id and no trace is active; it is ignored.",
+                )
                 return _new_trace_id(), None
             return ambient.trace_id, _remote(ambient.trace_id, parent_span)
         if ambient is not None:
@@ -342,8 +362,7 @@ class Recorder:
             return current
         return _sentry_sdk_span()
 
-    def _name(self, kind: str, name: str | None, explicit: bool, trace: TraceState, *, root: bool
-              ) -> tuple[str, bool]:
+    def _name(self, kind: str, name: str | None, explicit: bool, trace: TraceState, *, root: bool) -> tuple[str, bool]:
         """The span name, and whether it is a default name (one a later rule may replace)."""
         chosen = trace.trace_name if root else None
         if not chosen and explicit and name:
@@ -384,8 +403,9 @@ class Recorder:
         if run.name_is_default:
             run.name = _fit_name(default_name(AGENT, agent_name))
 
-    def add_event(self, key: Hashable, name: str, attributes: dict[str, Any] | None = None,
-                  content: dict[str, Any] | None = None) -> None:
+    def add_event(
+        self, key: Hashable, name: str, attributes: dict[str, Any] | None = None, content: dict[str, Any] | None = None
+    ) -> None:
         run = self._runs.get(key)
         if run is None:
             return
@@ -401,8 +421,9 @@ class Recorder:
 
     # -- ending -----------------------------------------------------------------------
 
-    def end_run(self, key: Hashable, *, usage: Usage | None = None,
-                attributes: dict[str, Any] | None = None) -> Run | None:
+    def end_run(
+        self, key: Hashable, *, usage: Usage | None = None, attributes: dict[str, Any] | None = None
+    ) -> Run | None:
         run = self._runs.pop(key, None)
         if run is None:
             self._hidden.pop(key, None)
@@ -414,8 +435,7 @@ class Recorder:
         self._finish(run)
         return run
 
-    def fail_run(self, key: Hashable, error: BaseException, *, attributes: dict[str, Any] | None = None
-                 ) -> Run | None:
+    def fail_run(self, key: Hashable, error: BaseException, *, attributes: dict[str, Any] | None = None) -> Run | None:
         run = self._runs.pop(key, None)
         if run is None:
             self._hidden.pop(key, None)
@@ -477,10 +497,19 @@ class Recorder:
             _make_valid(attrs)
         if run.policy.private:
             attrs = {k: v for k, v in attrs.items() if not attr.is_content(k)}
-        span = ReadableSpan(name=run.name, context=run.context, parent=run.parent, resource=state.resource,
-                            attributes=attrs, events=tuple(run.events) if run.events else (), kind=SpanKind.INTERNAL,
-                            status=run.status, start_time=run.start_ns, end_time=time.time_ns(),
-                            instrumentation_scope=state.scope)
+        span = ReadableSpan(
+            name=run.name,
+            context=run.context,
+            parent=run.parent,
+            resource=state.resource,
+            attributes=attrs,
+            events=tuple(run.events) if run.events else (),
+            kind=SpanKind.INTERNAL,
+            status=run.status,
+            start_time=run.start_ns,
+            end_time=time.time_ns(),
+            instrumentation_scope=state.scope,
+        )
         state.processor.on_end(span)
 
     # -- housekeeping -----------------------------------------------------------------
@@ -501,8 +530,13 @@ class Recorder:
                 self._hidden.pop(key, None)
         if reaped:
             COUNTERS.add("runs_abandoned", reaped)
-            log_once("reaped", logging.WARNING,
-                     "%d run(s) never ended within %.0f s and were closed as abandoned.", reaped, max_age)
+            log_once(
+                "reaped",
+                logging.WARNING,
+                "%d run(s) never ended within %.0f s and were closed as abandoned.",
+                reaped,
+                max_age,
+            )
         return reaped
 
     def clear(self) -> None:
@@ -581,8 +615,7 @@ def _sentry_sdk_span() -> SpanContext | None:
         return None
     if not trace_id or not span_id:
         return None
-    return SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True,
-                       trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
 
 
 def _exception_event(error: BaseException, *, private: bool) -> dict[str, str]:
@@ -590,10 +623,8 @@ def _exception_event(error: BaseException, *, private: bool) -> dict[str, str]:
     if private:
         return event
     event[attr.EXCEPTION_MESSAGE] = clean_str(str(error)[:4096])
-    try:
+    with contextlib.suppress(Exception):
         event[attr.EXCEPTION_STACKTRACE] = clean_str(
             "".join(traceback.format_exception(type(error), error, error.__traceback__))[-16_384:]
         )
-    except Exception:
-        pass
     return event

@@ -39,8 +39,7 @@ class Usage:
     def with_cost_from(self, other: Usage | None) -> Usage:
         if other is None or self.has_cost or not other.has_cost:
             return self
-        return replace(self, cost_input=other.cost_input, cost_output=other.cost_output,
-                       cost_total=other.cost_total)
+        return replace(self, cost_input=other.cost_input, cost_output=other.cost_output, cost_total=other.cost_total)
 
 
 def _int(value: Any) -> int | None:
@@ -71,8 +70,14 @@ def _subset(name: str, part: int | None, whole: int | None) -> int | None:
     """A subset count, clamped to its total (never more than the whole)."""
     if part is None or whole is None or part <= whole:
         return part
-    log_once(f"clamp-{name}", logging.WARNING,
-             "Provider reported %s=%d above its total %d; clamped to the total.", name, part, whole)
+    log_once(
+        f"clamp-{name}",
+        logging.WARNING,
+        "Provider reported %s=%d above its total %d; clamped to the total.",
+        name,
+        part,
+        whole,
+    )
     return whole
 
 
@@ -98,8 +103,11 @@ def finish(usage: Usage) -> Usage:
 
 def _within(usage: Usage) -> bool:
     """True if every subset is within its total (nothing to clamp)."""
-    for part, whole in ((usage.cache_read_tokens, usage.input_tokens), (usage.cache_write_tokens, usage.input_tokens),
-                        (usage.reasoning_tokens, usage.output_tokens)):
+    for part, whole in (
+        (usage.cache_read_tokens, usage.input_tokens),
+        (usage.cache_write_tokens, usage.input_tokens),
+        (usage.reasoning_tokens, usage.output_tokens),
+    ):
         if part is not None and whole is not None and part > whole:
             return False
     return True
@@ -153,8 +161,12 @@ def from_anthropic(usage_block: Any) -> Usage | None:
     read = _int(_get(usage_block, "cache_read_input_tokens"))
     write = _int(_get(usage_block, "cache_creation_input_tokens"))
     inputs = None if base is None else base + (read or 0) + (write or 0)
-    usage = Usage(input_tokens=inputs, output_tokens=_int(_get(usage_block, "output_tokens")),
-                  cache_read_tokens=read, cache_write_tokens=write)
+    usage = Usage(
+        input_tokens=inputs,
+        output_tokens=_int(_get(usage_block, "output_tokens")),
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+    )
     return finish(usage) if usage.has_tokens else None
 
 
@@ -167,10 +179,13 @@ def from_gemini(usage_metadata: Any) -> Usage | None:
     candidates = _int(_get(usage_metadata, "candidates_token_count"))
     thoughts = _int(_get(usage_metadata, "thoughts_token_count"))
     output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
-    usage = Usage(input_tokens=prompt, output_tokens=output,
-                  total_tokens=_int(_get(usage_metadata, "total_token_count")),
-                  cache_read_tokens=_int(_get(usage_metadata, "cached_content_token_count")),
-                  reasoning_tokens=thoughts)
+    usage = Usage(
+        input_tokens=prompt,
+        output_tokens=output,
+        total_tokens=_int(_get(usage_metadata, "total_token_count")),
+        cache_read_tokens=_int(_get(usage_metadata, "cached_content_token_count")),
+        reasoning_tokens=thoughts,
+    )
     return finish(usage) if usage.has_tokens else None
 
 
@@ -182,8 +197,13 @@ def from_bedrock_converse(usage_block: Any) -> Usage | None:
     read = _int(_get(usage_block, "cacheReadInputTokens"))
     write = _int(_get(usage_block, "cacheWriteInputTokens"))
     inputs = None if base is None else base + (read or 0) + (write or 0)
-    usage = Usage(input_tokens=inputs, output_tokens=_int(_get(usage_block, "outputTokens")),
-                  total_tokens=_int(_get(usage_block, "totalTokens")), cache_read_tokens=read, cache_write_tokens=write)
+    usage = Usage(
+        input_tokens=inputs,
+        output_tokens=_int(_get(usage_block, "outputTokens")),
+        total_tokens=_int(_get(usage_block, "totalTokens")),
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+    )
     return finish(usage) if usage.has_tokens else None
 
 
@@ -191,8 +211,9 @@ def from_bedrock_invocation_metrics(metrics: Any) -> Usage | None:
     """AWS Bedrock ``amazon-bedrock-invocationMetrics`` (InvokeModel responses)."""
     if not metrics:
         return None
-    usage = Usage(input_tokens=_int(_get(metrics, "inputTokenCount")),
-                  output_tokens=_int(_get(metrics, "outputTokenCount")))
+    usage = Usage(
+        input_tokens=_int(_get(metrics, "inputTokenCount")), output_tokens=_int(_get(metrics, "outputTokenCount"))
+    )
     return finish(usage) if usage.has_tokens else None
 
 
@@ -200,8 +221,9 @@ def from_ollama(response: Any) -> Usage | None:
     """Ollama: ``prompt_eval_count`` and ``eval_count``."""
     if not response:
         return None
-    usage = Usage(input_tokens=_int(_get(response, "prompt_eval_count")),
-                  output_tokens=_int(_get(response, "eval_count")))
+    usage = Usage(
+        input_tokens=_int(_get(response, "prompt_eval_count")), output_tokens=_int(_get(response, "eval_count"))
+    )
     return finish(usage) if usage.has_tokens else None
 
 
@@ -234,8 +256,11 @@ def detect(payload: Any) -> Usage | None:
         return from_ollama(payload)
     if _get(payload, "prompt_cache_hit_tokens") is not None:
         return from_deepseek(payload)
-    if _get(payload, "prompt_tokens") is not None or _get(payload, "completion_tokens") is not None \
-            or _get(payload, "cost") is not None:
+    if (
+        _get(payload, "prompt_tokens") is not None
+        or _get(payload, "completion_tokens") is not None
+        or _get(payload, "cost") is not None
+    ):
         return from_openai(payload)
     if _get(payload, "input_tokens") is not None or _get(payload, "output_tokens") is not None:
         if _get(payload, "input_token_details") is not None or _get(payload, "output_token_details") is not None:

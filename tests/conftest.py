@@ -12,8 +12,14 @@ from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
 from .openai_server import OpenAIServer
 
-ENV_VARS = ("SENTRY_DSN", "SENTRY_OTLP_TRACES_ENDPOINT", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE",
-            "SENTRY_LLM_PRIVACY_MODE", "OTEL_SERVICE_NAME")
+ENV_VARS = (
+    "SENTRY_DSN",
+    "SENTRY_OTLP_TRACES_ENDPOINT",
+    "SENTRY_ENVIRONMENT",
+    "SENTRY_RELEASE",
+    "SENTRY_LLM_PRIVACY_MODE",
+    "OTEL_SERVICE_NAME",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,9 @@ from typing import Any
 class Reply:
     content: str = "Hello from the stub."
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    usage: dict[str, Any] | None = field(default_factory=lambda: {
-        "prompt_tokens": 21, "completion_tokens": 7, "total_tokens": 28})
+    usage: dict[str, Any] | None = field(
+        default_factory=lambda: {"prompt_tokens": 21, "completion_tokens": 7, "total_tokens": 28}
+    )
     model: str = "gpt-4o-mini-2024-07-18"
     finish_reason: str | None = None
     status: int = 200
@@ -47,7 +48,7 @@ class OpenAIServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 stub.requests.append(body)
                 reply = stub.replies.popleft() if stub.replies else Reply()
@@ -68,12 +69,18 @@ class OpenAIServer:
                 message: dict[str, Any] = {"role": "assistant", "content": reply.content or None}
                 if reply.tool_calls:
                     message["tool_calls"] = [
-                        {"id": c["id"], "type": "function",
-                         "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
-                        for c in reply.tool_calls]
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": json.dumps(c["args"])},
+                        }
+                        for c in reply.tool_calls
+                    ]
                 finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
                 data: dict[str, Any] = {
-                    "id": "chatcmpl-stub123", "object": "chat.completion", "created": int(time.time()),
+                    "id": "chatcmpl-stub123",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
                     "model": reply.model,
                     "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
                 }
@@ -91,8 +98,12 @@ class OpenAIServer:
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                base = {"id": "chatcmpl-stream123", "object": "chat.completion.chunk",
-                        "created": int(time.time()), "model": reply.model}
+                base = {
+                    "id": "chatcmpl-stream123",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": reply.model,
+                }
 
                 def send(chunk: dict[str, Any]) -> None:
                     self.wfile.write(f"data: {json.dumps({**base, **chunk})}\n\n".encode())
@@ -100,10 +111,30 @@ class OpenAIServer:
 
                 send({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
                 for i, call in enumerate(reply.tool_calls):
-                    send({"choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [{
-                        "index": i, "id": call["id"], "type": "function",
-                        "function": {"name": call["name"], "arguments": json.dumps(call["args"])}}]}}]})
-                for word in (reply.content.split(" ") if reply.content else []):
+                    send(
+                        {
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": None,
+                                    "delta": {
+                                        "tool_calls": [
+                                            {
+                                                "index": i,
+                                                "id": call["id"],
+                                                "type": "function",
+                                                "function": {
+                                                    "name": call["name"],
+                                                    "arguments": json.dumps(call["args"]),
+                                                },
+                                            }
+                                        ]
+                                    },
+                                }
+                            ]
+                        }
+                    )
+                for word in reply.content.split(" ") if reply.content else []:
                     time.sleep(0.002)
                     send({"choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
                 finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")

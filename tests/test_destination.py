@@ -56,10 +56,16 @@ def test_destination_is_immutable() -> None:
         ({"otlp_endpoint": "https://collector.example.com/v1/logs"}, "otlp_endpoint", "/v1/traces"),
         ({"otlp_endpoint": "http://collector.example.com:4318/v1/traces"}, "otlp_endpoint", "allow_insecure_http"),
         ({"otlp_endpoint": "grpc://collector:4317/v1/traces"}, "otlp_endpoint", "http or https"),
-        ({"dsn": DSN, "otlp_endpoint": "https://other.example.com/api/456/integration/otlp/v1/traces"},
-         "otlp_endpoint", "does not match the DSN's host"),
-        ({"dsn": DSN, "otlp_endpoint": "https://o123.ingest.us.sentry.io/api/999/integration/otlp/v1/traces"},
-         "otlp_endpoint", "project id 999"),
+        (
+            {"dsn": DSN, "otlp_endpoint": "https://other.example.com/api/456/integration/otlp/v1/traces"},
+            "otlp_endpoint",
+            "does not match the DSN's host",
+        ),
+        (
+            {"dsn": DSN, "otlp_endpoint": "https://o123.ingest.us.sentry.io/api/999/integration/otlp/v1/traces"},
+            "otlp_endpoint",
+            "project id 999",
+        ),
         ({"dsn": DSN, "sample_rate": 1.5}, "sample_rate", "0.0 to 1.0"),
         ({"dsn": DSN, "headers": {"X-Bad": "a\nb"}}, "headers", "single-line"),
         ({"dsn": DSN, "max_queue_size": 0}, "max_queue_size", "positive integer"),
@@ -115,7 +121,9 @@ def test_environment_variables_are_defaults_and_arguments_win(monkeypatch: pytes
     assert (dest.project_id, dest.environment, dest.release, dest.privacy_mode) == ("456", "staging", "r1", True)
     dest = slc.configure(environment="production", release="r2", privacy_mode=False)
     assert (dest.environment, dest.release, dest.privacy_mode) == ("production", "r2", False)
-    monkeypatch.setenv("SENTRY_OTLP_TRACES_ENDPOINT", "https://o123.ingest.us.sentry.io/api/456/integration/otlp/v1/traces")
+    monkeypatch.setenv(
+        "SENTRY_OTLP_TRACES_ENDPOINT", "https://o123.ingest.us.sentry.io/api/456/integration/otlp/v1/traces"
+    )
     assert slc.configure().endpoint.endswith("/api/456/integration/otlp/v1/traces")
 
 

@@ -21,8 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "sentry_llm_callbacks", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "sentry_llm_callbacks", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=ROOT,
+    )
 
 
 # --------------------------------------------------------------------------- command line
@@ -84,8 +90,13 @@ def test_serve_prints_each_trace_as_it_arrives() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "sentry_llm_callbacks", "serve", "--port", str(port),
-                             "--seconds", "20"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sentry_llm_callbacks", "serve", "--port", str(port), "--seconds", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert proc.stdout is not None
         assert "Listening on" in proc.stdout.readline()
@@ -110,7 +121,7 @@ def test_serve_prints_each_trace_as_it_arrives() -> None:
 
 
 @pytest.fixture
-def shell():  # noqa: ANN201
+def shell():
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
@@ -119,14 +130,15 @@ def shell():  # noqa: ANN201
     InteractiveShell.clear_instance()
 
 
-def test_extension_delivers_each_cell_and_shows_a_summary(sentry: LocalReceiver, shell) -> None:  # noqa: ANN001
+def test_extension_delivers_each_cell_and_shows_a_summary(sentry: LocalReceiver, shell) -> None:
     from sentry_llm_callbacks import jupyter
 
     shell.run_cell("%load_ext sentry_llm_callbacks")
     shell.run_cell("%sentry_llm --user nb-user --session nb-session")
     result = shell.run_cell(
         "from langchain_core.runnables import RunnableLambda\n"
-        "RunnableLambda(lambda x: x * 2).with_config(run_name='Cell work').invoke(21)")
+        "RunnableLambda(lambda x: x * 2).with_config(run_name='Cell work').invoke(21)"
+    )
     assert result.result == 42
     names = [s.name for s in sentry.spans]  # no flush() here: the extension flushed after the cell
     assert names == ["Cell work"]
@@ -137,7 +149,7 @@ def test_extension_delivers_each_cell_and_shows_a_summary(sentry: LocalReceiver,
     assert "Cell work [function]" in repr(summary)
 
 
-def test_extension_summary_shows_tokens_cost_errors_and_a_sentry_link(shell) -> None:  # noqa: ANN001
+def test_extension_summary_shows_tokens_cost_errors_and_a_sentry_link(shell) -> None:
     from sentry_llm_callbacks import jupyter
 
     slc.configure(dsn="https://abc@o4242.ingest.us.sentry.io/99")
@@ -151,14 +163,15 @@ def test_extension_summary_shows_tokens_cost_errors_and_a_sentry_link(shell) -> 
         "m.invoke('hi')\n"
         "from langchain_core.runnables import RunnableLambda\n"
         "def boom(x):\n    raise ValueError('nope')\n"
-        "try:\n    RunnableLambda(boom).invoke(1)\nexcept ValueError:\n    pass\n")
+        "try:\n    RunnableLambda(boom).invoke(1)\nexcept ValueError:\n    pass\n"
+    )
     html = jupyter._active.last_summary._repr_html_()  # type: ignore[union-attr]
     assert "7 → 3" in html
     assert "ValueError: nope" in html
     assert "https://sentry.io/organizations/4242/explore/traces/trace/" in html
 
 
-def test_unload_stops_tracing(sentry: LocalReceiver, shell) -> None:  # noqa: ANN001
+def test_unload_stops_tracing(sentry: LocalReceiver, shell) -> None:
     shell.run_cell("%load_ext sentry_llm_callbacks")
     shell.run_cell("%unload_ext sentry_llm_callbacks")
     shell.run_cell("from langchain_core.runnables import RunnableLambda\nRunnableLambda(lambda x: x).invoke(1)")
@@ -169,8 +182,13 @@ def test_unload_stops_tracing(sentry: LocalReceiver, shell) -> None:  # noqa: AN
 # --------------------------------------------------------------------------- notebooks
 
 
-@pytest.mark.parametrize(("name", "expected"), [("quickstart_langchain.ipynb", "Error Analysis Agent  [function"),
-                                              ("quickstart_llamaindex.ipynb", "Runbook lookup  [function")])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("quickstart_langchain.ipynb", "Error Analysis Agent  [function"),
+        ("quickstart_llamaindex.ipynb", "Runbook lookup  [function"),
+    ],
+)
 def test_notebook_runs_top_to_bottom(name: str, expected: str) -> None:
     """nbclient raises CellExecutionError if any cell fails; the outputs show the decoded trace."""
     import nbformat
@@ -178,7 +196,11 @@ def test_notebook_runs_top_to_bottom(name: str, expected: str) -> None:
 
     notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    outputs = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                      for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
+    outputs = "".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+    )
     assert expected in outputs
     assert re.search(r"^trace [0-9a-f]{32}", outputs, re.M)

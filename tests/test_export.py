@@ -30,8 +30,9 @@ def make_spans(count: int, *, kind: str = CHAIN) -> None:
     recorder = _state.recorder
     for i in range(count):
         key = ("test", i, time.monotonic_ns())
-        recorder.start_run(key, None, kind=kind, name=f"run {i}", explicit_name=True,
-                           handler_layer=None, run_metadata=None)
+        recorder.start_run(
+            key, None, kind=kind, name=f"run {i}", explicit_name=True, handler_layer=None, run_metadata=None
+        )
         recorder.end_run(key)
 
 
@@ -55,8 +56,9 @@ def test_connection_ok(receiver: LocalReceiver) -> None:
         (Fault(status=503), DEFAULT_KEY, "1", "server_error", 503),
     ],
 )
-def test_connection_classifies_answers(receiver: LocalReceiver, fault: Fault | None, dsn_key: str, project: str,
-                                       reason: str, status: int) -> None:
+def test_connection_classifies_answers(
+    receiver: LocalReceiver, fault: Fault | None, dsn_key: str, project: str, reason: str, status: int
+) -> None:
     receiver.fault = fault
     result = slc.test_connection(dsn=f"http://{dsn_key}@127.0.0.1:{receiver.port}/{project}")
     assert (result.ok, result.reason, result.status_code) == (False, reason, status)
@@ -118,7 +120,8 @@ def test_requests_are_gzip_protobuf_with_the_sentry_auth_header(sentry: LocalRec
     assert headers["content-type"] == "application/x-protobuf"
     assert headers["content-encoding"] == "gzip"
     assert headers["x-sentry-auth"] == (
-        f"Sentry sentry_key={DEFAULT_KEY}, sentry_version=7, sentry_client=sentry-llm-callbacks/{slc.__version__}")
+        f"Sentry sentry_key={DEFAULT_KEY}, sentry_version=7, sentry_client=sentry-llm-callbacks/{slc.__version__}"
+    )
     for span in spans:
         assert len(span.trace_id) == 32 and len(span.span_id) == 16
         assert span.start_ns <= span.end_ns and span.name
@@ -140,8 +143,9 @@ def test_large_batches_are_split_under_the_request_limit(sentry: LocalReceiver) 
     recorder = _state.recorder
     big = "x" * 4000
     for i in range(100):
-        run = recorder.start_run(("big", i), None, kind=CHAIN, name="big", explicit_name=True,
-                                 handler_layer=None, run_metadata=None)
+        run = recorder.start_run(
+            ("big", i), None, kind=CHAIN, name="big", explicit_name=True, handler_layer=None, run_metadata=None
+        )
         assert run is not None
         recorder.set_content(run, "input.value", big)
         recorder.end_run(("big", i))
@@ -162,7 +166,7 @@ def test_custom_exporter_receives_spans_beside_otlp(receiver: LocalReceiver) -> 
     seen: list[str] = []
 
     class Collecting(SpanExporter):
-        def export(self, spans):  # noqa: ANN001, ANN201
+        def export(self, spans):
             seen.extend(s.name for s in spans)
             return SpanExportResult.SUCCESS
 
@@ -337,7 +341,7 @@ def test_flush_waits_for_a_batch_that_is_being_prepared(sentry: LocalReceiver, m
 
     original = export.QueueSpanProcessor._resolve_content
 
-    def slow_resolve(batch):  # noqa: ANN001, ANN202
+    def slow_resolve(batch):
         time.sleep(0.3)
         original(batch)
 

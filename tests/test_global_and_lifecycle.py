@@ -89,9 +89,11 @@ def test_no_state_left_after_ten_thousand_runs(receiver: LocalReceiver) -> None:
 
 
 def test_importing_the_package_imports_no_framework() -> None:
-    code = ("import sys, sentry_llm_callbacks as s; s.configure(dsn='https://k@o1.ingest.sentry.io/1'); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('langchain_core', 'langchain', 'langgraph', "
-            "'llama_index', 'IPython')]; print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, sentry_llm_callbacks as s; s.configure(dsn='https://k@o1.ingest.sentry.io/1'); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('langchain_core', 'langchain', 'langgraph', "
+        "'llama_index', 'IPython')]; print(bad); sys.exit(1 if bad else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -145,14 +147,16 @@ def test_no_state_left_after_a_hundred_thousand_runs_of_every_ending(receiver: L
     recorder = _state.recorder
     for i in range(100_000):
         root, child = ("root", i), ("child", i)
-        recorder.start_run(root, None, kind="chain", name="root", explicit_name=False, handler_layer=None,
-                           run_metadata=None)
+        recorder.start_run(
+            root, None, kind="chain", name="root", explicit_name=False, handler_layer=None, run_metadata=None
+        )
         if i % 5 == 4:
             recorder.hide_run(child, root)
             recorder.end_run(child)
         else:
-            recorder.start_run(child, root, kind="chat", name="m", explicit_name=False, handler_layer=None,
-                               run_metadata=None)
+            recorder.start_run(
+                child, root, kind="chat", name="m", explicit_name=False, handler_layer=None, run_metadata=None
+            )
         ending = i % 4
         if ending == 0:
             recorder.end_run(child)

@@ -65,8 +65,9 @@ def root_of(spans: list[ReceivedSpan]) -> ReceivedSpan:
 
 def test_seed_example_maps_every_metadata_key(sentry: LocalReceiver) -> None:
     handler = SentryCallbackHandler()
-    model = fake_model("The stack trace shows a null dereference.",
-                       usage={"input_tokens": 30, "output_tokens": 9, "total_tokens": 39})
+    model = fake_model(
+        "The stack trace shows a null dereference.", usage={"input_tokens": 30, "output_tokens": 9, "total_tokens": 39}
+    )
     chain = simple_chain(model)
     result = chain.invoke({"question": "Why did it crash?"}, config={"callbacks": [handler], "metadata": SEED_METADATA})
     assert result == "The stack trace shows a null dereference."
@@ -116,9 +117,12 @@ def test_same_trace_id_joins_one_trace_across_invocations(sentry: LocalReceiver)
 def test_hex_and_uuid_trace_ids_are_used_as_they_are(sentry: LocalReceiver) -> None:
     handler = SentryCallbackHandler()
     chain = RunnableLambda(lambda x: x)
-    chain.invoke(1, config={"callbacks": [handler], "metadata": {"trace": {"trace_id": "0AF7651916CD43DD8448EB211C80319C"}}})
-    chain.invoke(1, config={"callbacks": [handler],
-                            "metadata": {"trace": {"trace_id": "123e4567-e89b-12d3-a456-426614174000"}}})
+    chain.invoke(
+        1, config={"callbacks": [handler], "metadata": {"trace": {"trace_id": "0AF7651916CD43DD8448EB211C80319C"}}}
+    )
+    chain.invoke(
+        1, config={"callbacks": [handler], "metadata": {"trace": {"trace_id": "123e4567-e89b-12d3-a456-426614174000"}}}
+    )
     spans = delivered(sentry, 2)
     assert sorted(s.trace_id for s in spans) == ["0af7651916cd43dd8448eb211c80319c", "123e4567e89b12d3a456426614174000"]
     assert all("trace.metadata.trace_id" not in s.attributes for s in spans)
@@ -127,7 +131,9 @@ def test_hex_and_uuid_trace_ids_are_used_as_they_are(sentry: LocalReceiver) -> N
 def test_parent_span_id_makes_the_root_a_child_of_a_remote_span(sentry: LocalReceiver) -> None:
     handler = SentryCallbackHandler()
     trace = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "parent_span_id": "b7ad6b7169203331"}
-    simple_chain(fake_model("ok")).invoke({"question": "q"}, config={"callbacks": [handler], "metadata": {"trace": trace}})
+    simple_chain(fake_model("ok")).invoke(
+        {"question": "q"}, config={"callbacks": [handler], "metadata": {"trace": trace}}
+    )
     spans = delivered(sentry, 4)
     root = next(s for s in spans if s.parent_span_id == "b7ad6b7169203331")
     assert root.parent_is_remote is True
@@ -173,10 +179,18 @@ def chat_openai(server: OpenAIServer, **kwargs: Any) -> Any:
 
 
 def test_chat_openai_generation_attributes(sentry: LocalReceiver, openai_server: OpenAIServer) -> None:
-    openai_server.queue(Reply(content="Paris.", usage={
-        "prompt_tokens": 120, "completion_tokens": 40, "total_tokens": 160,
-        "prompt_tokens_details": {"cached_tokens": 100},
-        "completion_tokens_details": {"reasoning_tokens": 25}}))
+    openai_server.queue(
+        Reply(
+            content="Paris.",
+            usage={
+                "prompt_tokens": 120,
+                "completion_tokens": 40,
+                "total_tokens": 160,
+                "prompt_tokens_details": {"cached_tokens": 100},
+                "completion_tokens_details": {"reasoning_tokens": 25},
+            },
+        )
+    )
     model = chat_openai(openai_server, temperature=0.2, max_tokens=256, top_p=0.9, seed=7)
     model.invoke("Capital of France?", config={"callbacks": [SentryCallbackHandler()]})
     (span,) = delivered(sentry, 1)
@@ -192,20 +206,28 @@ def test_chat_openai_generation_attributes(sentry: LocalReceiver, openai_server:
     assert a["gen_ai.request.seed"] == "7"
     assert a["gen_ai.response.id"] == "chatcmpl-stub123"
     assert a["gen_ai.response.finish_reasons"] == ["stop"]
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"], a["gen_ai.usage.total_tokens"]) == (120, 40, 160)
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"], a["gen_ai.usage.total_tokens"]) == (
+        120,
+        40,
+        160,
+    )
     assert a["gen_ai.usage.cache_read.input_tokens"] == a["gen_ai.usage.input_tokens.cached"] == 100
     assert a["gen_ai.usage.reasoning.output_tokens"] == a["gen_ai.usage.output_tokens.reasoning"] == 25
     assert a["sentry_llm_callbacks.usage.source"] == "provider"
-    assert json.loads(a["gen_ai.input.messages"]) == [{"role": "user", "parts": [{"type": "text", "content": "Capital of France?"}]}]
+    assert json.loads(a["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Capital of France?"}]}
+    ]
     output = json.loads(a["gen_ai.output.messages"])
     assert output[0]["role"] == "assistant" and output[0]["parts"][0]["content"] == "Paris."
     assert output[0]["finish_reason"] == "stop"
 
 
-def test_streaming_records_time_to_first_chunk_and_streamed_usage(sentry: LocalReceiver,
-                                                                   openai_server: OpenAIServer) -> None:
-    openai_server.queue(Reply(content="one two three four", usage={
-        "prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15}))
+def test_streaming_records_time_to_first_chunk_and_streamed_usage(
+    sentry: LocalReceiver, openai_server: OpenAIServer
+) -> None:
+    openai_server.queue(
+        Reply(content="one two three four", usage={"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15})
+    )
     model = chat_openai(openai_server, streaming=True, stream_usage=True)
     chunks = list(model.stream("count", config={"callbacks": [SentryCallbackHandler()]}))
     assert len(chunks) > 3
@@ -218,9 +240,21 @@ def test_streaming_records_time_to_first_chunk_and_streamed_usage(sentry: LocalR
 
 
 def test_openrouter_reported_cost_is_kept(sentry: LocalReceiver, openai_server: OpenAIServer) -> None:
-    openai_server.queue(Reply(model="anthropic/claude-3.5-sonnet", usage={
-        "prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200, "cost": 0.0042,
-        "cost_details": {"upstream_inference_prompt_cost": 0.003, "upstream_inference_completions_cost": 0.0012}}))
+    openai_server.queue(
+        Reply(
+            model="anthropic/claude-3.5-sonnet",
+            usage={
+                "prompt_tokens": 1000,
+                "completion_tokens": 200,
+                "total_tokens": 1200,
+                "cost": 0.0042,
+                "cost_details": {
+                    "upstream_inference_prompt_cost": 0.003,
+                    "upstream_inference_completions_cost": 0.0012,
+                },
+            },
+        )
+    )
     chat_openai(openai_server).invoke("hi", config={"callbacks": [SentryCallbackHandler()]})
     (span,) = delivered(sentry, 1)
     a = span.attributes
@@ -247,7 +281,9 @@ def test_tool_calls_and_tool_definitions(sentry: LocalReceiver, openai_server: O
         """Look up the weather for a city."""
         return f"Sunny in {city}"
 
-    openai_server.queue(Reply(content="", tool_calls=[{"id": "call_1", "name": "get_weather", "args": {"city": "Oslo"}}]))
+    openai_server.queue(
+        Reply(content="", tool_calls=[{"id": "call_1", "name": "get_weather", "args": {"city": "Oslo"}}])
+    )
     model = chat_openai(openai_server).bind_tools([get_weather])
     message = model.invoke("Weather in Oslo?", config={"callbacks": [SentryCallbackHandler()]})
     get_weather.invoke(message.tool_calls[0], config={"callbacks": [SentryCallbackHandler()]})
@@ -275,8 +311,12 @@ class TinyRetriever(BaseRetriever):
 
 
 def test_retriever_span_counts_documents(sentry: LocalReceiver) -> None:
-    retriever = TinyRetriever(docs=[Document(page_content="Runbook: restart the pod.", metadata={"src": "wiki"}),
-                                    Document(page_content="Postmortem 2024-03.")])
+    retriever = TinyRetriever(
+        docs=[
+            Document(page_content="Runbook: restart the pod.", metadata={"src": "wiki"}),
+            Document(page_content="Postmortem 2024-03."),
+        ]
+    )
     retriever.invoke("pod crash", config={"callbacks": [SentryCallbackHandler()]})
     (span,) = delivered(sentry, 1)
     assert span.name == "TinyRetriever" and span.op == "function"
@@ -303,8 +343,12 @@ def add(a: int, b: int) -> int:
 def react_agent(**kwargs: Any) -> Any:
     from langgraph.prebuilt import create_react_agent
 
-    messages = iter([AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 2, "b": 3}, "id": "c1"}]),
-                     AIMessage(content="The sum is 5.")])
+    messages = iter(
+        [
+            AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 2, "b": 3}, "id": "c1"}]),
+            AIMessage(content="The sum is 5."),
+        ]
+    )
     return create_react_agent(ToolCallingFake(messages=messages), [add], **kwargs)
 
 
@@ -336,8 +380,9 @@ def test_subgraph_is_an_agent_under_its_node(sentry: LocalReceiver) -> None:
     outer.add_node("delegate", inner)
     outer.add_edge(START, "delegate")
     outer.add_edge("delegate", END)
-    outer.compile(name="supervisor").invoke({"messages": [("human", "2+3?")]},
-                                            config={"callbacks": [SentryCallbackHandler()]})
+    outer.compile(name="supervisor").invoke(
+        {"messages": [("human", "2+3?")]}, config={"callbacks": [SentryCallbackHandler()]}
+    )
     spans = delivered(sentry)
     root = root_of(spans)
     assert root.name == "invoke_agent supervisor"
@@ -375,8 +420,10 @@ def test_graph_interrupt_is_not_an_error(sentry: LocalReceiver) -> None:
     graph.add_edge(START, "approve")
     graph.add_edge("approve", END)
     app = graph.compile(checkpointer=InMemorySaver())
-    result = app.invoke({"messages": [("human", "deploy")]},
-                        config={"callbacks": [SentryCallbackHandler()], "configurable": {"thread_id": "t1"}})
+    result = app.invoke(
+        {"messages": [("human", "deploy")]},
+        config={"callbacks": [SentryCallbackHandler()], "configurable": {"thread_id": "t1"}},
+    )
     assert "__interrupt__" in result
     spans = delivered(sentry)
     assert spans and all(s.status_code != 2 for s in spans)
@@ -480,8 +527,10 @@ async def test_twenty_concurrent_ainvoke_keep_their_own_trees(sentry: LocalRecei
 
     async def one(i: int) -> str:
         chain = simple_chain(fake_model(f"answer {i}"))
-        return await chain.ainvoke({"question": f"q{i}"}, config={
-            "callbacks": [handler], "metadata": {"trace": {"trace_name": f"Request {i}"}}})
+        return await chain.ainvoke(
+            {"question": f"q{i}"},
+            config={"callbacks": [handler], "metadata": {"trace": {"trace_name": f"Request {i}"}}},
+        )
 
     results = await asyncio.gather(*(one(i) for i in range(20)))
     assert results == [f"answer {i}" for i in range(20)]
@@ -500,8 +549,9 @@ def test_thread_pool_sharing_one_handler(sentry: LocalReceiver) -> None:
     handler = SentryCallbackHandler()
 
     def one(i: int) -> str:
-        return simple_chain(fake_model(f"a{i}")).invoke({"question": str(i)}, config={
-            "callbacks": [handler], "metadata": {"trace": {"trace_name": f"T{i}"}}})
+        return simple_chain(fake_model(f"a{i}")).invoke(
+            {"question": str(i)}, config={"callbacks": [handler], "metadata": {"trace": {"trace_name": f"T{i}"}}}
+        )
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(one, range(40))) == [f"a{i}" for i in range(40)]

@@ -22,9 +22,11 @@ from .conftest import by_name, delivered
 from .openai_server import OpenAIServer, Reply
 from .test_langchain import children_of, root_of
 
-DOCS = ["Runbook: restart the payments pod when charges fail.",
-        "Postmortem: null card tokens came from mobile v3.2.",
-        "On-call: page the payments team."]
+DOCS = [
+    "Runbook: restart the payments pod when charges fail.",
+    "Postmortem: null card tokens came from mobile v3.2.",
+    "On-call: page the payments team.",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -42,8 +44,9 @@ def forget_received(receiver: LocalReceiver) -> None:
 
 def build_index(callback_manager: CallbackManager | None = None) -> VectorStoreIndex:
     kwargs = {"callback_manager": callback_manager} if callback_manager else {}
-    return VectorStoreIndex.from_documents([Document(text=t) for t in DOCS],
-                                           embed_model=MockEmbedding(embed_dim=8), **kwargs)
+    return VectorStoreIndex.from_documents(
+        [Document(text=t) for t in DOCS], embed_model=MockEmbedding(embed_dim=8), **kwargs
+    )
 
 
 def li_openai(server: OpenAIServer, **kwargs: Any) -> Any:
@@ -104,9 +107,17 @@ def test_nothing_is_traced_without_a_handler(sentry: LocalReceiver) -> None:
 
 
 def test_openai_generation_with_usage(sentry: LocalReceiver, openai_server: OpenAIServer) -> None:
-    openai_server.queue(Reply(content="Restart the pod.", usage={
-        "prompt_tokens": 90, "completion_tokens": 6, "total_tokens": 96,
-        "prompt_tokens_details": {"cached_tokens": 64}}))
+    openai_server.queue(
+        Reply(
+            content="Restart the pod.",
+            usage={
+                "prompt_tokens": 90,
+                "completion_tokens": 6,
+                "total_tokens": 96,
+                "prompt_tokens_details": {"cached_tokens": 64},
+            },
+        )
+    )
     Settings.callback_manager = CallbackManager([SentryLlamaIndexHandler()])
     index = build_index()
     forget_received(sentry)
@@ -120,14 +131,19 @@ def test_openai_generation_with_usage(sentry: LocalReceiver, openai_server: Open
     assert a["gen_ai.provider.name"] == "openai"
     assert a["gen_ai.request.temperature"] == 0.1
     assert a["gen_ai.response.id"] == "chatcmpl-stub123"
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"], a["gen_ai.usage.total_tokens"]) == (90, 6, 96)
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"], a["gen_ai.usage.total_tokens"]) == (
+        90,
+        6,
+        96,
+    )
     assert a["gen_ai.usage.cache_read.input_tokens"] == 64
     assert "Restart the pod." in a["gen_ai.output.messages"]
     assert any("What to do?" in part["content"] for m in json.loads(a["gen_ai.input.messages"]) for part in m["parts"])
 
 
-def test_streaming_query_ends_the_generation_when_the_stream_ends(sentry: LocalReceiver,
-                                                                  openai_server: OpenAIServer) -> None:
+def test_streaming_query_ends_the_generation_when_the_stream_ends(
+    sentry: LocalReceiver, openai_server: OpenAIServer
+) -> None:
     import time
 
     openai_server.queue(Reply(content="one two three four five"))
@@ -200,8 +216,10 @@ def test_function_agent_with_a_tool(sentry: LocalReceiver, openai_server: OpenAI
         """Multiply two integers."""
         return a * b
 
-    openai_server.queue(Reply(content="", tool_calls=[{"id": "call_9", "name": "multiply", "args": {"a": 6, "b": 7}}]),
-                        Reply(content="The answer is 42."))
+    openai_server.queue(
+        Reply(content="", tool_calls=[{"id": "call_9", "name": "multiply", "args": {"a": 6, "b": 7}}]),
+        Reply(content="The answer is 42."),
+    )
     agent = FunctionAgent(name="calculator", tools=[FunctionTool.from_defaults(multiply)], llm=li_openai(openai_server))
     slc.set_global_handler(frameworks=("llamaindex",))
 
@@ -313,8 +331,12 @@ def test_langgraph_agent_whose_tool_queries_llamaindex_is_one_trace(sentry: Loca
 
     from langgraph.prebuilt import create_react_agent
 
-    messages = iter([AIMessage(content="", tool_calls=[{"name": "search_docs", "args": {"question": "q"}, "id": "c1"}]),
-                     AIMessage(content="done")])
+    messages = iter(
+        [
+            AIMessage(content="", tool_calls=[{"name": "search_docs", "args": {"question": "q"}, "id": "c1"}]),
+            AIMessage(content="done"),
+        ]
+    )
     create_react_agent(ToolCallingFake(messages=messages), [search_docs]).invoke({"messages": [("human", "go")]})
     spans = delivered(sentry)
     assert len({s.trace_id for s in spans}) == 1

@@ -21,7 +21,7 @@ from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from sentry_llm_callbacks.receiver import DEFAULT_KEY, LocalReceiver
 
 from .conftest import by_name, delivered
-from .test_langchain import TinyRetriever, root_of
+from .test_langchain import TinyRetriever
 
 SECRETS = {
     "prompt": "SECRET-PROMPT-7f3a",
@@ -46,9 +46,16 @@ def run_secret_workload(handler: SentryCallbackHandler, metadata: dict[str, Any]
         """Fails with a secret in its message."""
         raise RuntimeError(f"failed with {SECRETS['error']}")
 
-    model = GenericFakeChatModel(messages=iter([AIMessage(
-        content=f"answer {SECRETS['completion']}",
-        usage_metadata={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15})]))
+    model = GenericFakeChatModel(
+        messages=iter(
+            [
+                AIMessage(
+                    content=f"answer {SECRETS['completion']}",
+                    usage_metadata={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+                )
+            ]
+        )
+    )
     prompt = ChatPromptTemplate.from_messages([("system", SECRETS["system"]), ("human", "{q}")])
     config: dict[str, Any] = {"callbacks": [handler], "metadata": metadata or {}}
     (prompt | model).invoke({"q": SECRETS["prompt"]}, config=config)
@@ -109,7 +116,8 @@ def test_a_handler_cannot_loosen_a_private_destination(receiver: LocalReceiver) 
 def test_privacy_for_one_nested_run_only(sentry: LocalReceiver) -> None:
     model = GenericFakeChatModel(messages=iter([AIMessage(content=SECRETS["completion"])]))
     private_step = RunnableLambda(lambda x: model.invoke(x)).with_config(
-        run_name="Private step", metadata={"privacy_mode": True})
+        run_name="Private step", metadata={"privacy_mode": True}
+    )
     chain = RunnableLambda(lambda x: x).with_config(run_name="Public") | private_step
     chain.invoke(SECRETS["chain_in"], config={"callbacks": [SentryCallbackHandler()]})
     spans = delivered(sentry)
@@ -124,7 +132,9 @@ def test_mask_and_size_limit_and_data_uris(receiver: LocalReceiver) -> None:
     slc.configure(dsn=receiver.dsn, mask=lambda text: text.replace("4111-1111", "####"), max_content_chars=200)
     chain = RunnableLambda(lambda x: "ok").with_config(run_name="Card")
     blob = "data:image/png;base64," + "iVBORw0KGgo" * 500
-    chain.invoke({"card": "4111-1111", "image": blob, "pad": "y" * 1000}, config={"callbacks": [SentryCallbackHandler()]})
+    chain.invoke(
+        {"card": "4111-1111", "image": blob, "pad": "y" * 1000}, config={"callbacks": [SentryCallbackHandler()]}
+    )
     (span,) = delivered(receiver, 1)
     text = span.attributes["input.value"]
     assert "4111-1111" not in text and "####" in text
@@ -137,12 +147,20 @@ def test_mask_and_size_limit_and_data_uris(receiver: LocalReceiver) -> None:
 
 def test_metadata_precedence_and_key_by_key_merge(receiver: LocalReceiver) -> None:
     slc.configure(dsn=receiver.dsn, environment="from-configure", release="r-configure")
-    handler = SentryCallbackHandler(user="handler-user", session_id="handler-session",
-                                    trace={"team": "ml", "trace_name": "Handler name", "tier": "gold"})
+    handler = SentryCallbackHandler(
+        user="handler-user",
+        session_id="handler-session",
+        trace={"team": "ml", "trace_name": "Handler name", "tier": "gold"},
+    )
     chain = RunnableLambda(lambda x: x)
     with slc.trace_context(session_id="context-session", trace={"tier": "silver", "region": "eu"}):
-        chain.invoke(1, config={"callbacks": [handler],
-                                "metadata": {"user": "run-user", "trace": {"trace_name": "Run name", "release": "r-run"}}})
+        chain.invoke(
+            1,
+            config={
+                "callbacks": [handler],
+                "metadata": {"user": "run-user", "trace": {"trace_name": "Run name", "release": "r-run"}},
+            },
+        )
     (span,) = delivered(receiver, 1)
     a = span.attributes
     assert span.name == "Run name"
@@ -166,8 +184,9 @@ async def test_trace_context_reaches_asyncio_tasks_not_plain_threads(sentry: Loc
     seen: list[Any] = []
     with slc.trace_context(user="ctx-user"):
         await asyncio.create_task(in_task())
-        thread = threading.Thread(target=lambda: seen.append(chain.invoke(2, config={"callbacks": [handler],
-                                                                                        "run_name": "thread"})))
+        thread = threading.Thread(
+            target=lambda: seen.append(chain.invoke(2, config={"callbacks": [handler], "run_name": "thread"}))
+        )
         thread.start()
         thread.join()
     spans = delivered(sentry, 2)
@@ -176,9 +195,11 @@ async def test_trace_context_reaches_asyncio_tasks_not_plain_threads(sentry: Loc
 
 
 def test_trace_context_validates_at_configuration_time() -> None:
-    with pytest.raises(slc.ConfigurationError, match="trace.parent_span_id"):
-        with slc.trace_context(trace={"parent_span_id": "nothex"}):
-            pass
+    with (
+        pytest.raises(slc.ConfigurationError, match=r"trace\.parent_span_id"),
+        slc.trace_context(trace={"parent_span_id": "nothex"}),
+    ):
+        pass
     with pytest.raises(slc.ConfigurationError, match="trace"):
         SentryCallbackHandler(trace="not a dict")  # type: ignore[arg-type]
 
@@ -206,7 +227,9 @@ def test_root_joins_the_current_sentry_sdk_transaction(sentry: LocalReceiver) ->
     sentry_sdk.init(dsn=None, traces_sample_rate=1.0)
     try:
         with sentry_sdk.start_transaction(name="checkout") as transaction:
-            RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [SentryCallbackHandler()], "run_name": "LLM work"})
+            RunnableLambda(lambda x: x).invoke(
+                1, config={"callbacks": [SentryCallbackHandler()], "run_name": "LLM work"}
+            )
         span = by_name(delivered(sentry, 1), "LLM work")
         assert span.trace_id == transaction.trace_id
         assert span.parent_span_id == transaction.span_id
@@ -219,8 +242,14 @@ def test_explicit_trace_id_wins_over_the_ambient_span(sentry: LocalReceiver) -> 
     from opentelemetry.sdk.trace import TracerProvider
 
     with TracerProvider().get_tracer("app").start_as_current_span("outer"):
-        RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [SentryCallbackHandler()], "run_name": "Own",
-                                                      "metadata": {"trace": {"trace_id": "job-7"}}})
+        RunnableLambda(lambda x: x).invoke(
+            1,
+            config={
+                "callbacks": [SentryCallbackHandler()],
+                "run_name": "Own",
+                "metadata": {"trace": {"trace_id": "job-7"}},
+            },
+        )
     (span,) = delivered(sentry, 1)
     assert span.trace_id == slc.trace_id_for("job-7") and span.parent_span_id == ""
 
@@ -239,7 +268,8 @@ def test_explicit_trace_id_wins_over_the_ambient_span(sentry: LocalReceiver) -> 
     ],
 )
 def test_bad_metadata_is_logged_once_and_the_trace_still_goes_out(
-        sentry: LocalReceiver, caplog: pytest.LogCaptureFixture, metadata: dict[str, Any], warning: str) -> None:
+    sentry: LocalReceiver, caplog: pytest.LogCaptureFixture, metadata: dict[str, Any], warning: str
+) -> None:
     chain = RunnableLambda(lambda x: x) | RunnableLambda(lambda x: x)
     for _ in range(3):
         assert chain.invoke(5, config={"callbacks": [SentryCallbackHandler()], "metadata": metadata}) == 5
@@ -257,11 +287,20 @@ def test_unserialisable_huge_and_odd_unicode_values(sentry: LocalReceiver) -> No
     circular: dict[str, Any] = {}
     circular["self"] = circular
     odd = "bad \ud800 surrogate \U0001f600 \x00 nul"
-    trace = {"trace_name": odd, "obj": object(), "weird": Weird(), "circular": circular, "huge": "z" * 200_000,
-             "bigint": 2**80, "nested": {"a": [1, 2, {"b": odd}]}}
+    trace = {
+        "trace_name": odd,
+        "obj": object(),
+        "weird": Weird(),
+        "circular": circular,
+        "huge": "z" * 200_000,
+        "bigint": 2**80,
+        "nested": {"a": [1, 2, {"b": odd}]},
+    }
     chain = RunnableLambda(lambda x: x)
-    chain.invoke({"text": odd, "weird": Weird(), "circular": circular},
-                 config={"callbacks": [SentryCallbackHandler()], "metadata": {"trace": trace, "user": odd}})
+    chain.invoke(
+        {"text": odd, "weird": Weird(), "circular": circular},
+        config={"callbacks": [SentryCallbackHandler()], "metadata": {"trace": trace, "user": odd}},
+    )
     (span,) = delivered(sentry, 1)
     assert span.name.startswith("bad ")
     assert span.attributes["trace.metadata.bigint"] == str(2**80)
@@ -293,8 +332,9 @@ def test_gzip_body_on_the_wire_is_really_compressed(sentry: LocalReceiver) -> No
 
 def test_content_is_a_snapshot_taken_when_the_run_ran(sentry: LocalReceiver) -> None:
     payload = {"question": "original", "history": ["a"]}
-    RunnableLambda(lambda x: "ok").with_config(run_name="Snap").invoke(payload,
-                                                                        config={"callbacks": [SentryCallbackHandler()]})
+    RunnableLambda(lambda x: "ok").with_config(run_name="Snap").invoke(
+        payload, config={"callbacks": [SentryCallbackHandler()]}
+    )
     payload["question"] = "changed later"
     payload["history"].append("b")
     (span,) = delivered(sentry, 1)

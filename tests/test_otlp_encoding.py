@@ -19,18 +19,40 @@ SCOPE = InstrumentationScope("sentry_llm_callbacks", "1.2.3")
 
 def make_span(rng: random.Random, *, parent_remote: bool | None, status: Status) -> ReadableSpan:
     ctx = SpanContext(rng.getrandbits(128) or 1, rng.getrandbits(64) or 1, False, TraceFlags(1))
-    parent = None if parent_remote is None else SpanContext(ctx.trace_id, rng.getrandbits(64) or 1, parent_remote,
-                                                            TraceFlags(1))
+    parent = (
+        None
+        if parent_remote is None
+        else SpanContext(ctx.trace_id, rng.getrandbits(64) or 1, parent_remote, TraceFlags(1))
+    )
     attributes = {
-        "sentry.op": "gen_ai.chat", "user.id": "user_12345", "flag": True, "zero": 0, "neg": -5,
-        "big": 2**62, "ratio": 0.25, "text": "héllo ✓ " * rng.randint(1, 40), "list": ["a", "b"],
-        "ints": [1, 2, 3], "empty": "", "one_int": 1, "one_bool": False,
+        "sentry.op": "gen_ai.chat",
+        "user.id": "user_12345",
+        "flag": True,
+        "zero": 0,
+        "neg": -5,
+        "big": 2**62,
+        "ratio": 0.25,
+        "text": "héllo ✓ " * rng.randint(1, 40),
+        "list": ["a", "b"],
+        "ints": [1, 2, 3],
+        "empty": "",
+        "one_int": 1,
+        "one_bool": False,
     }
     events = (Event("exception", {"exception.type": "ValueError", "exception.message": "bad"}, timestamp=123456789),)
-    return ReadableSpan(name=f"chat gpt-4o {rng.random()}", context=ctx, parent=parent, resource=RESOURCE,
-                        attributes=attributes, events=events, kind=SpanKind.INTERNAL, status=status,
-                        start_time=1_700_000_000_000_000_000 + rng.randint(0, 10**9),
-                        end_time=1_700_000_001_000_000_000, instrumentation_scope=SCOPE)
+    return ReadableSpan(
+        name=f"chat gpt-4o {rng.random()}",
+        context=ctx,
+        parent=parent,
+        resource=RESOURCE,
+        attributes=attributes,
+        events=events,
+        kind=SpanKind.INTERNAL,
+        status=status,
+        start_time=1_700_000_000_000_000_000 + rng.randint(0, 10**9),
+        end_time=1_700_000_001_000_000_000,
+        instrumentation_scope=SCOPE,
+    )
 
 
 def decode(body: bytes) -> ExportTraceServiceRequest:
@@ -41,9 +63,11 @@ def decode(body: bytes) -> ExportTraceServiceRequest:
 
 def test_same_message_as_opentelemetry_encoder() -> None:
     rng = random.Random(7)
-    spans = [make_span(rng, parent_remote=remote, status=status)
-             for remote in (None, False, True)
-             for status in (Status(StatusCode.UNSET), Status(StatusCode.OK), Status(StatusCode.ERROR, "ValueError: x"))]
+    spans = [
+        make_span(rng, parent_remote=remote, status=status)
+        for remote in (None, False, True)
+        for status in (Status(StatusCode.UNSET), Status(StatusCode.OK), Status(StatusCode.ERROR, "ValueError: x"))
+    ]
     ours = decode(encode_request(spans))
     theirs = encode_spans(spans)
     assert ours == theirs
