@@ -144,7 +144,9 @@ class OtlpHttpSender:
             self._session = requests.Session()
         return self._session
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> list[tuple[bytes, int]]:
+    def encode(
+        self, spans: Sequence[ReadableSpan], pause: Callable[[], None] = lambda: None
+    ) -> list[tuple[bytes, int]]:
         """Request bodies (uncompressed) with the number of spans in each, each under the size limit."""
         bodies: list[tuple[bytes, int]] = []
         current: list[bytes] = []
@@ -157,7 +159,7 @@ class OtlpHttpSender:
                 current.append(piece)
                 size += len(piece)
                 count += n
-            time.sleep(0)  # let the application's threads run between chunks
+            pause()  # let the application's threads run between chunks
         if current:
             bodies.append((b"".join(current), count))
         return bodies
@@ -178,11 +180,20 @@ class OtlpHttpSender:
         mid = len(chunk) // 2
         return self._encode_chunk(chunk[:mid]) + self._encode_chunk(chunk[mid:])
 
-    def post(self, body: bytes, *, timeout: float | None = None) -> SendResult:
+    def prepare(
+        self, spans: Sequence[ReadableSpan], pause: Callable[[], None] = lambda: None
+    ) -> list[tuple[bytes, int]]:
+        """Request bodies, gzipped, with the number of spans in each; kept for retries."""
+        prepared = []
+        for body, count in self.encode(spans, pause):
+            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: gzip container; level 1: fast
+            prepared.append((compressor.compress(body) + compressor.flush(), count))
+        return prepared
+
+    def post(self, data: bytes, *, timeout: float | None = None) -> SendResult:
+        """POST one prepared (gzipped) body and classify the answer."""
         import requests
 
-        compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: gzip container; level 1: fast, most of the gain
-        data = compressor.compress(body) + compressor.flush()
         try:
             response = self._get_session().post(
                 self.endpoint, data=data, headers=self._headers, timeout=timeout or self._timeout
@@ -287,6 +298,8 @@ class QueueSpanProcessor(SpanProcessor):
         self._wake = threading.Event()
         self._idle = threading.Condition()
         self._pending: list[ReadableSpan] | None = None
+        #: The pending batch's request bodies not yet delivered, kept so a retry does not encode again.
+        self._pending_bodies: list[tuple[bytes, int]] | None = None
         self._in_flight = 0
         self._stopping = False
         self._stopped = False
@@ -371,6 +384,7 @@ class QueueSpanProcessor(SpanProcessor):
         left = len(self._queue) + (len(self._pending) if self._pending else 0)
         self._queue.clear()
         self._pending = None
+        self._pending_bodies = None
         if left:
             COUNTERS.add("spans_dropped", left)
             log_once(
@@ -387,6 +401,7 @@ class QueueSpanProcessor(SpanProcessor):
                     return
                 batch: list[ReadableSpan] = []
                 self._pending = batch  # before anything yields: flush() must see the batch as not delivered
+                self._pending_bodies = None
                 popleft = self._queue.popleft
                 try:
                     for _ in range(self._batch):
@@ -401,24 +416,31 @@ class QueueSpanProcessor(SpanProcessor):
                 return
             self._pending = None
 
-    @staticmethod
-    def _resolve_content(batch: list[ReadableSpan]) -> None:
-        """Render lazily captured content, a few spans at a time, yielding the interpreter lock
-        between chunks so the application's threads are not held up."""
+    def _pause(self) -> None:
+        """Between chunks of export work: yield the interpreter lock to the application while the
+        backlog is small. Under sustained load (the queue past a quarter full) keep going instead:
+        against a busy app every yield costs a whole switch interval, and the queue would overflow."""
+        if len(self._queue) < self._max_queue // 4:
+            time.sleep(0)
+
+    def _resolve_content(self, batch: list[ReadableSpan]) -> None:
+        """Render lazily captured content, a few spans at a time."""
         cache: RenderCache = {}
         for i, span in enumerate(batch):
             attributes = span._attributes
             if isinstance(attributes, dict):
                 resolve_content(attributes, cache)
             if i % 16 == 15:
-                time.sleep(0)
+                self._pause()
 
     def _send(self, batch: list[ReadableSpan]) -> bool:
         """Send one batch; False if what is left of it must be retried later."""
         self._in_flight = len(batch)
         try:
             done = 0
-            for body, count in self._sender.encode(batch):
+            bodies = self._pending_bodies or self._sender.prepare(batch, self._pause)
+            self._pending_bodies = None
+            for index, (body, count) in enumerate(bodies):
                 result = self._sender.post(body)
                 if result.delivered:
                     done += count
@@ -429,6 +451,7 @@ class QueueSpanProcessor(SpanProcessor):
                 if result.retryable:
                     delay = self.backoff.failure(result.retry_after)
                     self._pending = batch[done:]
+                    self._pending_bodies = bodies[index:]
                     log_once(
                         f"retry-{result.status_code}",
                         logging.WARNING,

@@ -341,11 +341,11 @@ def test_flush_waits_for_a_batch_that_is_being_prepared(sentry: LocalReceiver, m
 
     original = export.QueueSpanProcessor._resolve_content
 
-    def slow_resolve(batch):
+    def slow_resolve(self, batch):
         time.sleep(0.3)
-        original(batch)
+        original(self, batch)
 
-    monkeypatch.setattr(export.QueueSpanProcessor, "_resolve_content", staticmethod(slow_resolve))
+    monkeypatch.setattr(export.QueueSpanProcessor, "_resolve_content", slow_resolve)
     make_spans(5)
     time.sleep(0.05)
     pipeline = _state.get_pipeline()
