@@ -153,21 +153,28 @@ def from_openai(token_usage: Any) -> Usage | None:
     return finish(usage)
 
 
-def from_anthropic(usage_block: Any) -> Usage | None:
-    """Anthropic ``usage``: ``input_tokens`` excludes cache reads and writes; Sentry's includes them."""
-    if not usage_block:
+def _cache_exclusive(block: Any, fresh: str, read: str, write: str, output: str, total: str | None) -> Usage | None:
+    """Usage where the input count excludes cache reads and writes (Sentry's total includes them)."""
+    if not block:
         return None
-    base = _int(_get(usage_block, "input_tokens"))
-    read = _int(_get(usage_block, "cache_read_input_tokens"))
-    write = _int(_get(usage_block, "cache_creation_input_tokens"))
-    inputs = None if base is None else base + (read or 0) + (write or 0)
+    base = _int(_get(block, fresh))
+    reads = _int(_get(block, read))
+    writes = _int(_get(block, write))
     usage = Usage(
-        input_tokens=inputs,
-        output_tokens=_int(_get(usage_block, "output_tokens")),
-        cache_read_tokens=read,
-        cache_write_tokens=write,
+        input_tokens=None if base is None else base + (reads or 0) + (writes or 0),
+        output_tokens=_int(_get(block, output)),
+        total_tokens=_int(_get(block, total)) if total else None,
+        cache_read_tokens=reads,
+        cache_write_tokens=writes,
     )
     return finish(usage) if usage.has_tokens else None
+
+
+def from_anthropic(usage_block: Any) -> Usage | None:
+    """Anthropic ``usage``: ``input_tokens`` excludes cache reads and writes."""
+    return _cache_exclusive(
+        usage_block, "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens", None
+    )
 
 
 def from_gemini(usage_metadata: Any) -> Usage | None:
@@ -191,20 +198,9 @@ def from_gemini(usage_metadata: Any) -> Usage | None:
 
 def from_bedrock_converse(usage_block: Any) -> Usage | None:
     """AWS Bedrock Converse ``usage``: ``inputTokens`` excludes cache reads and writes."""
-    if not usage_block:
-        return None
-    base = _int(_get(usage_block, "inputTokens"))
-    read = _int(_get(usage_block, "cacheReadInputTokens"))
-    write = _int(_get(usage_block, "cacheWriteInputTokens"))
-    inputs = None if base is None else base + (read or 0) + (write or 0)
-    usage = Usage(
-        input_tokens=inputs,
-        output_tokens=_int(_get(usage_block, "outputTokens")),
-        total_tokens=_int(_get(usage_block, "totalTokens")),
-        cache_read_tokens=read,
-        cache_write_tokens=write,
+    return _cache_exclusive(
+        usage_block, "inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens", "outputTokens", "totalTokens"
     )
-    return finish(usage) if usage.has_tokens else None
 
 
 def from_bedrock_invocation_metrics(metrics: Any) -> Usage | None:
