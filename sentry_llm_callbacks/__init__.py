@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import _state
 from ._version import __version__
 from .config import Destination, build_destination
-from .connection import ConnectionResult, TestTraceResult, send_test_trace, test_connection
+from .connection import ConnectionResult, TestTraceResult, check_destination, send_test_trace, test_connection
 from .errors import ConfigurationError, ConnectionTestError
 from .export import COUNTERS
 from .metadata import trace_context, trace_id_for
@@ -131,23 +131,11 @@ def configure(
         pricing=pricing,
     )
     if verify:
-        result = _test_destination(destination)
+        result = check_destination(destination, timeout=min(destination.export_timeout, 10.0))
         if not result.ok:
             raise ConnectionTestError(result)
     _state.install(destination)
     return destination
-
-
-def _test_destination(destination: Destination) -> ConnectionResult:
-    from .connection import test_connection as _test
-
-    previous = _state.current_destination()
-    # test_connection() reads the current destination when given no arguments; test the new one.
-    try:
-        _state._destination = destination
-        return _test(timeout=min(destination.export_timeout, 10.0))
-    finally:
-        _state._destination = previous
 
 
 def flush(timeout: float | None = None) -> bool:

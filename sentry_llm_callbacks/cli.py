@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .receiver import LocalReceiver, ReceivedSpan, format_trace_tree, group_traces
 
@@ -35,7 +35,7 @@ def _send_test_trace(args: argparse.Namespace) -> int:
 class _TracePrinter:
     """Prints a trace's tree once its root span has arrived."""
 
-    def __init__(self, receiver_spans: callable) -> None:  # type: ignore[valid-type]
+    def __init__(self, receiver_spans: Callable[[], list[ReceivedSpan]]) -> None:
         self._all = receiver_spans
         self._lock = threading.Lock()
 

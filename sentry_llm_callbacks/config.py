@@ -206,9 +206,6 @@ class Destination:
         )
 
 
-_UNSET: Any = object()
-
-
 def build_destination(
     *,
     dsn: str | None = None,

@@ -11,7 +11,6 @@ from . import _state
 from . import attributes as attr
 from .config import Destination, build_destination
 from .errors import ConfigurationError
-from .export import OtlpHttpSender
 from .recorder import CHAIN, CHAT
 from .usage import Usage
 
@@ -115,21 +114,24 @@ def test_connection(
     """
     started = time.perf_counter()
     try:
-        if dsn is None and otlp_endpoint is None and _state.current_destination() is not None:
-            destination = _state.current_destination()
-            assert destination is not None
-        else:
+        destination = _state.current_destination()
+        if destination is None or dsn is not None or otlp_endpoint is not None:
             destination = build_destination(
                 dsn=dsn, otlp_endpoint=otlp_endpoint, headers=headers, allow_insecure_http=allow_insecure_http
             )
     except ConfigurationError as exc:
         return ConnectionResult(False, None, "invalid_config", str(exc), time.perf_counter() - started)
-    sender = OtlpHttpSender(destination.endpoint, destination.request_headers(), timeout=timeout)
-    try:
-        import requests
+    return check_destination(destination, timeout)
 
+
+def check_destination(destination: Destination, timeout: float = 5.0) -> ConnectionResult:
+    """:func:`test_connection` for an already validated destination (also used by ``configure(verify=True)``)."""
+    import requests
+
+    started = time.perf_counter()
+    with requests.Session() as session:
         try:
-            response = sender._get_session().post(  # an empty ExportTraceServiceRequest is b""
+            response = session.post(  # an empty ExportTraceServiceRequest is b""
                 destination.endpoint, data=b"", headers=destination.request_headers(), timeout=timeout
             )
         except requests.RequestException as exc:
@@ -151,9 +153,7 @@ def test_connection(
         latency = time.perf_counter() - started
         reason, message = _classify_status(response.status_code, destination, response.headers.get("Retry-After"))
         response.close()
-        return ConnectionResult(reason == "ok", response.status_code, reason, message, latency)
-    finally:
-        sender.close()
+    return ConnectionResult(reason == "ok", response.status_code, reason, message, latency)
 
 
 def send_test_trace(timeout: float = 10.0) -> TestTraceResult:

@@ -14,7 +14,7 @@ import enum
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ._logging import log_once
@@ -232,7 +232,3 @@ def resolve_content(attributes: dict[str, Any], cache: RenderCache | None = None
 def _data_placeholder(match: re.Match[str]) -> str:
     mime = match.group(1) or "application/octet-stream"
     return f"data:{mime};base64,<{len(match.group(0))} chars omitted>"
-
-
-def is_mapping(value: Any) -> bool:
-    return isinstance(value, Mapping)

@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import attributes as attr
-from ._logging import log_once, logger
+from ._logging import log_once
 from ._version import __version__
 from .config import MAX_REQUEST_BYTES
 from .content import RenderCache, resolve_content
@@ -345,10 +345,6 @@ class QueueSpanProcessor(SpanProcessor):
                 self._thread = threading.Thread(target=self._run, name="sentry-llm-callbacks-export", daemon=True)
                 self._thread.start()
 
-    def ensure_started(self) -> None:
-        if self._thread is None:
-            self._start_thread()
-
     # -- worker side ------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -590,7 +586,3 @@ class ExportPipeline:
 
     def shutdown(self, timeout: float) -> bool:
         return self.processor.shutdown(timeout)
-
-
-def log_debug_destination(destination: Destination) -> None:
-    logger.debug("Exporting spans to %r", destination)

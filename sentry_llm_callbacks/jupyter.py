@@ -18,7 +18,6 @@ import html
 import re
 import shlex
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,7 +216,6 @@ class NotebookTracing:
             self.shell.events.unregister("post_run_cell", self.post_run_cell)
 
     def post_run_cell(self, result: Any = None) -> None:
-        started = time.monotonic()
         delivered = _state.flush(FLUSH_SECONDS)
         spans, dropped = self.collector.take()
         if not spans:
@@ -227,7 +225,6 @@ class NotebookTracing:
             from IPython.display import display
 
             display(self.last_summary)
-        self.flush_seconds = time.monotonic() - started
 
     def magic(self, line: str) -> str:
         """``%sentry_llm --user U --session S --privacy on|off --summary on|off``; returns what it did."""

@@ -493,8 +493,8 @@ class Recorder:
         if operation is not None:
             attrs[attr.OPERATION_NAME] = operation
         if run.attributes:
+            _make_valid(run.attributes)  # the trace's own attributes were made valid at the root
             attrs.update(run.attributes)
-            _make_valid(attrs)
         if run.policy.private:
             attrs = {k: v for k, v in attrs.items() if not attr.is_content(k)}
         span = ReadableSpan(
