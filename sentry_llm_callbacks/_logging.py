@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 logger = logging.getLogger("sentry_llm_callbacks")
 
@@ -25,3 +29,19 @@ def log_once(kind: str, level: int, msg: str, *args: object) -> None:
 def reset_log_once() -> None:
     with _seen_lock:
         _seen.clear()
+
+
+def isolated(extractor: Callable[..., T], *args: Any, default: T) -> T:
+    """``extractor(*args)``, or ``default`` if it raises: a malformed framework payload costs only
+    what that one extractor reads (and one warning), never the run it belongs to."""
+    try:
+        return extractor(*args)
+    except Exception as exc:
+        log_once(
+            f"extractor-{getattr(extractor, '__qualname__', extractor)}-{type(exc).__name__}",
+            logging.WARNING,
+            "sentry_llm_callbacks: could not read %s from a framework payload (%r); the span is sent without it.",
+            getattr(extractor, "__name__", "a value"),
+            exc,
+        )
+        return default

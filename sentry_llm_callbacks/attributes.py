@@ -91,12 +91,14 @@ TRACE_METADATA_PREFIX = "trace.metadata."
 USAGE_SOURCE = "sentry_llm_callbacks.usage.source"  # "provider" or "missing"
 COST_SOURCE = "sentry_llm_callbacks.cost.source"  # "provider" or "price_table"
 RUN_ABANDONED = "sentry_llm_callbacks.run.abandoned"
-RUN_CANCELLED = "sentry_llm_callbacks.run.cancelled"
+RUN_CANCELLED = "sentry_llm_callbacks.run.cancelled"  # asyncio cancelled the task: status ERROR "cancelled"
+STREAM_CLOSED_EARLY = "sentry_llm_callbacks.stream.closed_early"  # the consumer stopped reading: not an error
 RETRIEVAL_DOCUMENT_COUNT = "sentry_llm_callbacks.retrieval.document_count"
 EMBEDDINGS_INPUT_COUNT = "sentry_llm_callbacks.embeddings.input_count"
 LANGGRAPH_NODE = "sentry_llm_callbacks.langgraph.node"
 LANGGRAPH_STEP = "sentry_llm_callbacks.langgraph.step"
 LANGGRAPH_INTERRUPTED = "sentry_llm_callbacks.langgraph.interrupted"
+LANGGRAPH_HANDOFF = "sentry_llm_callbacks.langgraph.handoff"
 
 # Resource
 DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
@@ -155,11 +157,13 @@ NON_CONTENT: frozenset[str] = frozenset(
         COST_SOURCE,
         RUN_ABANDONED,
         RUN_CANCELLED,
+        STREAM_CLOSED_EARLY,
         RETRIEVAL_DOCUMENT_COUNT,
         EMBEDDINGS_INPUT_COUNT,
         LANGGRAPH_NODE,
         LANGGRAPH_STEP,
         LANGGRAPH_INTERRUPTED,
+        LANGGRAPH_HANDOFF,
     }
 )
 NON_CONTENT_PREFIXES: tuple[str, ...] = (TRACE_METADATA_PREFIX,)

@@ -435,7 +435,22 @@ class Recorder:
         self._finish(run)
         return run
 
+    def close_early(self, key: Hashable, *, attributes: dict[str, Any] | None = None) -> Run | None:
+        """End a run whose consumer stopped reading its stream: not an error in the user's app,
+        so the span ends OK, marked ``sentry_llm_callbacks.stream.closed_early``."""
+        attributes = {**attributes, attr.STREAM_CLOSED_EARLY: True} if attributes else {attr.STREAM_CLOSED_EARLY: True}
+        return self.end_run(key, attributes=attributes)
+
     def fail_run(self, key: Hashable, error: BaseException, *, attributes: dict[str, Any] | None = None) -> Run | None:
+        """End a run with an error. The rule, the same for every framework:
+
+        * the consumer stopped reading a stream (``GeneratorExit``): :meth:`close_early`, not an error;
+        * the task was cancelled (``asyncio.CancelledError``, ``KeyboardInterrupt``): ERROR "cancelled",
+          marked ``sentry_llm_callbacks.run.cancelled``;
+        * anything else: ERROR with the exception's type (and message, outside Privacy Mode).
+        """
+        if isinstance(error, GeneratorExit):
+            return self.close_early(key, attributes=attributes)
         run = self._runs.pop(key, None)
         if run is None:
             self._hidden.pop(key, None)
@@ -443,7 +458,7 @@ class Recorder:
         if attributes:
             run.attributes.update(attributes)
         error_type = type(error).__name__
-        cancelled = isinstance(error, (GeneratorExit, KeyboardInterrupt)) or error_type == "CancelledError"
+        cancelled = isinstance(error, KeyboardInterrupt) or error_type == "CancelledError"
         run.attributes[attr.ERROR_TYPE] = error_type
         if cancelled:
             run.attributes[attr.RUN_CANCELLED] = True
