@@ -25,6 +25,7 @@ SENTRY_DESCRIPTION = _S.SENTRY_DESCRIPTION
 SENTRY_ENVIRONMENT = _S.SENTRY_ENVIRONMENT
 SENTRY_RELEASE = _S.SENTRY_RELEASE
 USER_ID = _S.USER_ID
+CLIENT_SAMPLE_RATE = _S.SENTRY_CLIENT_SAMPLE_RATE
 SESSION_ID = _S.SESSION_ID
 ERROR_TYPE = _S.ERROR_TYPE
 
@@ -81,6 +82,12 @@ TOOL_CALL_ARGUMENTS = _S.GEN_AI_TOOL_CALL_ARGUMENTS
 TOOL_CALL_RESULT = _S.GEN_AI_TOOL_CALL_RESULT
 EMBEDDINGS_INPUT = _S.GEN_AI_EMBEDDINGS_INPUT
 
+#: What generation spans carry in place of their messages in Privacy Mode: Sentry's Conversations
+#: view lists a conversation only when its model calls have both message attributes, and shows
+#: this literal value as filtered content.
+FILTERED = "[Filtered]"
+PRIVATE_PLACEHOLDERS: tuple[str, ...] = (INPUT_MESSAGES, OUTPUT_MESSAGES)
+
 # Content that Sentry has no name for: the widely read OpenInference names.
 INPUT_VALUE = "input.value"
 OUTPUT_VALUE = "output.value"
@@ -117,6 +124,7 @@ NON_CONTENT: frozenset[str] = frozenset(
         SENTRY_ENVIRONMENT,
         SENTRY_RELEASE,
         USER_ID,
+        CLIENT_SAMPLE_RATE,
         SESSION_ID,
         ERROR_TYPE,
         OPERATION_NAME,

@@ -26,6 +26,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from . import _state
 from . import attributes as attr
 from ._logging import log_once
+from .message_shapes import tool_definitions
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, RETRIEVER, TOOL, Run
 from .usage import Usage, detect, from_langchain, from_openai
@@ -295,7 +296,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         self._content(run, attr.INPUT_MESSAGES, prompt, _conversation)
         tools = (kwargs.get("invocation_params") or {}).get("tools")
         if tools:
-            self._content(run, attr.TOOL_DEFINITIONS, tools, _plain)
+            self._content(run, attr.TOOL_DEFINITIONS, tools, tool_definitions)
 
     @_guard
     def on_llm_start(

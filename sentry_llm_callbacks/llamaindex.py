@@ -41,6 +41,7 @@ from pydantic import PrivateAttr
 from . import _state
 from . import attributes as attr
 from ._logging import log_once
+from .message_shapes import tool_definitions
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, EMBEDDINGS, GENERATIONS, RETRIEVER, TOOL, Run
 from .usage import Usage, detect
@@ -676,7 +677,7 @@ def _on_chat_start(run: Run, event: Any) -> None:
     _state.recorder.set_content(run, attr.INPUT_MESSAGES, messages, _conversation)
     tools = (getattr(event, "additional_kwargs", None) or {}).get("tools")
     if tools:
-        _state.recorder.set_content(run, attr.TOOL_DEFINITIONS, tools)
+        _state.recorder.set_content(run, attr.TOOL_DEFINITIONS, tools, tool_definitions)
 
 
 def _system_parts(messages: list[Any]) -> list[dict[str, Any]] | None:

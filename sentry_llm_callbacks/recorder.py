@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from . import attributes as attr
+from . import sentry_sdk_interop
 from ._logging import log_once
 from .content import ContentPolicy, LazyContent, clean_str, content_source, scalar_or_json, snapshot
 from .export import COUNTERS, QueueSpanProcessor
@@ -145,6 +146,8 @@ class Run:
     end_deferred: bool = False
     #: Free for the adapter that opened the run (LlamaIndex: which component instance).
     tag: Any = None
+    #: The nearest enclosing agent run (Sentry filters every span of an agent by its name).
+    agent: Run | None = None
 
     @property
     def trace_id(self) -> int:
@@ -254,6 +257,7 @@ class Recorder:
         else:
             COUNTERS.add("spans_started")
         context = SpanContext(trace_id, _new_span_id(), False, _SAMPLED)
+        agent = None if parent is None else parent if parent.kind == AGENT else parent.agent
         run = Run(
             key=key,
             context=context,
@@ -267,6 +271,7 @@ class Recorder:
             started=time.monotonic(),
             start_ns=time.time_ns(),
             under_hidden=under_hidden,
+            agent=agent,
         )
         if attributes:
             run.attributes.update(attributes)
@@ -299,14 +304,19 @@ class Recorder:
             )
             layer = run_layer.over(layer)
         trace = layer.trace
-        trace_id, parent = self._root_parent(trace)
+        trace_id, parent, parent_sampled = self._root_parent(trace)
+        if sentry_sdk_interop.duplicate_warning is None and "sentry_sdk" in sys.modules:
+            sentry_sdk_interop.warn_if_duplicated()
+        attributes = _trace_attributes(layer, destination.environment, destination.release)
+        if destination.sample_rate < 1.0:
+            attributes[attr.CLIENT_SAMPLE_RATE] = destination.sample_rate
         state = TraceState(
             processor=pipeline.processor,
             resource=pipeline.resource,
             scope=pipeline.scope,
-            sampled=pipeline.is_sampled(trace_id),
+            sampled=parent_sampled or pipeline.is_sampled(trace_id),
             max_open_runs=destination.max_open_runs,
-            attributes=_trace_attributes(layer, destination.environment, destination.release),
+            attributes=attributes,
             trace_name=trace.get(TRACE_NAME),
             span_name=trace.get(SPAN_NAME),
             generation_name=trace.get(GENERATION_NAME),
@@ -320,13 +330,14 @@ class Recorder:
         span_name, is_default = self._name(kind, name, explicit_name, state, root=True)
         return state, trace_id, parent, span_name, is_default
 
-    def _root_parent(self, trace: Mapping[str, Any]) -> tuple[int, SpanContext | None]:
-        """The root's trace id and (remote or ambient) parent span."""
+    def _root_parent(self, trace: Mapping[str, Any]) -> tuple[int, SpanContext | None, bool]:
+        """The root's trace id, its (remote or ambient) parent, and whether that parent decided
+        the trace is sampled. An ambient span nobody sends (not sampled) lends its trace id only."""
         explicit_trace = trace.get(TRACE_ID)
         parent_span = parse_span_id(trace.get(PARENT_SPAN_ID))
         if explicit_trace is not None:
             trace_id = int(trace_id_for(explicit_trace), 16)
-            return trace_id, _remote(trace_id, parent_span) if parent_span is not None else None
+            return trace_id, _remote(trace_id, parent_span) if parent_span is not None else None, False
         ambient = self._ambient_parent()
         if parent_span is not None:
             if ambient is None:
@@ -335,11 +346,13 @@ class Recorder:
                     logging.WARNING,
                     "trace.parent_span_id was given without trace.trace_id and no trace is active; it is ignored.",
                 )
-                return _new_trace_id(), None
-            return ambient.trace_id, _remote(ambient.trace_id, parent_span)
-        if ambient is not None:
-            return ambient.trace_id, ambient
-        return _new_trace_id(), None
+                return _new_trace_id(), None, False
+            return ambient.trace_id, _remote(ambient.trace_id, parent_span), False
+        if ambient is None:
+            return _new_trace_id(), None, False
+        if ambient.trace_flags.sampled:  # our root is its own segment under the app's span
+            return ambient.trace_id, _remote(ambient.trace_id, ambient.span_id), True
+        return ambient.trace_id, None, False
 
     def _ambient_run(self) -> Run | None:
         """The innermost recorded run active where a root run starts (from another framework)."""
@@ -355,12 +368,12 @@ class Recorder:
                 best = run
         return best
 
-    def _ambient_parent(self) -> Any:
+    def _ambient_parent(self) -> SpanContext | None:
         """The span active where a root run starts (the app's OpenTelemetry or Sentry span), or None."""
         current = otel_trace.get_current_span().get_span_context()
         if current.is_valid:
             return current
-        return _sentry_sdk_span()
+        return sentry_sdk_interop.ambient_parent()
 
     def _name(self, kind: str, name: str | None, explicit: bool, trace: TraceState, *, root: bool) -> tuple[str, bool]:
         """The span name, and whether it is a default name (one a later rule may replace)."""
@@ -478,6 +491,8 @@ class Recorder:
 
     def _finish_generation(self, run: Run, usage: Usage | None, *, count_missing: bool = True) -> None:
         attrs = run.attributes
+        if attr.REQUEST_MODEL not in attrs:  # Sentry groups models by the request model: never leave it empty
+            attrs[attr.REQUEST_MODEL] = attrs.get(attr.RESPONSE_MODEL) or clean_str(run.subject)
         if run.first_chunk_at is not None:
             attrs[attr.RESPONSE_STREAMING] = True
             attrs[attr.RESPONSE_TIME_TO_FIRST_CHUNK] = round(run.first_chunk_at - run.started, 6)
@@ -507,11 +522,15 @@ class Recorder:
         attrs[attr.SENTRY_DESCRIPTION] = run.name
         if operation is not None:
             attrs[attr.OPERATION_NAME] = operation
+        if run.agent is not None:
+            attrs[attr.AGENT_NAME] = run.agent.attributes.get(attr.AGENT_NAME) or run.agent.subject
         if run.attributes:
             _make_valid(run.attributes)  # the trace's own attributes were made valid at the root
             attrs.update(run.attributes)
         if run.policy.private:
             attrs = {k: v for k, v in attrs.items() if not attr.is_content(k)}
+            if run.kind in (CHAT, COMPLETION):
+                attrs.update(dict.fromkeys(attr.PRIVATE_PLACEHOLDERS, attr.FILTERED))
         span = ReadableSpan(
             name=run.name,
             context=run.context,
@@ -614,23 +633,6 @@ def _make_valid(attrs: dict[str, Any]) -> None:
             continue
         else:
             attrs[key] = scalar_or_json(value)
-
-
-def _sentry_sdk_span() -> SpanContext | None:
-    """The active Sentry SDK span as a remote parent, when the app uses ``sentry_sdk``."""
-    sdk = sys.modules.get("sentry_sdk")
-    if sdk is None:
-        return None
-    try:
-        span = sdk.get_current_span()
-        if span is None:
-            return None
-        trace_id, span_id = int(span.trace_id, 16), int(span.span_id, 16)
-    except Exception:
-        return None
-    if not trace_id or not span_id:
-        return None
-    return SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
 
 
 def _exception_event(error: BaseException, *, private: bool) -> dict[str, str]:

@@ -291,7 +291,15 @@ def test_tool_calls_and_tool_definitions(sentry: LocalReceiver, openai_server: O
     generation = next(s for s in spans if s.op == "gen_ai.chat")
     assert generation.attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
     definitions = json.loads(generation.attributes["gen_ai.tool.definitions"])
-    assert definitions[0]["function"]["name"] == "get_weather"
+    assert definitions == [  # the conventions' flat shape, not OpenAI's nested one
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "Look up the weather for a city.",
+            "parameters": definitions[0]["parameters"],
+        }
+    ]
+    assert definitions[0]["parameters"]["properties"]["city"]["type"] == "string"
     parts = json.loads(generation.attributes["gen_ai.output.messages"])[0]["parts"]
     assert {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Oslo"}} in parts
     tool_span = next(s for s in spans if s.op == "gen_ai.execute_tool")
