@@ -176,6 +176,25 @@ NON_CONTENT: frozenset[str] = frozenset(
 )
 NON_CONTENT_PREFIXES: tuple[str, ...] = (TRACE_METADATA_PREFIX,)
 
+#: Every key we send that is not a live key of Sentry's registry, with the reason. A key ending
+#: in "." stands for every key under it. The README's "How it looks in Sentry" lists the same.
+OWN_KEYS: dict[str, str] = {
+    INPUT_VALUE: "chain / graph-node / query input; Sentry has no key for it (OpenInference's name)",
+    OUTPUT_VALUE: "chain / graph-node / query output; Sentry has no key for it (OpenInference's name)",
+    RETRIEVAL_DOCUMENTS: "retrieved documents; Sentry's only key for them (ai.documents) is deprecated",
+    TRACE_METADATA_PREFIX: "custom trace metadata (the gateway's trace.metadata.* convention)",
+    USAGE_CACHE_READ_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
+    USAGE_CACHE_WRITE_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
+    USAGE_REASONING_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
+    "sentry_llm_callbacks.": "this package's own facts about a run (usage/cost source, cancelled, closed early, "
+    "abandoned, LangGraph node/step/interrupt/handoff, document and input counts)",
+    DEPLOYMENT_ENVIRONMENT: "resource: OpenTelemetry's environment key (Sentry reads sentry.environment on spans)",
+    "telemetry.sdk.": "resource: OpenTelemetry's SDK identification",
+    "service.instance.id": "resource: added by the OpenTelemetry SDK",
+    "retry.attempt": "span event (Sentry drops span events): which retry attempt",
+    "data": "span event of a LangChain custom event (Sentry drops span events)",
+}
+
 
 def is_content(name: str) -> bool:
     """True unless ``name`` is known to carry no prompt, completion or document text."""

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _state
+from . import _state, sentry_sdk_interop
 from .export import SPAN_TAPS
 
 FLUSH_SECONDS = 2.0
@@ -124,12 +124,14 @@ def _ordered(spans: list[SpanSummary]) -> list[tuple[int, SpanSummary]]:
     return out
 
 
-def render_html(spans: list[SpanSummary], dropped: int = 0, delivered: bool = True) -> str:
+def render_html(spans: list[SpanSummary], dropped: int = 0, delivered: bool = True, warning: str | None = None) -> str:
     """The summary shown under a cell: one small table per trace, spans indented by depth."""
     traces: dict[str, list[SpanSummary]] = {}
     for s in spans:
         traces.setdefault(s.trace_id, []).append(s)
     parts = ['<div class="sentry-llm-summary" style="font:12px/1.4 monospace">']
+    if warning:
+        parts.append(f"<div class='sentry-llm-warning' style='color:#c60'>{html.escape(warning)}</div>")
     for trace_id, members in traces.items():
         total_in = sum(s.input_tokens or 0 for s in members if s.op.startswith("gen_ai.") and s.input_tokens)
         total_out = sum(s.output_tokens or 0 for s in members if s.output_tokens)
@@ -178,14 +180,15 @@ def render_text(spans: list[SpanSummary]) -> str:
 class _Summary:
     """What ``display`` shows: HTML in a notebook, text in a terminal."""
 
-    def __init__(self, spans: list[SpanSummary], dropped: int, delivered: bool) -> None:
-        self.spans, self.dropped, self.delivered = spans, dropped, delivered
+    def __init__(self, spans: list[SpanSummary], dropped: int, delivered: bool, warning: str | None = None) -> None:
+        self.spans, self.dropped, self.delivered, self.warning = spans, dropped, delivered, warning
 
     def _repr_html_(self) -> str:
-        return render_html(self.spans, self.dropped, self.delivered)
+        return render_html(self.spans, self.dropped, self.delivered, self.warning)
 
     def __repr__(self) -> str:
-        return render_text(self.spans)
+        text = render_text(self.spans)
+        return f"{self.warning}\n{text}" if self.warning else text
 
 
 class NotebookTracing:
@@ -197,6 +200,7 @@ class NotebookTracing:
         self.show_summary = True
         self.handler_kwargs: dict[str, Any] = {}
         self.last_summary: _Summary | None = None
+        self._warned: str | None = None
 
     def start(self) -> None:
         from . import set_global_handler
@@ -220,7 +224,12 @@ class NotebookTracing:
         spans, dropped = self.collector.take()
         if not spans:
             return
-        self.last_summary = _Summary(spans, dropped, delivered)
+        warning = sentry_sdk_interop.duplicate_warning
+        if warning == self._warned:
+            warning = None  # said once per notebook
+        else:
+            self._warned = warning
+        self.last_summary = _Summary(spans, dropped, delivered, warning)
         if self.show_summary:
             from IPython.display import display
 

@@ -229,3 +229,33 @@ def test_tool_definitions_use_the_conventions_flat_shape() -> None:
     ]
     assert tool_definitions("not a list") == "not a list"
     assert json.dumps(tool_definitions([{"weird": 1}])) == '[{"weird": 1}]'
+
+
+def test_notebook_summary_names_duplicate_integrations_once(sentry: LocalReceiver) -> None:
+    import sentry_sdk
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from sentry_llm_callbacks import jupyter
+
+    sentry_sdk_interop._reset_for_tests()
+    sentry_sdk.init(
+        dsn=UNUSED_DSN,
+        traces_sample_rate=1.0,
+        before_send=lambda e, h: None,
+        before_send_transaction=lambda e, h: None,
+    )
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("%load_ext sentry_llm_callbacks")
+        cell = "from langchain_core.runnables import RunnableLambda\nRunnableLambda(lambda x: x).invoke(1)"
+        shell.run_cell(cell)
+        first = jupyter._active.last_summary  # type: ignore[union-attr]
+        shell.run_cell(cell)
+        second = jupyter._active.last_summary  # type: ignore[union-attr]
+        assert "disabled_integrations=[" in first._repr_html_()
+        assert "sentry_llm-warning" not in second._repr_html_() and "disabled_integrations" not in repr(second)
+    finally:
+        shell.run_cell("%unload_ext sentry_llm_callbacks")
+        InteractiveShell.clear_instance()
+        sentry_sdk.init(dsn=None)
+        sentry_sdk_interop._reset_for_tests()
