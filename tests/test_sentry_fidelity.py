@@ -20,6 +20,7 @@ from sentry_llm_callbacks.receiver import LocalReceiver
 
 from .conftest import delivered
 from .invariants import check_trace, check_traces
+from .openai_server import OpenAIServer, Reply
 from .test_langchain import react_agent, simple_chain
 
 #: A DSN nobody listens on: sentry_sdk is active, and ``before_send`` keeps every event local.
@@ -259,3 +260,38 @@ def test_notebook_summary_names_duplicate_integrations_once(sentry: LocalReceive
         InteractiveShell.clear_instance()
         sentry_sdk.init(dsn=None)
         sentry_sdk_interop._reset_for_tests()
+
+
+def test_every_span_under_a_llamaindex_agent_carries_its_agent_name(
+    sentry: LocalReceiver, openai_server: OpenAIServer
+) -> None:
+    import asyncio
+
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.tools import FunctionTool
+
+    from .test_llamaindex import li_openai
+
+    def multiply(a: int, b: int) -> int:
+        """Multiply two integers."""
+        return a * b
+
+    openai_server.queue(
+        Reply(content="", tool_calls=[{"id": "call_9", "name": "multiply", "args": {"a": 6, "b": 7}}]),
+        Reply(content="The answer is 42."),
+    )
+    agent = FunctionAgent(name="calculator", tools=[FunctionTool.from_defaults(multiply)], llm=li_openai(openai_server))
+    slc.set_global_handler(frameworks=("llamaindex",))
+
+    async def run() -> Any:
+        return await agent.run("6 times 7?")
+
+    asyncio.run(run())
+    trace = check_trace(delivered(sentry), generations=2)
+    root = trace.root
+    assert root.op == "gen_ai.invoke_agent"
+    below = [s for s in trace.spans if s is not root]
+    assert {s.op for s in below} >= {"gen_ai.chat", "gen_ai.execute_tool"}
+    assert all(s.attributes.get("gen_ai.agent.name") == "calculator" for s in below), [
+        (s.name, s.attributes.get("gen_ai.agent.name")) for s in below
+    ]
