@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
+from ._version import __version__
+from .errors import ConfigurationError
 from .receiver import LocalReceiver, ReceivedSpan, format_trace_tree, group_traces
 
 
@@ -25,8 +29,7 @@ def _test_connection(args: argparse.Namespace) -> int:
 def _send_test_trace(args: argparse.Namespace) -> int:
     from . import configure, send_test_trace
 
-    if args.dsn or args.endpoint:
-        configure(dsn=args.dsn, otlp_endpoint=args.endpoint)
+    configure(dsn=args.dsn, otlp_endpoint=args.endpoint, allow_insecure_http=args.allow_insecure_http)
     result = send_test_trace(timeout=args.timeout)
     print(result.message)
     return 0 if result.ok else 1
@@ -71,35 +74,52 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import configure, flush
-    from .demo import run_langchain_agent, run_llamaindex_query
+    from . import configure, flush, stats
+    from .demo import missing, run_langchain_agent, run_llamaindex_query
 
     dsn = args.dsn or os.environ.get("SENTRY_DSN")
     receiver = None
     started = time.perf_counter()
     if dsn:
-        configure(dsn=dsn)
-        print("Sending the demo traces to Sentry.")
+        destination = configure(dsn=dsn, allow_insecure_http=args.allow_insecure_http)
+        print(f"Sending the demo traces to {destination.host} (project {destination.project_id}).")
     else:
         receiver = LocalReceiver().start()
         configure(dsn=receiver.dsn)
         print(f"No DSN given: sending to a local receiver at {receiver.endpoint}")
-    answer = run_langchain_agent()
-    print(f"\nLangGraph agent answered: {answer}")
-    li_answer = run_llamaindex_query()
-    if li_answer is None:
-        print("LlamaIndex is not installed: skipping the query (pip install 'sentry-llm-callbacks[llamaindex]').")
+    ran = 0
+    install = missing("langchain")
+    if install:
+        print(f"\nLangChain is not installed: skipping the agent ({install}).")
     else:
+        answer = run_langchain_agent()
+        agent = "LangChain agent" if missing("langgraph") else "LangGraph agent"
+        print(f"\n{agent} answered: {answer}")
+        ran += 1
+    install = missing("llamaindex")
+    if install:
+        print(f"LlamaIndex is not installed: skipping the query ({install}).")
+    else:
+        li_answer = run_llamaindex_query() or ""
         print(f"LlamaIndex query answered: {li_answer[:80]}...")
+        ran += 1
+    if not ran:
+        print("Nothing to trace: install LangChain or LlamaIndex (see above).", file=sys.stderr)
+        return 1
     delivered = flush(timeout=10)
     if receiver is None:
-        from . import stats
-
-        print(
-            f"\nDelivered: {delivered}; {stats()['spans_exported']} spans. In Sentry: Explore > Traces, "
-            "search for trace name 'Error Analysis Agent'."
-        )
-        return 0 if delivered else 1
+        counts = stats()
+        if not delivered:
+            print(
+                f"\nNot delivered: {counts['spans_exported']} of {counts['spans_started']} spans arrived "
+                f"({counts['exports_failed']} failed requests). Check the DSN with: "
+                "sentry-llm-callbacks test-connection --dsn ...",
+                file=sys.stderr,
+            )
+            return 1
+        where = "In Sentry: Explore > Traces, search for trace name 'Error Analysis Agent'."
+        print(f"\nDelivered {counts['spans_exported']} spans. {where if _is_sentry(dsn) else ''}".rstrip())
+        return 0
     spans = receiver.spans
     receiver.stop()
     print(
@@ -110,11 +130,27 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if delivered and spans else 1
 
 
+def _is_sentry(dsn: str) -> bool:
+    host = urlsplit(dsn).hostname or ""
+    return host == "sentry.io" or host.endswith(".sentry.io")
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds, e.g. 5") from None
+    if not (0 < number < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, e.g. 5, not {value}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sentry-llm-callbacks", description="Send LangChain and LlamaIndex traces to Sentry over OTLP."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser(
         "test-connection",
@@ -123,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN)")
     p.add_argument("--endpoint", help="OTLP/HTTP traces endpoint (default: derived from the DSN)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    p.add_argument("--timeout", type=_positive, default=5.0, help="seconds to wait (default 5)")
     p.set_defaults(func=_test_connection)
 
     p = sub.add_parser(
@@ -134,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN)")
     p.add_argument("--endpoint", help="OTLP/HTTP traces endpoint")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for delivery (default 10)")
+    p.add_argument("--timeout", type=_positive, default=10.0, help="seconds to wait for delivery (default 10)")
+    p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-local host")
     p.set_defaults(func=_send_test_trace)
 
     p = sub.add_parser(
@@ -155,13 +192,35 @@ def build_parser() -> argparse.ArgumentParser:
         "receiver and prints the trace tree it received.",
     )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN; none: local receiver)")
+    p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-local host")
     p.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    """Run the command; a user error is one or two sentences on stderr and exit code 2, never a traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except ConfigurationError as exc:
+        print(f"sentry-llm-callbacks {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if args.command == "serve" and exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            print(
+                f"sentry-llm-callbacks serve: port {args.port} is in use or not allowed ({exc.strerror}); "
+                "choose another with --port, e.g. --port 4319.",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"sentry-llm-callbacks {args.command}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,7 +23,25 @@ DEMO_METADATA: dict[str, Any] = {
 
 
 def has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    """Whether ``module`` can be imported (False, not an error, when its parent package is missing)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+#: What each part of the demo needs, and the install line that adds it.
+EXTRAS = {
+    "langchain": ("langchain_core", 'pip install "sentry-llm-callbacks[langchain]"'),
+    "langgraph": ("langgraph", "pip install langgraph"),
+    "llamaindex": ("llama_index.core", 'pip install "sentry-llm-callbacks[llamaindex]"'),
+}
+
+
+def missing(part: str) -> str | None:
+    """The install line for a demo part whose framework is not installed, else None."""
+    module, install = EXTRAS[part]
+    return None if has(module) else install
 
 
 def run_langchain_agent(metadata: dict[str, Any] | None = None) -> str:
