@@ -106,8 +106,8 @@ def configure(
     fallback replaced, a retried call) is sent once through the app's SDK as an error event
     linked to the run's span, so it shows in Sentry's Issues; in Privacy Mode the event
     carries only the exception type. ``capture_errors=False`` turns this off. Nothing is
-    captured while sentry-sdk's own LangChain or LangGraph integration is active (it
-    captures these errors itself).
+    captured while sentry-sdk's own LangChain integration is active (it captures these
+    errors itself).
 
     Raises :class:`ConfigurationError` (a ``ValueError``) naming the field, what is wrong and
     an example of a right value. The returned :class:`Destination` is immutable; calling

@@ -27,11 +27,13 @@ from ._logging import log_once
 from .content import clean_str
 from .recorder import Failure
 
-#: sentry-sdk integrations that capture LangChain / LangGraph errors themselves.
-SDK_ERROR_INTEGRATIONS = ("langchain", "langgraph")
+#: sentry-sdk integrations that capture these errors themselves: the LangChain one reports every
+#: failed model and tool run from its callback. (Its LangGraph integration only wraps graph
+#: invocations and reports no error, so alone it is no reason to stand down.)
+SDK_ERROR_INTEGRATIONS = ("langchain",)
 MECHANISM = "sentry_llm_callbacks"
 MAX_TAG_VALUE = 200  # Sentry's limit for a tag value
-#: How far to follow an exception's ``__cause__`` / ``__context__`` chain.
+#: How many exceptions of a ``__cause__`` / ``__context__`` chain (or group) to follow.
 MAX_CHAIN = 64
 
 
@@ -49,17 +51,20 @@ class SentryIssues:
         self._verdict = False
 
     def wants_failures(self) -> bool:
-        """True when the app initialised ``sentry_sdk`` with a DSN and none of its own
-        LangChain / LangGraph integrations (which capture these errors) is active."""
+        """True when the app initialised ``sentry_sdk`` with a DSN and the SDK's own LangChain
+        integration (which captures these errors) is not active."""
         sdk = sys.modules.get("sentry_sdk")
         if sdk is None:
             return False
         client = sdk.get_client()
-        if client is not self._client:
-            self._verdict = _can_capture(client)
-            self._client = client
-            if self._verdict:
-                _watch_captures(sdk)
+        if client is self._client:
+            return self._verdict
+        if not client.is_active():  # no client: the SDK hands out a new stand-in on every call
+            return False
+        self._verdict = _can_capture(client)
+        self._client = client
+        if self._verdict:
+            _watch_captures(sdk)
         return self._verdict
 
     def report(
@@ -87,7 +92,7 @@ class SentryIssues:
 
 def _can_capture(client: Any) -> bool:
     try:
-        if not client.is_active() or not client.options.get("dsn"):
+        if not client.options.get("dsn"):
             return False
         integrations = getattr(client, "integrations", None) or {}
         return not any(name in integrations for name in SDK_ERROR_INTEGRATIONS)
@@ -96,12 +101,17 @@ def _can_capture(client: Any) -> bool:
 
 
 def _chain(error: BaseException | None) -> Iterator[BaseException]:
-    """``error`` and every exception it was raised from or while handling."""
-    for _ in range(MAX_CHAIN):
-        if error is None:
-            return
-        yield error
-        error = error.__cause__ or error.__context__
+    """``error`` and every exception it was raised from, raised while handling, or groups."""
+    pending = [error] if error is not None else []
+    seen: set[int] = set()
+    while pending and len(seen) < MAX_CHAIN:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = (current.__cause__, current.__context__, *getattr(current, "exceptions", ()))
+        pending.extend(e for e in linked if isinstance(e, BaseException))
 
 
 #: Set on an exception once the app's SDK sent an event for it (see :func:`_watch_captures`).

@@ -6,6 +6,7 @@ assertions are on the envelopes it received and on the spans our receiver decode
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import subprocess
@@ -33,6 +34,8 @@ from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
 from .conftest import delivered
 from .invariants import check_trace
+from .openai_server import OpenAIServer, Reply
+from .test_llamaindex import li_openai
 
 SECRET = "customer-4471-ssn"  # in every exception message: must never leave in Privacy Mode
 
@@ -340,7 +343,12 @@ import sentry_sdk
 import sentry_llm_callbacks as slc
 from tests.test_error_capture import run_agent
 
-sentry_sdk.init(dsn=sys.argv[1])
+disabled = []
+if sys.argv[3] == "without-langchain":
+    from sentry_sdk.integrations.langchain import LangchainIntegration
+
+    disabled.append(LangchainIntegration())
+sentry_sdk.init(dsn=sys.argv[1], disabled_integrations=disabled)
 print(",".join(sorted(sentry_sdk.get_client().integrations)))
 slc.configure(dsn=sys.argv[2])
 run_agent()
@@ -349,13 +357,12 @@ sentry_sdk.flush(10)
 """
 
 
-def test_the_sdk_own_langchain_integration_captures_and_we_do_not(
-    receiver: LocalReceiver, endpoint: EnvelopeEndpoint
-) -> None:
-    # A fresh process: sentry-sdk sets each integration up once per process, so an app that
-    # calls plain sentry_sdk.init(dsn=...) is only faithfully reproduced in one of its own.
+def run_app(setup: str, receiver: LocalReceiver, endpoint: EnvelopeEndpoint) -> tuple[set[str], list[ReceivedSpan]]:
+    """Run the agent in a fresh process with ``sentry_sdk.init(dsn=...)``: sentry-sdk sets each
+    integration up once per process, so only a process of its own reproduces a plain app.
+    Returns the SDK's active integrations and the spans that arrived."""
     done = subprocess.run(
-        [sys.executable, "-c", APP_WITH_DEFAULT_INTEGRATIONS, endpoint.dsn, receiver.dsn],
+        [sys.executable, "-c", APP_WITH_DEFAULT_INTEGRATIONS, endpoint.dsn, receiver.dsn, setup],
         cwd=Path(__file__).parent.parent,
         capture_output=True,
         text=True,
@@ -363,13 +370,30 @@ def test_the_sdk_own_langchain_integration_captures_and_we_do_not(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert {"langchain", "langgraph"} <= set(done.stdout.strip().split(","))
     spans = receiver.wait_for_spans(7, 10)
     root = next(s for s in spans if s.op == "gen_ai.invoke_agent")
     check_trace(spans, generations=2, remote_parent=root.parent_span_id or None)
     assert tool_span(spans).status_code == 2
+    return set(done.stdout.strip().split(",")), spans
+
+
+def test_the_sdk_own_langchain_integration_captures_and_we_do_not(
+    receiver: LocalReceiver, endpoint: EnvelopeEndpoint
+) -> None:
+    integrations, _ = run_app("defaults", receiver, endpoint)
+    assert {"langchain", "langgraph"} <= integrations
     assert endpoint.ours() == []
     assert [mechanism_of(e) for e in endpoint.events] == ["langchain"]  # the SDK reported it itself
+
+
+def test_the_sdk_langgraph_integration_alone_reports_no_error_so_we_do(
+    receiver: LocalReceiver, endpoint: EnvelopeEndpoint
+) -> None:
+    integrations, spans = run_app("without-langchain", receiver, endpoint)
+    assert "langgraph" in integrations and "langchain" not in integrations
+    (event,) = endpoint.events
+    assert mechanism_of(event) == "sentry_llm_callbacks"
+    assert event["contexts"]["trace"]["span_id"] == tool_span(spans).span_id
 
 
 def test_nothing_is_kept_without_an_initialised_sdk(endpoint: EnvelopeEndpoint) -> None:
@@ -386,3 +410,38 @@ def test_nothing_is_kept_without_an_initialised_sdk(endpoint: EnvelopeEndpoint) 
     finally:
         _close_sdk()
     assert not issues.wants_failures()
+
+
+def test_a_llamaindex_agent_tool_error_is_one_issue_on_the_tool_span(
+    sentry: LocalReceiver, sdk_without_ai_integrations: EnvelopeEndpoint, openai_server: OpenAIServer
+) -> None:
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.tools import FunctionTool
+
+    def lookup(account: str) -> str:
+        """Look up an account."""
+        raise ValueError(f"no account for {SECRET}")
+
+    openai_server.queue(
+        Reply(content="", tool_calls=[{"id": "call_1", "name": "lookup", "args": {"account": "a1"}}]),
+        Reply(content="I could not find it."),
+    )
+    agent = FunctionAgent(name="accounts", tools=[FunctionTool.from_defaults(lookup)], llm=li_openai(openai_server))
+    slc.set_global_handler(frameworks=("llamaindex",))
+
+    async def run() -> Any:
+        return await agent.run("find account a1")
+
+    asyncio.run(run())
+    spans = delivered(sentry)
+    check_trace(spans, generations=2)
+    span = tool_span(spans)
+    assert span.status_code == 2
+
+    (event,) = sdk_events(sdk_without_ai_integrations)
+    assert (event["contexts"]["trace"]["trace_id"], event["contexts"]["trace"]["span_id"]) == (
+        span.trace_id,
+        span.span_id,
+    )
+    assert event["tags"]["gen_ai.tool.name"] == "lookup"
+    assert event["tags"]["gen_ai.agent.name"] == "accounts"
