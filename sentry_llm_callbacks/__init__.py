@@ -88,6 +88,7 @@ def configure(
     max_content_chars: int = 20_000,
     mask: Callable[[str], str] | None = None,
     pricing: Mapping[str, Any] | None = None,
+    capture_errors: bool = True,
 ) -> Destination:
     """Set the process-wide destination every handler sends to, and return it.
 
@@ -99,6 +100,14 @@ def configure(
 
     With ``verify=True`` the destination is tested first (:func:`test_connection`); if the
     test fails, :class:`ConnectionTestError` is raised and the previous destination is kept.
+
+    When the app has initialised ``sentry_sdk`` with a DSN, an exception a traced run failed
+    with that never reached the app's code (a tool error turned into a message, a model a
+    fallback replaced, a retried call) is sent once through the app's SDK as an error event
+    linked to the run's span, so it shows in Sentry's Issues; in Privacy Mode the event
+    carries only the exception type. ``capture_errors=False`` turns this off. Nothing is
+    captured while sentry-sdk's own LangChain integration is active (it captures these
+    errors itself).
 
     Raises :class:`ConfigurationError` (a ``ValueError``) naming the field, what is wrong and
     an example of a right value. The returned :class:`Destination` is immutable; calling
@@ -129,6 +138,7 @@ def configure(
         max_content_chars=max_content_chars,
         mask=mask,
         pricing=pricing,
+        capture_errors=capture_errors,
     )
     if verify:
         result = check_destination(destination, timeout=min(destination.export_timeout, 10.0))

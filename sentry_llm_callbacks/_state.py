@@ -17,6 +17,7 @@ from ._logging import log_once, logger
 from .config import Destination, build_destination
 from .errors import ConfigurationError
 from .export import ExportPipeline
+from .issues import SentryIssues
 from .recorder import Recorder
 
 _lock = threading.RLock()
@@ -126,7 +127,7 @@ def _after_fork_in_child() -> None:
     recorder.clear()
 
 
-recorder = Recorder(get_pipeline)
+recorder = Recorder(get_pipeline, failure_reporter=SentryIssues())
 atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

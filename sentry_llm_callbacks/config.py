@@ -183,6 +183,7 @@ class Destination:
     max_content_chars: int = field(repr=False)
     mask: Callable[[str], str] | None = field(repr=False)
     prices: PriceTable = field(repr=False)
+    capture_errors: bool = field(default=True, repr=False)
 
     @property
     def host(self) -> str:
@@ -227,6 +228,7 @@ def build_destination(
     max_content_chars: int = 20_000,
     mask: Callable[[str], str] | None = None,
     pricing: Mapping[str, Any] | None = None,
+    capture_errors: bool = True,
 ) -> Destination:
     """Validate everything and resolve environment defaults. Raises :class:`ConfigurationError`."""
     if dsn is None and otlp_endpoint is None:
@@ -282,6 +284,8 @@ def build_destination(
             raise ConfigurationError(
                 "exporters", f"{type(exp).__name__} is not an OpenTelemetry SpanExporter", "[ConsoleSpanExporter()]"
             )
+    if not isinstance(capture_errors, bool):
+        raise ConfigurationError("capture_errors", f"must be True or False, not {capture_errors!r}", "False")
     if privacy_mode is None:
         privacy_mode = bool(_env_flag(ENV_PRIVACY))
     return Destination(
@@ -303,6 +307,7 @@ def build_destination(
         max_content_chars=max_content_chars,
         mask=mask,
         prices=PriceTable(pricing),
+        capture_errors=capture_errors,
     )
 
 

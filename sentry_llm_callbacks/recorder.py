@@ -25,7 +25,7 @@ import time
 import traceback
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -115,6 +115,40 @@ class TraceState:
     generation_name: str | None
     policy: ContentPolicy
     prices: PriceTable | None = None
+    #: Exceptions runs of this trace failed with, kept until the local root ends (None: not kept).
+    failures: list[Failure] | None = None
+    root_span_id: int = 0
+
+
+#: Kept per trace at most; more failures in one trace are not reported.
+MAX_FAILURES_PER_TRACE = 32
+
+
+@dataclass(slots=True, frozen=True)
+class Failure:
+    """An exception a run failed with, kept until the trace's local root ends, when it is known
+    whether the exception reached the user's code."""
+
+    error: BaseException
+    context: SpanContext
+    parent: SpanContext | None
+    op: str
+    attributes: Mapping[str, Any]
+    private: bool
+
+
+class FailureReporter(Protocol):
+    """Receives the failures of a trace when its local root ends."""
+
+    def wants_failures(self) -> bool:
+        """Asked at each root start: keep this trace's failures? Must be cheap."""
+        ...
+
+    def report(
+        self, failures: list[Failure], *, root_error: BaseException | None, root_attributes: Mapping[str, Any]
+    ) -> None:
+        """``root_error``: the exception the root ended with (it reached the caller), or None."""
+        ...
 
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -164,8 +198,11 @@ AmbientParent = Callable[[], "SpanContext | Hashable | None"]
 class Recorder:
     """Keeps the run -> span map for the whole process (every handler, both frameworks)."""
 
-    def __init__(self, get_pipeline: Callable[[], ExportPipeline | None]) -> None:
+    def __init__(
+        self, get_pipeline: Callable[[], ExportPipeline | None], *, failure_reporter: FailureReporter | None = None
+    ) -> None:
         self._get_pipeline = get_pipeline
+        self._failure_reporter = failure_reporter
         self._runs: dict[Hashable, Run] = {}
         self._hidden: dict[Hashable, tuple[Hashable | None, float]] = {}
         #: Extra places a root run may find its parent, asked in order before OpenTelemetry and
@@ -258,6 +295,8 @@ class Recorder:
             COUNTERS.add("spans_started")
         context = SpanContext(trace_id, _new_span_id(), False, _SAMPLED)
         agent = None if parent is None else parent if parent.kind == AGENT else parent.agent
+        if parent is None:
+            trace_state.root_span_id = context.span_id
         run = Run(
             key=key,
             context=context,
@@ -326,9 +365,20 @@ class Recorder:
                 mask=destination.mask,
             ),
             prices=destination.prices,
+            failures=[] if destination.capture_errors and self._wants_failures() else None,
         )
         span_name, is_default = self._name(kind, name, explicit_name, state, root=True)
         return state, trace_id, parent, span_name, is_default
+
+    def _wants_failures(self) -> bool:
+        reporter = self._failure_reporter
+        if reporter is None:
+            return False
+        try:
+            return reporter.wants_failures()
+        except Exception as exc:
+            log_once("failure-reporter", logging.WARNING, "Error capture is off: %r", exc)
+            return False
 
     def _root_parent(self, trace: Mapping[str, Any]) -> tuple[int, SpanContext | None, bool]:
         """The root's trace id, its (remote or ambient) parent, and whether that parent decided
@@ -446,6 +496,8 @@ class Recorder:
         if run.kind in GENERATIONS:
             self._finish_generation(run, usage or run.usage)
         self._finish(run)
+        if run.trace.failures and run.context.span_id == run.trace.root_span_id:
+            self._settle_failures(run, None)
         return run
 
     def close_early(self, key: Hashable, *, attributes: dict[str, Any] | None = None) -> Run | None:
@@ -487,7 +539,23 @@ class Recorder:
         if run.kind in GENERATIONS:
             self._finish_generation(run, None, count_missing=False)
         self._finish(run)
+        if run.trace.failures is not None and not cancelled and isinstance(error, Exception):
+            if run.context.span_id == run.trace.root_span_id:
+                self._settle_failures(run, error)
+            else:
+                _keep_failure(run, error)
         return run
+
+    def _settle_failures(self, root: Run, root_error: BaseException | None) -> None:
+        """The local root ended: hand over the trace's failures, now that it is known which
+        exception reached the caller (the root's own, and what it was raised from)."""
+        failures, root.trace.failures = root.trace.failures, None
+        if not failures or self._failure_reporter is None:
+            return
+        try:
+            self._failure_reporter.report(failures, root_error=root_error, root_attributes=root.attributes)
+        except Exception as exc:
+            log_once("failure-report", logging.WARNING, "Reporting a run's error failed: %r", exc)
 
     def _finish_generation(self, run: Run, usage: Usage | None, *, count_missing: bool = True) -> None:
         attrs = run.attributes
@@ -576,6 +644,16 @@ class Recorder:
     def clear(self) -> None:
         self._runs.clear()
         self._hidden.clear()
+
+
+def _keep_failure(run: Run, error: Exception) -> None:
+    failures = run.trace.failures
+    if failures is None:
+        return
+    if len(failures) >= MAX_FAILURES_PER_TRACE:
+        log_once("failures-per-trace", logging.DEBUG, "More than %d failed runs in one trace.", len(failures))
+        return
+    failures.append(Failure(error, run.context, run.parent, _OPS[run.kind][0], run.attributes, run.policy.private))
 
 
 def _steers_its_own_trace(run_metadata: Mapping[str, Any] | None) -> bool:

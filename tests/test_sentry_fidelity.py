@@ -38,8 +38,12 @@ def app_sentry() -> Iterator[list[dict[str, Any]]]:
         events.append(event)
         return None
 
+    from sentry_sdk.integrations.langgraph import LanggraphIntegration
+
     sentry_sdk_interop._reset_for_tests()
-    sentry_sdk.init(dsn=UNUSED_DSN, before_send=keep)
+    # LangGraph's integration is on by default when langgraph is installed; named so an earlier
+    # test's disabled_integrations cannot leave it off in this process.
+    sentry_sdk.init(dsn=UNUSED_DSN, before_send=keep, integrations=[LanggraphIntegration()])
     try:
         yield events
     finally:
@@ -79,34 +83,58 @@ def test_privacy_mode_keeps_conversations_listed_without_content(receiver: Local
 # --------------------------------------------------------------------------- the app's own traces
 
 
-def test_unsampled_sentry_sdk_span_lends_its_trace_id_but_is_not_a_parent(
-    sentry: LocalReceiver, app_sentry: list[dict[str, Any]]
-) -> None:
-    """An errors-only ``sentry_sdk.init`` wraps each LangGraph run in a transaction it never sends."""
-    import sentry_sdk
+_ERRORS_ONLY_APP = """
+import json, sys
+import sentry_sdk
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+import sentry_llm_callbacks as slc
+from sentry_llm_callbacks.langchain import SentryCallbackHandler
+from sentry_llm_callbacks.receiver import LocalReceiver
 
-    seen: dict[str, str] = {}
+events = []
+sentry_sdk.init(dsn="%s", before_send=lambda event, hint: events.append(event))  # errors only, defaults
+seen = {}
 
-    def node(state: dict[str, Any]) -> dict[str, Any]:
-        sentry_sdk.capture_message("inside the graph")  # what the app's own errors carry here
-        seen["trace_id"] = app_sentry[-1]["contexts"]["trace"]["trace_id"]
-        return state
+class State(TypedDict):
+    x: int
 
-    from langgraph.graph import END, START, StateGraph
-    from typing_extensions import TypedDict
+def node(state):
+    sentry_sdk.capture_message("inside the graph")  # what the app's own errors carry here
+    seen["trace_id"] = events[-1]["contexts"]["trace"]["trace_id"]
+    return state
 
-    class State(TypedDict):
-        x: int
+graph = StateGraph(State)
+graph.add_node("step", node)
+graph.add_edge(START, "step")
+graph.add_edge("step", END)
+with LocalReceiver() as receiver:
+    slc.configure(dsn=receiver.dsn)
+    graph.compile().invoke({"x": 1}, config={"callbacks": [SentryCallbackHandler()]})
+    assert slc.flush(10)
+    spans = [{"trace_id": s.trace_id, "span_id": s.span_id, "parent_span_id": s.parent_span_id} for s in receiver.spans]
+print(json.dumps({"langgraph_integration": sentry_sdk.get_client().get_integration("langgraph") is not None,
+                  "error_trace_id": seen["trace_id"], "spans": spans}))
+"""
 
-    graph = StateGraph(State)
-    graph.add_node("step", node)
-    graph.add_edge(START, "step")
-    graph.add_edge("step", END)
-    app = graph.compile()
-    assert sentry_sdk.get_client().get_integration("langgraph") is not None  # auto-enabled, as for users
-    app.invoke({"x": 1}, config={"callbacks": [SentryCallbackHandler()]})
-    trace = check_trace(delivered(sentry))  # a root with no parent: nobody sent the SDK's span
-    assert trace.root.trace_id == seen["trace_id"]
+
+def test_unsampled_sentry_sdk_span_lends_its_trace_id_but_is_not_a_parent() -> None:
+    """An errors-only ``sentry_sdk.init`` wraps each LangGraph run in a transaction it never sends.
+    (A fresh interpreter: sentry-sdk never re-enables an integration an earlier init disabled.)"""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _ERRORS_ONLY_APP % UNUSED_DSN], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["langgraph_integration"] is True  # on by default, as for users
+    spans = report["spans"]
+    ids = {s["span_id"] for s in spans}
+    roots = [s for s in spans if s["parent_span_id"] not in ids]
+    assert len(roots) == 1 and roots[0]["parent_span_id"] == ""  # nobody sent the SDK's span: no parent
+    assert {s["trace_id"] for s in spans} == {report["error_trace_id"]}  # the app's errors link to our trace
 
 
 def test_unsampled_opentelemetry_span_lends_its_trace_id_but_is_not_a_parent(sentry: LocalReceiver) -> None:
@@ -149,8 +177,13 @@ def test_duplicate_sentry_sdk_ai_integrations_are_named_once_with_the_fix(
             RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [SentryCallbackHandler()]})
         warnings = [r.getMessage() for r in caplog.records if "sentry_sdk is also tracing" in r.getMessage()]
         assert len(warnings) == 1, warnings
-        assert "langchain" in warnings[0]
-        assert "disabled_integrations=[" in warnings[0] and "LangchainIntegration()" in warnings[0]
+        # the AI integrations this process's client really runs (an earlier init may have disabled some)
+        active = [n for n in sentry_sdk_interop.DUPLICATING_INTEGRATIONS if n in sentry_sdk.get_client().integrations]
+        assert active
+        for name in active:
+            cls = sentry_sdk_interop.DUPLICATING_INTEGRATIONS[name].rpartition(".")[2]
+            assert name in warnings[0] and f"{cls}()" in warnings[0]
+        assert "disabled_integrations=[" in warnings[0]
         assert sentry_sdk_interop.duplicate_warning == warnings[0]
     finally:
         sentry_sdk.init(dsn=None)
