@@ -20,6 +20,20 @@ callback-manager handler says *which* runs to trace and with what metadata: a ru
 when its component's callback manager (or ``Settings.callback_manager``) holds a
 :class:`SentryLlamaIndexHandler`, or when global tracing is on. One engine serves both, so a
 call is never recorded twice.
+
+One model call is one generation span, whatever the concurrency: the methods one call goes
+through (``chat`` delegating to ``complete``, ``astream_chat`` reading ``stream_chat``) are
+folded into one span by following that call, never by the component they run on.
+
+Streams: a streamed model call ends with its stream. A streaming synthesis (sync or async) and
+an async chat engine's ``astream_chat`` stay open until their stream is read, and the model call
+made while it is read nests under them, in the same trace. When the stream ends early:
+
+* the consumer stopped reading (``break`` then close, ``aclose()``, the response dropped): not an
+  error; the spans end OK, marked ``sentry_llm_callbacks.stream.closed_early``;
+* the task reading it was cancelled (``asyncio.CancelledError``): ERROR "cancelled", marked
+  ``sentry_llm_callbacks.run.cancelled``;
+* the stream raised: ERROR with the exception.
 """
 
 from __future__ import annotations
@@ -305,7 +319,7 @@ class _SpanBridge(BaseSpanHandler):
         )
         if run is not None:
             if kind in _MODEL_KINDS:
-                run.tag = id(instance)
+                run.tag = (id(instance), type(instance).__name__)  # which component; its fallback model name
             isolated(_record_inputs, run, kind, bound_args, default=None)
 
     def _same_call(self, instance: Any, parent: Run | None) -> str | None:
@@ -317,7 +331,7 @@ class _SpanBridge(BaseSpanHandler):
         is the consumer's, so the call is recognised by running inside that generator). A second
         call on the same component from another task or thread is neither, and gets its own span.
         """
-        if parent is not None and parent.kind in _MODEL_KINDS and parent.tag == id(instance):
+        if parent is not None and parent.kind in _MODEL_KINDS and parent.tag[0] == id(instance):
             return str(parent.key)
         return self._streaming_owner(instance)
 
@@ -601,13 +615,12 @@ def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | Non
     if role is None:
         return None, method, {}
     cls = type(instance).__name__
-    if role == "llm":
-        kind = CHAT if "chat" in method else COMPLETION
+    if role in ("llm", "embedding"):
+        kind = EMBEDDINGS if role == "embedding" else CHAT if "chat" in method else COMPLETION
         attributes = isolated(_model_attributes, instance, default={})
-        return kind, attributes.get(attr.REQUEST_MODEL) or cls, attributes
-    if role == "embedding":
-        attributes = isolated(_model_attributes, instance, default={})
-        return EMBEDDINGS, attributes.get(attr.REQUEST_MODEL) or cls, attributes
+        # A component that names no model (a custom or mock LLM) is known by its class, until
+        # the call's payload names one: Sentry groups generations by model.
+        return kind, attributes.setdefault(attr.REQUEST_MODEL, cls), attributes
     if role == "retriever":
         return RETRIEVER, f"{cls}.retrieve", {}
     if role == "query":
@@ -804,7 +817,7 @@ def _request_from_payload(run: Run, model_dict: Any) -> None:
     if not isinstance(model_dict, Mapping):
         return
     model = model_dict.get("model") or model_dict.get("model_name")
-    if isinstance(model, str) and model and model != "unknown" and attr.REQUEST_MODEL not in run.attributes:
+    if isinstance(model, str) and model and model != "unknown" and run.attributes.get(attr.REQUEST_MODEL) == run.tag[1]:
         run.attributes[attr.REQUEST_MODEL] = model
 
 
