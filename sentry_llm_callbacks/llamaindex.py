@@ -20,14 +20,31 @@ callback-manager handler says *which* runs to trace and with what metadata: a ru
 when its component's callback manager (or ``Settings.callback_manager``) holds a
 :class:`SentryLlamaIndexHandler`, or when global tracing is on. One engine serves both, so a
 call is never recorded twice.
+
+One model call is one generation span, whatever the concurrency: the methods one call goes
+through (``chat`` delegating to ``complete``, ``astream_chat`` reading ``stream_chat``) are
+folded into one span by following that call, never by the component they run on.
+
+Streams: a streamed model call ends with its stream. A streaming synthesis (sync or async) and
+an async chat engine's ``astream_chat`` stay open until their stream is read, and the model call
+made while it is read nests under them, in the same trace. When the stream ends early:
+
+* the consumer stopped reading (``break`` then close, ``aclose()``, the response dropped): not an
+  error; the spans end OK, marked ``sentry_llm_callbacks.stream.closed_early``;
+* the task reading it was cancelled (``asyncio.CancelledError``): ERROR "cancelled", marked
+  ``sentry_llm_callbacks.run.cancelled``;
+* the stream raised: ERROR with the exception.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import sys
 import threading
-from collections.abc import Mapping
+import weakref
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any
 
 from llama_index.core.callbacks.base_handler import BaseCallbackHandler
@@ -40,7 +57,7 @@ from pydantic import PrivateAttr
 
 from . import _state
 from . import attributes as attr
-from ._logging import log_once
+from ._logging import isolated, log_once
 from .message_shapes import tool_definitions
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, EMBEDDINGS, GENERATIONS, RETRIEVER, TOOL, Run
@@ -195,8 +212,8 @@ class _SpanBridge(BaseSpanHandler):
 
     #: Dispatcher spans that are the same model call as an open run: span id -> that run's key.
     _aliases: dict[str, str] = PrivateAttr(default_factory=dict)
-    #: Open model runs by (component instance, parent run): how sibling spans of one call meet.
-    _open_calls: dict[tuple[int, int | None], str] = PrivateAttr(default_factory=dict)
+    #: Model runs whose response is still streaming: run key -> (component id, its generator).
+    _lazy_streams: dict[str, tuple[int, weakref.ref[Any]]] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def class_name(cls) -> str:
@@ -234,7 +251,7 @@ class _SpanBridge(BaseSpanHandler):
         self, id_: str, bound_args: inspect.BoundArguments, instance: Any = None, result: Any = None, **kwargs: Any
     ) -> None:
         try:
-            self._exit(id_, result)
+            self._exit(id_, instance, result)
         except Exception as exc:
             log_once(
                 f"llamaindex-exit-{type(exc).__name__}",
@@ -280,17 +297,17 @@ class _SpanBridge(BaseSpanHandler):
             if traced_tree:
                 recorder.hide_run(id_, parent_id)
             return
-        layer = None
-        if not traced_tree:
-            layer = _handler_layer(instance)
-            if layer is None and parent is None and recorder._ambient_run() is None:
-                return  # nobody asked for this run to be traced
         if kind in _MODEL_KINDS:
             owner = self._same_call(instance, parent)
             if owner is not None:  # one model call surfaces as several methods: one span
                 self._aliases[id_] = owner
                 recorder.hide_run(id_, parent_id)
                 return
+        layer = None
+        if not traced_tree:
+            layer = _handler_layer(instance)
+            if layer is None and parent is None and recorder._ambient_run() is None:
+                return  # nobody asked for this run to be traced
         run = recorder.start_run(
             id_,
             parent_id,
@@ -303,19 +320,43 @@ class _SpanBridge(BaseSpanHandler):
         )
         if run is not None:
             if kind in _MODEL_KINDS:
-                run.tag = id(instance)
-                self._open_calls[(id(instance), id(parent) if parent is not None else None)] = id_
-            _record_inputs(run, kind, bound_args)
+                run.tag = (id(instance), type(instance).__name__)  # which component; its fallback model name
+            isolated(_record_inputs, run, kind, bound_args, default=None)
 
     def _same_call(self, instance: Any, parent: Run | None) -> str | None:
-        """The open run this model method belongs to: ``stream_chat`` inside ``astream_chat``
-        (nested), or ``chat`` beside ``achat`` on the same component (siblings)."""
-        if parent is not None and parent.kind in _MODEL_KINDS and parent.tag == id(instance):
-            return str(parent.key)
-        owner = self._open_calls.get((id(instance), id(parent) if parent is not None else None))
-        return owner if owner is not None and _state.recorder.get(owner) is not None else None
+        """The open model run this model method is part of, if any.
 
-    def _exit(self, id_: str, result: Any) -> None:
+        One call surfaces as several methods of one component: ``chat`` delegating to
+        ``complete`` (nested: its parent span is that model run), or ``CustomLLM.astream_chat``
+        whose async generator calls ``stream_chat`` while the consumer reads it (the parent span
+        is the consumer's, so the call is recognised by running inside that generator). A second
+        call on the same component from another task or thread is neither, and gets its own span.
+        """
+        if parent is not None and parent.kind in _MODEL_KINDS and parent.tag[0] == id(instance):
+            return str(parent.key)
+        return self._streaming_owner(instance)
+
+    def _streaming_owner(self, instance: Any) -> str | None:
+        """The streaming model run of ``instance`` whose generator is running right now, in this
+        thread (its frame is on the call stack), if any."""
+        frames: dict[int, str] = {}
+        for key, (owner, ref) in list(self._lazy_streams.items()):
+            frame = _generator_frame(ref()) if owner == id(instance) else None
+            if frame is not None:
+                frames[id(frame)] = key
+        if not frames:
+            return None
+        frame = sys._getframe(1)
+        for _ in range(_MAX_STACK_WALK):
+            if frame is None:
+                break
+            key = frames.get(id(frame))
+            if key is not None:
+                return key
+            frame = frame.f_back
+        return None
+
+    def _exit(self, id_: str, instance: Any, result: Any) -> None:
         recorder = _state.recorder
         owner = self._aliases.pop(id_, None)
         if owner is not None:
@@ -327,39 +368,63 @@ class _SpanBridge(BaseSpanHandler):
             return
         if run.kind in GENERATIONS and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
             run.end_deferred = True  # ends with the stream: LLM*EndEvent or ExceptionEvent
+            self._lazy_streams[id_] = (id(instance), weakref.ref(result))
             return
-        if run.kind == CHAIN and _follow_stream(run, result):
+        if run.kind == CHAIN and isolated(_follow_stream, run, result, default=False):
             run.end_deferred = True  # the model call happens as the user reads the stream
             return
-        _record_outputs(run, result)
-        self._release(id_)
-        recorder.end_run(id_)
+        try:
+            isolated(_record_outputs, run, result, default=None)
+        finally:
+            self._release(id_)
+            recorder.end_run(id_)
 
     def _release(self, id_: str) -> None:
         self._aliases.pop(id_, None)
-        for key, owner in list(self._open_calls.items()):
-            if owner == id_:
-                self._open_calls.pop(key, None)
+        self._lazy_streams.pop(id_, None)
+
+
+_MAX_STACK_WALK = 256
+
+
+def _generator_frame(generator: Any) -> Any:
+    """The frame of a (sync or async) generator that has not finished, else None."""
+    if generator is None:
+        return None
+    return getattr(generator, "ag_frame", None) or getattr(generator, "gi_frame", None)
+
+
+#: Where LlamaIndex keeps a stream the user reads after the method returned: the response
+#: generator of a (sync or async) streaming response, and the chat stream of an async chat
+#: engine's response, which a background task consumes to write the chat history.
+_STREAM_FIELDS = ("response_gen", "achat_stream")
 
 
 def _follow_stream(run: Run, result: Any) -> bool:
-    """Keep a streaming synthesis open until its stream ends, with the model call as its child.
+    """Keep a streaming synthesis or chat open until its stream ends, with the model call as its child.
 
-    LlamaIndex makes the model call lazily, while the user iterates ``response_gen``, outside
-    the span that created it. The stream is replaced by an equivalent generator that runs each
-    step under that span's id, so the call nests where it belongs.
+    LlamaIndex makes the model call lazily, while the user (or a background task) iterates the
+    stream, outside the span that created it. The stream is replaced by an equivalent generator
+    that runs each step under that span's id, so the call nests where it belongs. Only instance
+    fields are looked at: reading a property such as ``StreamingAgentChatResponse.response_gen``
+    would start a new generator.
     """
-    stream = getattr(result, "response_gen", None)
-    if not inspect.isgenerator(stream) or stream.gi_code is _stream_steps.__code__:
+    fields = getattr(result, "__dict__", None)
+    if not isinstance(fields, dict):
         return False
-    try:
-        result.response_gen = _stream_steps(stream, run.key)
-    except Exception:
-        return False
-    return True
+    for name in _STREAM_FIELDS:
+        stream = fields.get(name)
+        if inspect.isgenerator(stream) and stream.gi_code is not _stream_steps.__code__:
+            setattr(result, name, _stream_steps(stream, run.key))
+            return True
+        if inspect.isasyncgen(stream) and stream.ag_code is not _astream_steps.__code__:
+            setattr(result, name, _astream_steps(stream, run.key))
+            return True
+    return False
 
 
-def _stream_steps(stream: Any, key: Any) -> Any:
+def _stream_steps(stream: Generator[Any, None, None], key: Any) -> Generator[Any, None, None]:
+    error: BaseException | None = None
     try:
         while True:
             token = active_span_id.set(key)
@@ -368,13 +433,54 @@ def _stream_steps(stream: Any, key: Any) -> Any:
             except StopIteration:
                 return
             finally:
-                active_span_id.reset(token)
+                _reset_span_id(token)
             yield item
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
-        stream.close()
-        if _bridge is not None:
-            _bridge._release(key)
+        if error is not None:
+            stream.close()
+        _end_stream_run(key, error)
+
+
+async def _astream_steps(stream: AsyncGenerator[Any, None], key: Any) -> AsyncGenerator[Any, None]:
+    error: BaseException | None = None
+    try:
+        while True:
+            token = active_span_id.set(key)
+            try:
+                item = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                _reset_span_id(token)
+            yield item
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        try:
+            if error is not None:
+                await stream.aclose()
+        finally:
+            _end_stream_run(key, error)
+
+
+def _reset_span_id(token: Any) -> None:
+    with contextlib.suppress(ValueError):  # the step finished in another context than it started in
+        active_span_id.reset(token)
+
+
+def _end_stream_run(key: Any, error: BaseException | None) -> None:
+    """End the run a stream kept open: OK when read to the end, closed early when the consumer
+    stopped reading (``GeneratorExit``), failed (or cancelled) on an exception."""
+    if _bridge is not None:
+        _bridge._release(key)
+    if error is None:
         _state.recorder.end_run(key)
+    else:
+        _state.recorder.fail_run(key, error)  # GeneratorExit -> close_early
 
 
 class _EventBridge(BaseEventHandler):
@@ -409,19 +515,19 @@ class _EventBridge(BaseEventHandler):
         if run is None:
             return
         kind = type(event).__name__
-        handler = _EVENTS.get(kind)
-        if handler is not None:
-            handler(run, event)
-        if kind in ("LLMChatEndEvent", "LLMCompletionEndEvent") and run.end_deferred and owner_key == span_id:
-            bridge._release(owner_key)
-            recorder.end_run(owner_key)
-        elif kind == "ExceptionEvent" and run.end_deferred and owner_key == span_id:
-            bridge._release(owner_key)
-            error = getattr(event, "exception", None)
-            if isinstance(error, BaseException):
-                recorder.fail_run(owner_key, error)
-            else:
-                recorder.end_run(owner_key)
+        try:
+            for extractor in _EVENTS.get(kind, ()):
+                isolated(extractor, run, event, default=None)
+        finally:
+            # A streamed call ends with its stream's last event, whatever its payload held; an
+            # event of a nested method of the same call (an alias) does not end the call.
+            if run.end_deferred and owner_key == span_id and kind in _STREAM_END_EVENTS:
+                bridge._release(owner_key)
+                error = getattr(event, "exception", None)
+                if isinstance(error, BaseException):
+                    recorder.fail_run(owner_key, error)
+                else:
+                    recorder.end_run(owner_key)
 
 
 _bridge_lock = threading.Lock()
@@ -510,13 +616,12 @@ def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | Non
     if role is None:
         return None, method, {}
     cls = type(instance).__name__
-    if role == "llm":
-        kind = CHAT if "chat" in method else COMPLETION
-        attributes = _model_attributes(instance)
-        return kind, attributes.get(attr.REQUEST_MODEL) or cls, attributes
-    if role == "embedding":
-        attributes = _model_attributes(instance)
-        return EMBEDDINGS, attributes.get(attr.REQUEST_MODEL) or cls, attributes
+    if role in ("llm", "embedding"):
+        kind = EMBEDDINGS if role == "embedding" else CHAT if "chat" in method else COMPLETION
+        attributes = isolated(_model_attributes, instance, default={})
+        # A component that names no model (a custom or mock LLM) is known by its class, until
+        # the call's payload names one: Sentry groups generations by model.
+        return kind, attributes.setdefault(attr.REQUEST_MODEL, cls), attributes
     if role == "retriever":
         return RETRIEVER, f"{cls}.retrieve", {}
     if role == "query":
@@ -651,7 +756,9 @@ def _message(message: Any) -> dict[str, Any]:
     role = getattr(getattr(message, "role", None), "value", None) or str(getattr(message, "role", "user"))
     content = getattr(message, "content", None)
     parts: list[dict[str, Any]] = [{"type": "text", "content": content}] if content else []
-    for call in (getattr(message, "additional_kwargs", None) or {}).get("tool_calls") or ():
+    extra = getattr(message, "additional_kwargs", None)
+    calls = extra.get("tool_calls") if isinstance(extra, Mapping) else None
+    for call in calls if isinstance(calls, (list, tuple)) else ():
         function = _get(call, "function")
         parts.append(
             {
@@ -670,13 +777,20 @@ def _get(obj: Any, key: str) -> Any:
 
 def _on_chat_start(run: Run, event: Any) -> None:
     _request_from_payload(run, getattr(event, "model_dict", None))
+
+
+def _on_chat_start_messages(run: Run, event: Any) -> None:
     if run.policy.private:
         return
     messages = list(getattr(event, "messages", None) or ())
     _state.recorder.set_content(run, attr.SYSTEM_INSTRUCTIONS, messages, _system_parts)
     _state.recorder.set_content(run, attr.INPUT_MESSAGES, messages, _conversation)
-    tools = (getattr(event, "additional_kwargs", None) or {}).get("tools")
-    if tools:
+
+
+def _on_chat_start_tools(run: Run, event: Any) -> None:
+    extra = getattr(event, "additional_kwargs", None)
+    tools = extra.get("tools") if isinstance(extra, Mapping) else None
+    if tools and not run.policy.private:
         _state.recorder.set_content(run, attr.TOOL_DEFINITIONS, tools, tool_definitions)
 
 
@@ -704,7 +818,7 @@ def _request_from_payload(run: Run, model_dict: Any) -> None:
     if not isinstance(model_dict, Mapping):
         return
     model = model_dict.get("model") or model_dict.get("model_name")
-    if isinstance(model, str) and model and model != "unknown" and attr.REQUEST_MODEL not in run.attributes:
+    if isinstance(model, str) and model and model != "unknown" and run.attributes.get(attr.REQUEST_MODEL) == run.tag[1]:
         run.attributes[attr.REQUEST_MODEL] = model
 
 
@@ -713,27 +827,34 @@ def _on_chunk(run: Run, event: Any) -> None:
 
 
 def _on_llm_end(run: Run, event: Any) -> None:
-    response = getattr(event, "response", None)
-    if response is None:
-        return
-    usage = usage_from_response(response)
+    """The usage of a finished call (the last event of a stream carries the last chunk)."""
+    usage = usage_from_response(getattr(event, "response", None))
     if usage is not None:
         run.usage = usage
-    raw = getattr(response, "raw", None)
-    model = _get(raw, "model") if raw is not None else None
+
+
+def _on_llm_end_response(run: Run, event: Any) -> None:
+    """Response model, id and finish reasons from the provider's raw payload."""
+    raw = getattr(getattr(event, "response", None), "raw", None)
+    if raw is None:
+        return
+    model = _get(raw, "model")
     if isinstance(model, str) and model:
         run.attributes[attr.RESPONSE_MODEL] = model
-    response_id = _get(raw, "id") if raw is not None else None
+    response_id = _get(raw, "id")
     if isinstance(response_id, str) and response_id:
         run.attributes[attr.RESPONSE_ID] = response_id
-    choices = _get(raw, "choices") if raw is not None else None
+    choices = _get(raw, "choices")
     if isinstance(choices, list) and choices:
         reasons = [r for r in (_get(c, "finish_reason") for c in choices) if isinstance(r, str)]
         if reasons:
             run.attributes[attr.RESPONSE_FINISH_REASONS] = reasons
-    if run.policy.private:
-        return
-    _state.recorder.set_content(run, attr.OUTPUT_MESSAGES, response, _output_messages)
+
+
+def _on_llm_end_output(run: Run, event: Any) -> None:
+    response = getattr(event, "response", None)
+    if response is not None and not run.policy.private:
+        _state.recorder.set_content(run, attr.OUTPUT_MESSAGES, response, _output_messages)
 
 
 def _output_messages(response: Any) -> list[dict[str, Any]]:
@@ -772,14 +893,16 @@ def _on_query_end(run: Run, event: Any) -> None:
         _state.recorder.set_content(run, attr.OUTPUT_VALUE, text)
 
 
-_EVENTS = {
-    "LLMChatStartEvent": _on_chat_start,
-    "LLMCompletionStartEvent": _on_completion_start,
-    "LLMChatInProgressEvent": _on_chunk,
-    "LLMCompletionInProgressEvent": _on_chunk,
-    "LLMChatEndEvent": _on_llm_end,
-    "LLMCompletionEndEvent": _on_llm_end,
-    "EmbeddingStartEvent": _on_embedding_start,
-    "EmbeddingEndEvent": _on_embedding_end,
-    "QueryEndEvent": _on_query_end,
+#: Each event's extractors, each run on its own (see ``isolated``).
+_EVENTS: dict[str, tuple[Callable[[Run, Any], None], ...]] = {
+    "LLMChatStartEvent": (_on_chat_start, _on_chat_start_messages, _on_chat_start_tools),
+    "LLMCompletionStartEvent": (_on_completion_start,),
+    "LLMChatInProgressEvent": (_on_chunk,),
+    "LLMCompletionInProgressEvent": (_on_chunk,),
+    "LLMChatEndEvent": (_on_llm_end, _on_llm_end_response, _on_llm_end_output),
+    "LLMCompletionEndEvent": (_on_llm_end, _on_llm_end_response, _on_llm_end_output),
+    "EmbeddingStartEvent": (_on_embedding_start,),
+    "EmbeddingEndEvent": (_on_embedding_end,),
+    "QueryEndEvent": (_on_query_end,),
 }
+_STREAM_END_EVENTS = frozenset({"LLMChatEndEvent", "LLMCompletionEndEvent", "ExceptionEvent"})

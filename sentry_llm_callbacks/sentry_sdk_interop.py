@@ -46,10 +46,12 @@ def ambient_parent() -> SpanContext | None:
         return None
     try:
         span = sdk.get_current_span()
-        if span is None:
-            return None
+        if span is None or getattr(span, "timestamp", None) is not None:
+            return None  # none, or one that already finished (left on a scope by the app)
         if span.sampled:
             return _context(span.trace_id, span.span_id, sampled=True)
+        if not sdk.get_client().is_active():
+            return None  # no DSN: no error event will carry this trace id
         traceparent = sdk.get_traceparent()  # what error events carry: the span's, or the scope's
     except Exception as exc:
         log_once("sentry-sdk-parent", logging.DEBUG, "Could not read the Sentry SDK's trace: %r", exc)
