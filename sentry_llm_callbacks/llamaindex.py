@@ -367,7 +367,8 @@ class _SpanBridge(BaseSpanHandler):
             return
         if run.kind in GENERATIONS and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
             run.end_deferred = True  # ends with the stream: LLM*EndEvent or ExceptionEvent
-            self._lazy_streams[id_] = (id(instance), weakref.ref(result))
+            streams = self._lazy_streams
+            streams[id_] = (id(instance), weakref.ref(result, lambda _: streams.pop(id_, None)))
             return
         if run.kind == CHAIN and isolated(_follow_stream, run, result, default=False):
             run.end_deferred = True  # the model call happens as the user reads the stream
