@@ -339,7 +339,7 @@ class _SpanBridge(BaseSpanHandler):
         """The streaming model run of ``instance`` whose generator is running right now, in this
         thread (its frame is on the call stack), if any."""
         frames: dict[int, str] = {}
-        for key, (owner, ref) in list(self._lazy_streams.items()):
+        for key, (owner, ref) in _snapshot(self._lazy_streams):
             frame = _generator_frame(ref()) if owner == id(instance) else None
             if frame is not None:
                 frames[id(frame)] = key
@@ -385,6 +385,16 @@ class _SpanBridge(BaseSpanHandler):
 
 
 _MAX_STACK_WALK = 256
+
+
+def _snapshot(streams: dict[str, tuple[int, weakref.ref[Any]]]) -> list[tuple[str, tuple[int, weakref.ref[Any]]]]:
+    """The items of a dict other threads (and weakref callbacks) may change while it is copied."""
+    for _ in range(8):
+        try:
+            return list(streams.items())
+        except RuntimeError:  # changed size during the copy: try again
+            continue
+    return []
 
 
 def _generator_frame(generator: Any) -> Any:
