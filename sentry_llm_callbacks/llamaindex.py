@@ -340,7 +340,7 @@ class _SpanBridge(BaseSpanHandler):
         """The streaming model run of ``instance`` whose generator is running right now, in this
         thread (its frame is on the call stack), if any."""
         frames: dict[int, str] = {}
-        for key, (owner, ref) in list(self._lazy_streams.items()):
+        for key, (owner, ref) in _snapshot(self._lazy_streams):
             frame = _generator_frame(ref()) if owner == id(instance) else None
             if frame is not None:
                 frames[id(frame)] = key
@@ -368,7 +368,8 @@ class _SpanBridge(BaseSpanHandler):
             return
         if run.kind in GENERATIONS and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
             run.end_deferred = True  # ends with the stream: LLM*EndEvent or ExceptionEvent
-            self._lazy_streams[id_] = (id(instance), weakref.ref(result))
+            streams = self._lazy_streams
+            streams[id_] = (id(instance), weakref.ref(result, lambda _: streams.pop(id_, None)))
             return
         if run.kind == CHAIN and isolated(_follow_stream, run, result, default=False):
             run.end_deferred = True  # the model call happens as the user reads the stream
@@ -385,6 +386,16 @@ class _SpanBridge(BaseSpanHandler):
 
 
 _MAX_STACK_WALK = 256
+
+
+def _snapshot(streams: dict[str, tuple[int, weakref.ref[Any]]]) -> list[tuple[str, tuple[int, weakref.ref[Any]]]]:
+    """The items of a dict other threads (and weakref callbacks) may change while it is copied."""
+    for _ in range(8):
+        try:
+            return list(streams.items())
+        except RuntimeError:  # changed size during the copy: try again
+            continue
+    return []
 
 
 def _generator_frame(generator: Any) -> Any:

@@ -19,6 +19,7 @@ from sentry_llm_callbacks.llamaindex import SentryLlamaIndexHandler
 from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
 from .conftest import by_name, delivered
+from .invariants import check_trace, check_traces
 from .openai_server import OpenAIServer, Reply
 from .test_langchain import children_of, root_of
 
@@ -60,6 +61,11 @@ def query_trace(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
     return [s for s in spans if s.trace_id == root.trace_id]
 
 
+def check_each_trace(spans: list[ReceivedSpan], **kwargs: Any) -> None:
+    """Every trace that arrived passes the invariant checker."""
+    check_traces(spans, len({s.trace_id for s in spans}), **kwargs)
+
+
 def test_query_with_settings_handler(sentry: LocalReceiver) -> None:
     Settings.callback_manager = CallbackManager([SentryLlamaIndexHandler(user="u1", trace={"team": "docs"})])
     index = build_index()
@@ -67,6 +73,7 @@ def test_query_with_settings_handler(sentry: LocalReceiver) -> None:
     response = index.as_query_engine(llm=MockLLM(max_tokens=16), similarity_top_k=2).query("Why do charges fail?")
     assert str(response)
     spans = query_trace(delivered(sentry))
+    check_trace(spans, generations=2)  # the query's embedding and the completion
     root = root_of(spans)
     assert root.name == "RetrieverQueryEngine.query" and root.op == "function"
     assert root.attributes["input.value"] == "Why do charges fail?"
@@ -95,6 +102,7 @@ def test_handler_passed_to_a_component(sentry: LocalReceiver) -> None:
     engine = RetrieverQueryEngine.from_args(index.as_retriever(), llm=MockLLM(max_tokens=8), callback_manager=manager)
     engine.query("q")
     spans = delivered(sentry)
+    check_trace(spans, generations=2)
     root = by_name(spans, "Docs QA")
     assert root.attributes["sentry.op"] == "function"
     assert len([s for s in spans if s.trace_id == root.trace_id]) >= 3
@@ -123,6 +131,7 @@ def test_openai_generation_with_usage(sentry: LocalReceiver, openai_server: Open
     forget_received(sentry)
     index.as_query_engine(llm=li_openai(openai_server, temperature=0.1)).query("What to do?")
     spans = query_trace(delivered(sentry))
+    check_trace(spans, generations=2, usage=[(90, 6)])
     (generation,) = [s for s in spans if s.op == "gen_ai.chat"]
     a = generation.attributes
     assert generation.name == "chat gpt-4o-mini"
@@ -156,6 +165,7 @@ def test_streaming_query_ends_the_generation_when_the_stream_ends(
     text = "".join(response.response_gen)
     assert text.startswith("one two")
     spans = query_trace(delivered(sentry))
+    check_trace(spans, generations=2, lazy=("CompactAndRefine.synthesize", "chat gpt-4o-mini"))
     (generation,) = [s for s in spans if s.op == "gen_ai.chat"]
     root = root_of(spans)
     assert generation.attributes["gen_ai.response.streaming"] is True
@@ -177,6 +187,7 @@ async def test_async_query_and_trace_context(sentry: LocalReceiver) -> None:
 
     await asyncio.gather(*(ask(i) for i in range(5)))
     spans = delivered(sentry)
+    check_traces(spans, 5, generations=2)
     for i in range(5):
         root = by_name(spans, f"Ask {i}")
         members = [s for s in spans if s.trace_id == root.trace_id]
@@ -190,6 +201,7 @@ def test_global_handler_traces_components_built_before(sentry: LocalReceiver) ->
     slc.set_global_handler(frameworks=("llamaindex",), user="global")
     engine.query("q")
     spans = delivered(sentry)
+    check_trace(spans, generations=2)
     assert spans and all(s.attributes["user.id"] == "global" for s in spans)
     count = len(spans)
     slc.unset_global_handler(frameworks=("llamaindex",))
@@ -204,6 +216,7 @@ def test_global_and_callback_handler_together_record_each_call_once(sentry: Loca
     forget_received(sentry)
     index.as_query_engine(llm=MockLLM(max_tokens=8)).query("q")
     spans = query_trace(delivered(sentry))
+    check_trace(spans, generations=2)
     assert len([s for s in spans if s.op == "gen_ai.text_completion"]) == 1
     assert len([s for s in spans if s.name.endswith(".retrieve")]) == 1
     assert {s.attributes["user.id"] for s in spans} == {"explicit"}
@@ -229,6 +242,7 @@ def test_function_agent_with_a_tool(sentry: LocalReceiver, openai_server: OpenAI
     result = asyncio.run(run())
     assert "42" in str(result)
     spans = delivered(sentry)
+    check_trace(spans, generations=2)
     root = root_of(spans)
     assert root.name == "invoke_agent calculator" and root.op == "gen_ai.invoke_agent"
     assert root.attributes["gen_ai.agent.name"] == "calculator"
@@ -247,7 +261,7 @@ def test_privacy_mode_for_llamaindex(receiver: LocalReceiver) -> None:
     slc.configure(dsn=receiver.dsn, privacy_mode=True)
     Settings.callback_manager = CallbackManager([SentryLlamaIndexHandler()])
     build_index().as_query_engine(llm=MockLLM(max_tokens=8)).query("SECRET-QUESTION-91f")
-    delivered(receiver)
+    check_each_trace(delivered(receiver))
     raw = b"".join(receiver.bodies)
     assert raw
     assert b"SECRET-QUESTION-91f" not in raw
@@ -264,6 +278,7 @@ def test_llamaindex_error_is_recorded_and_propagates(sentry: LocalReceiver) -> N
     slc.set_global_handler(frameworks=("llamaindex",))
     with pytest.raises(ZeroDivisionError):
         tool.call(x=1)
+    check_trace(delivered(sentry), root_error=True)
     span = by_name(delivered(sentry), "execute_tool explode")
     assert span.status_code == 2
     assert span.attributes["error.type"] == "ZeroDivisionError"
@@ -289,6 +304,7 @@ def test_llamaindex_query_inside_a_langchain_tool(sentry: LocalReceiver) -> None
 
     search_docs.invoke({"question": "charges?"}, config={"callbacks": [SentryCallbackHandler(user="lc-user")]})
     spans = delivered(sentry)
+    check_trace(spans, generations=2)
     tool_span = next(s for s in spans if s.op == "gen_ai.execute_tool")
     query = next(s for s in spans if s.name.endswith(".query"))
     assert query.parent_span_id == tool_span.span_id
@@ -310,6 +326,7 @@ def test_langchain_chain_inside_a_llamaindex_tool(sentry: LocalReceiver) -> None
     slc.set_global_handler(frameworks=("llamaindex",))
     assert FunctionTool.from_defaults(shout).call(text="hi").content == "HI"
     spans = delivered(sentry)
+    check_trace(spans, generations=0)
     tool_span = by_name(spans, "execute_tool shout")
     assert by_name(spans, "Shout").parent_span_id == tool_span.span_id
 
@@ -319,6 +336,9 @@ def test_langgraph_agent_whose_tool_queries_llamaindex_is_one_trace(sentry: Loca
     from langchain_core.tools import tool
 
     from .test_langchain import ToolCallingFake
+
+    class NamedToolCallingFake(ToolCallingFake):
+        model: str = "fake-tool-caller"  # a model name, as every real chat model has
 
     engine = build_index().as_query_engine(llm=MockLLM(max_tokens=8))
     slc.set_global_handler()  # both frameworks
@@ -337,8 +357,9 @@ def test_langgraph_agent_whose_tool_queries_llamaindex_is_one_trace(sentry: Loca
             AIMessage(content="done"),
         ]
     )
-    create_react_agent(ToolCallingFake(messages=messages), [search_docs]).invoke({"messages": [("human", "go")]})
+    create_react_agent(NamedToolCallingFake(messages=messages), [search_docs]).invoke({"messages": [("human", "go")]})
     spans = delivered(sentry)
+    check_trace(spans, generations=4)  # two agent turns, the query's embedding and completion
     assert len({s.trace_id for s in spans}) == 1
     root = root_of(spans)
     assert root.op == "gen_ai.invoke_agent"

@@ -224,7 +224,9 @@ def test_root_joins_the_apps_own_opentelemetry_span(sentry: LocalReceiver) -> No
 def test_root_joins_the_current_sentry_sdk_transaction(sentry: LocalReceiver) -> None:
     import sentry_sdk
 
-    sentry_sdk.init(dsn=None, traces_sample_rate=1.0)
+    # No default integrations: they patch the process for good (its stdlib one starts a span for
+    # every subprocess, in every later test).
+    sentry_sdk.init(dsn=None, traces_sample_rate=1.0, default_integrations=False)
     try:
         with sentry_sdk.start_transaction(name="checkout") as transaction:
             RunnableLambda(lambda x: x).invoke(
@@ -235,7 +237,7 @@ def test_root_joins_the_current_sentry_sdk_transaction(sentry: LocalReceiver) ->
         assert span.parent_span_id == transaction.span_id
         assert span.parent_is_remote is True
     finally:
-        sentry_sdk.init(dsn=None)
+        sentry_sdk.init(dsn=None, default_integrations=False)
 
 
 def test_explicit_trace_id_wins_over_the_ambient_span(sentry: LocalReceiver) -> None:
