@@ -304,7 +304,7 @@ class Recorder:
             processor=pipeline.processor,
             resource=pipeline.resource,
             scope=pipeline.scope,
-            sampled=pipeline.is_sampled(trace_id),
+            sampled=pipeline.is_sampled(trace_id) and pipeline.processor.accepts_new_trace(),
             max_open_runs=destination.max_open_runs,
             attributes=_trace_attributes(layer, destination.environment, destination.release),
             trace_name=trace.get(TRACE_NAME),
