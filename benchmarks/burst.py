@@ -34,9 +34,10 @@ def rss_mb() -> float:
 
 
 def child(port: int, threads: int, invocations: int, down: int) -> None:
+    from workloads import lc_chain
+
     import sentry_llm_callbacks as slc
     from sentry_llm_callbacks.langchain import SentryCallbackHandler
-    from workloads import lc_chain
 
     slc.configure(otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces")
     run = lc_chain()
