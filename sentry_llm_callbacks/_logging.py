@@ -36,6 +36,8 @@ def fork_safe(owner: object, name: str, factory: Callable[[], Any] = threading.L
     """
     value = factory()
     setattr(owner, name, value)
+    if len(_fork_safe) > 256:  # each configure() registers a new pipeline's locks: forget dead ones
+        _fork_safe[:] = [entry for entry in _fork_safe if entry[0]() is not None]
     _fork_safe.append((weakref.ref(owner), name, factory))
     return value
 
