@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _state
 from ._version import __version__
-from .config import Destination, build_destination
+from .config import MAX_QUEUE_BYTES, Destination, build_destination
 from .connection import ConnectionResult, TestTraceResult, check_destination, send_test_trace, test_connection
 from .errors import ConfigurationError, ConnectionTestError
 from .export import COUNTERS
@@ -80,6 +80,7 @@ def configure(
     allow_insecure_http: bool = False,
     exporters: Sequence[SpanExporter] = (),
     max_queue_size: int = 20_000,
+    max_queue_bytes: int = MAX_QUEUE_BYTES,
     max_batch_size: int = 512,
     export_timeout: float = 10.0,
     exit_timeout: float = 5.0,
@@ -109,6 +110,11 @@ def configure(
     captured while sentry-sdk's own LangChain integration is active (it captures these
     errors itself).
 
+    The export backlog is bounded: at most ``max_queue_size`` finished spans waiting to be
+    encoded, and ``max_queue_bytes`` (4 MiB) of encoded spans waiting to be sent (for instance
+    while Sentry is unreachable). When the backlog is full, new traces are dropped whole and
+    counted in ``stats()["spans_dropped"]``.
+
     Raises :class:`ConfigurationError` (a ``ValueError``) naming the field, what is wrong and
     an example of a right value. The returned :class:`Destination` is immutable; calling
     ``configure()`` again replaces it atomically and starts a fresh export pipeline.
@@ -130,6 +136,7 @@ def configure(
         allow_insecure_http=allow_insecure_http,
         exporters=exporters,
         max_queue_size=max_queue_size,
+        max_queue_bytes=max_queue_bytes,
         max_batch_size=max_batch_size,
         export_timeout=export_timeout,
         exit_timeout=exit_timeout,

@@ -3,6 +3,10 @@
 One pipeline per process, created on first use and shared by every handler of every
 framework. ``configure()`` swaps it atomically; the old one is flushed and closed in the
 background within its deadline.
+
+Exit: an ``atexit`` hook flushes within ``exit_timeout``. ``multiprocessing`` children end with
+``os._exit``, which skips ``atexit``; multiprocessing runs its own finalisers there first
+(``util._exit_function`` in ``BaseProcess._bootstrap``), so the same flush is registered as one.
 """
 
 from __future__ import annotations
@@ -10,17 +14,20 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
+import multiprocessing.util
 import os
+import sys
 import threading
 
-from ._logging import log_once, logger
+from ._logging import fork_safe, log_once, logger
 from .config import Destination, build_destination
 from .errors import ConfigurationError
 from .export import ExportPipeline
 from .issues import SentryIssues
 from .recorder import Recorder
 
-_lock = threading.RLock()
+_lock: threading.RLock = fork_safe(sys.modules[__name__], "_lock", threading.RLock)
 _destination: Destination | None = None
 _pipeline: ExportPipeline | None = None
 _env_checked = False
@@ -94,11 +101,23 @@ def reset() -> None:
         old.shutdown(0.5)
 
 
+def deadline_seconds(timeout: object, default: float) -> float:
+    """A timeout a deadline can be computed from, whatever the caller passed: public functions
+    never raise on a timeout. None is ``default``; NaN, negative or not a number is 0 (check
+    once, don't wait); infinity waits as long as it takes (a year, as a finite number)."""
+    if timeout is None:
+        return default
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or math.isnan(timeout) or timeout < 0:
+        log_once("bad-timeout", logging.WARNING, "A timeout of %r seconds was read as 0.", timeout)
+        return 0.0
+    return min(float(timeout), 365 * 24 * 3600.0)
+
+
 def flush(timeout: float | None = None) -> bool:
     pipeline = _pipeline
     if pipeline is None:
         return True
-    return pipeline.flush(pipeline.destination.exit_timeout if timeout is None else timeout)
+    return pipeline.flush(deadline_seconds(timeout, pipeline.destination.exit_timeout))
 
 
 def shutdown(timeout: float | None = None) -> bool:
@@ -108,7 +127,7 @@ def shutdown(timeout: float | None = None) -> bool:
         _pipeline = None
     if pipeline is None:
         return True
-    return pipeline.shutdown(pipeline.destination.exit_timeout if timeout is None else timeout)
+    return pipeline.shutdown(deadline_seconds(timeout, pipeline.destination.exit_timeout))
 
 
 def _at_exit() -> None:
@@ -120,14 +139,34 @@ def _at_exit() -> None:
 
 def _after_fork_in_child() -> None:
     """A forked child gets a fresh pipeline: the parent's thread does not exist here, and its
-    queued spans belong to the parent."""
-    global _pipeline, _lock
-    _lock = threading.RLock()
+    queued spans belong to the parent. (``_lock`` is renewed by ``fork_safe``, registered first.)"""
+    global _pipeline
     _pipeline = None
     recorder.clear()
+
+
+class _ChildExit:
+    """Registers the exit flush as a multiprocessing finaliser in each multiprocessing child.
+
+    ``BaseProcess._bootstrap`` clears the finaliser registry inherited from the parent, then runs
+    the after-fork callbacks (where this registers again), runs the target, and calls
+    ``util._exit_function()`` (which runs the finalisers) before ``os._exit``. A child started
+    with ``spawn`` imports this module afresh, so the import registers it too.
+    """
+
+    def register(self) -> None:
+        # exitpriority 0: run with the first finalisers, before multiprocessing closes its pipes.
+        multiprocessing.util.Finalize(None, _at_exit, exitpriority=0)
+
+    def after_fork(self) -> None:
+        self.register()
 
 
 recorder = Recorder(get_pipeline, failure_reporter=SentryIssues())
 atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+_child_exit = _ChildExit()
+multiprocessing.util.register_after_fork(_child_exit, _ChildExit.after_fork)
+if multiprocessing.parent_process() is not None:  # imported inside a child, after its bootstrap began
+    _child_exit.register()

@@ -133,7 +133,7 @@ NON_CONTENT: frozenset[str] = frozenset(
         PIPELINE_NAME,
         PROVIDER_NAME,
         TOOL_NAME,
-        TOOL_DESCRIPTION,
+        # Not TOOL_DESCRIPTION: a tool's description is part of the prompt the model receives.
         REQUEST_MODEL,
         REQUEST_TEMPERATURE,
         REQUEST_MAX_TOKENS,

@@ -32,6 +32,14 @@ OTLP_TRACES_SUFFIX = "/v1/traces"
 #: Requests are kept under this size (Sentry answers 413 above its body limit).
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
+#: Default bound on the export backlog, in bytes of encoded spans (see ``max_queue_bytes``).
+MAX_QUEUE_BYTES = 4 * 1024 * 1024
+
+#: Characters allowed in a host name (IPv6 literals are checked by ``ipaddress``).
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+#: RFC 9110 token characters: what a header name may contain.
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
 
 @dataclass(frozen=True, slots=True)
 class Dsn:
@@ -68,7 +76,9 @@ def parse_dsn(value: object) -> Dsn:
     >>> parse_dsn("https://abc@o1.ingest.sentry.io/42").project_id
     '42'
     """
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
+        raise ConfigurationError("dsn", f"the DSN must be a string, not {type(value).__name__}", DSN_EXAMPLE)
+    if not value.strip():
         raise ConfigurationError("dsn", "the DSN is empty", DSN_EXAMPLE)
     try:
         parts = urlsplit(value.strip())
@@ -81,12 +91,17 @@ def parse_dsn(value: object) -> Dsn:
         )
     if not parts.hostname:
         raise ConfigurationError("dsn", "the DSN has no host", DSN_EXAMPLE)
+    _check_host("dsn", parts.hostname, DSN_EXAMPLE)
     if not parts.username:
         raise ConfigurationError("dsn", "the DSN has no public key before the '@'", DSN_EXAMPLE)
+    if not _is_header_value(parts.username):
+        raise ConfigurationError(
+            "dsn", "the DSN's public key has characters a request header cannot carry", DSN_EXAMPLE
+        )
     path, _, project_id = parts.path.rstrip("/").rpartition("/")
     if not project_id:
         raise ConfigurationError("dsn", "the DSN has no project id at the end of its path", DSN_EXAMPLE)
-    if not project_id.isdigit():
+    if not _is_ascii_number(project_id):
         raise ConfigurationError("dsn", "the project id at the end of the DSN must be a number", DSN_EXAMPLE)
     return Dsn(
         scheme=parts.scheme,
@@ -96,6 +111,24 @@ def parse_dsn(value: object) -> Dsn:
         path=path,
         project_id=project_id,
     )
+
+
+def _is_ascii_number(text: str) -> bool:
+    """``str.isdigit`` accepts "²" and "４５６"; a project id is ASCII digits only."""
+    return text.isascii() and text.isdigit()
+
+
+def _check_host(fieldname: str, host: str, example: str) -> None:
+    if ":" in host:  # an IPv6 literal
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            raise ConfigurationError(fieldname, f"{host!r} is not a valid IPv6 address", example) from None
+        return
+    if not _HOST_CHARS.issuperset(host) or host.startswith(".") or ".." in host:
+        raise ConfigurationError(
+            fieldname, f"the host {host!r} is not a valid host name (letters, digits, '-' and '.')", example
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -111,7 +144,7 @@ def _project_from_endpoint(path: str) -> str | None:
     parts = path.strip("/").split("/")
     if "api" in parts:
         i = parts.index("api")
-        if i + 1 < len(parts) and parts[i + 1].isdigit():
+        if i + 1 < len(parts) and _is_ascii_number(parts[i + 1]):
             return parts[i + 1]
     return None
 
@@ -133,6 +166,7 @@ def validate_endpoint(endpoint: object, *, allow_insecure_http: bool) -> str:
         )
     if not parts.hostname:
         raise ConfigurationError("otlp_endpoint", "the endpoint has no host", ENDPOINT_EXAMPLE)
+    _check_host("otlp_endpoint", parts.hostname, ENDPOINT_EXAMPLE)
     if not parts.path.rstrip("/").endswith(OTLP_TRACES_SUFFIX):
         raise ConfigurationError(
             "otlp_endpoint", f"an OTLP/HTTP traces endpoint must end in {OTLP_TRACES_SUFFIX!r}", ENDPOINT_EXAMPLE
@@ -175,6 +209,7 @@ class Destination:
     service_name: str
     exporters: tuple[SpanExporter, ...] = field(repr=False)
     max_queue_size: int = field(repr=False)
+    max_queue_bytes: int = field(repr=False)
     max_batch_size: int = field(repr=False)
     export_timeout: float = field(repr=False)
     exit_timeout: float = field(repr=False)
@@ -220,6 +255,7 @@ def build_destination(
     allow_insecure_http: bool = False,
     exporters: Sequence[SpanExporter] = (),
     max_queue_size: int = 20_000,
+    max_queue_bytes: int = MAX_QUEUE_BYTES,
     max_batch_size: int = 512,
     export_timeout: float = 10.0,
     exit_timeout: float = 5.0,
@@ -259,6 +295,7 @@ def build_destination(
     clean_headers = _validate_headers(headers)
     for name, value, example in (
         ("max_queue_size", max_queue_size, "20000"),
+        ("max_queue_bytes", max_queue_bytes, str(MAX_QUEUE_BYTES)),
         ("max_batch_size", max_batch_size, "512"),
         ("max_open_runs", max_open_runs, "100000"),
         ("max_content_chars", max_content_chars, "20000"),
@@ -270,8 +307,8 @@ def build_destination(
         ("exit_timeout", exit_timeout, "5.0"),
         ("run_timeout", run_timeout, "3600.0"),
     ):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-            raise ConfigurationError(name, f"must be a positive number of seconds, not {value!r}", example)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not (0 < value < math.inf):
+            raise ConfigurationError(name, f"must be a positive, finite number of seconds, not {value!r}", example)
     if pricing is not None and not isinstance(pricing, Mapping):
         raise ConfigurationError(
             "pricing", "must be a dict of model id to prices", '{"my-model": {"input": 3e-6, "output": 1.2e-5}}'
@@ -288,6 +325,8 @@ def build_destination(
         raise ConfigurationError("capture_errors", f"must be True or False, not {capture_errors!r}", "False")
     if privacy_mode is None:
         privacy_mode = bool(_env_flag(ENV_PRIVACY))
+    elif not isinstance(privacy_mode, bool):  # "false" is truthy: a string would switch it on silently
+        raise ConfigurationError("privacy_mode", f"must be True or False, not {privacy_mode!r}", "True")
     return Destination(
         endpoint=endpoint,
         dsn=parsed,
@@ -299,6 +338,7 @@ def build_destination(
         service_name=_optional_str("service_name", service_name, ENV_SERVICE_NAME, "support-bot") or "llm-app",
         exporters=exporters,
         max_queue_size=max_queue_size,
+        max_queue_bytes=max_queue_bytes,
         max_batch_size=max_batch_size,
         export_timeout=float(export_timeout),
         exit_timeout=float(exit_timeout),
@@ -328,12 +368,29 @@ def _validate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
         raise ConfigurationError("headers", "must be a mapping of header names to values", '{"X-Api-Key": "..."}')
     out: dict[str, str] = {}
     for k, v in headers.items():
-        if not isinstance(k, str) or not isinstance(v, str) or not k.strip() or "\n" in k + v or "\r" in k + v:
+        name = k.strip() if isinstance(k, str) else k
+        if not isinstance(name, str) or not name or not _TOKEN_CHARS.issuperset(name):
             raise ConfigurationError(
-                "headers", "header names and values must be non-empty single-line strings", '{"X-Api-Key": "..."}'
+                "headers",
+                f"header name {k!r} is not valid: letters, digits and -_.!#$%&'*+^`|~ only, no space or colon",
+                '{"X-Api-Key": "..."}',
             )
-        out[k.strip()] = v
+        if not isinstance(v, str) or not _is_header_value(v):
+            raise ConfigurationError(
+                "headers",
+                f"the value of header {name!r} must be a single-line string of Latin-1 characters",
+                '{"X-Api-Key": "..."}',
+            )
+        out[name] = v
     return out
+
+
+def _is_header_value(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
 
 
 def _check_agreement(dsn: Dsn, endpoint: str) -> None:

@@ -11,6 +11,7 @@ from . import _state
 from . import attributes as attr
 from .config import Destination, build_destination
 from .errors import ConfigurationError
+from .export import classify_status, server_text
 from .recorder import CHAIN, CHAT
 from .usage import Usage
 
@@ -47,29 +48,40 @@ def _where(destination: Destination) -> str:
     return f"{destination.host} (project {project})" if project else destination.host
 
 
-def _classify_status(status: int, destination: Destination, retry_after: str | None) -> tuple[str, str]:
+def _describe_status(status: int, destination: Destination, retry_after: str | None, said: str) -> tuple[str, str]:
+    """``(reason, message)``: the reason from the exporter's own classification, the message
+    saying what to do about it (and what the server said, when it said something)."""
     where = _where(destination)
-    if 200 <= status < 300:
-        return "ok", f"Connected to {where}: the endpoint accepted a test request (HTTP {status})."
-    if status in (401, 403):
-        return "unauthorized", (
+    reason = classify_status(status).reason
+    quote = f' The server said: "{said}".' if said else ""
+    if reason == "ok":
+        return reason, f"Connected to {where}: the endpoint accepted a test request (HTTP {status})."
+    if reason == "unauthorized":
+        return reason, (
             f"{where} rejected the DSN's public key (HTTP {status}). Copy the DSN again from Sentry: "
-            "Settings > Projects > your project > Client Keys (DSN), and check the key is enabled."
+            "Settings > Projects > your project > Client Keys (DSN), and check the key is enabled." + quote
         )
-    if status == 404:
-        return "not_found", (
+    if reason == "not_found":
+        return reason, (
             f"{where} has no OTLP traces endpoint at this address (HTTP 404). Check the project id at the "
-            "end of the DSN, and that a custom endpoint ends in /integration/otlp/v1/traces."
+            "end of the DSN, and that a custom endpoint ends in /integration/otlp/v1/traces." + quote
         )
-    if status == 429:
+    if reason == "rate_limited":
         wait = f" Retry after {retry_after} s." if retry_after else ""
-        return "rate_limited", (
+        return reason, (
             f"{where} is rate limiting this project (HTTP 429).{wait} Check the project's quota and "
             "spike protection in Sentry."
         )
-    if status >= 500:
-        return "server_error", f"{where} answered HTTP {status}: a server-side problem. Try again in a minute."
-    return "invalid_config", (
+    if reason == "server_error":
+        return reason, f"{where} answered HTTP {status}: a server-side problem. Try again in a minute." + quote
+    if status == 413:
+        return reason, (
+            f"{where} refused the request as larger than its body limit (HTTP 413 Payload Too Large). "
+            "A proxy in front of it may set a lower limit than Sentry's." + quote
+        )
+    if said:
+        return reason, f"{where} refused the request (HTTP {status}).{quote}"
+    return reason, (
         f"{where} refused the request (HTTP {status}). Check that the endpoint is an OTLP/HTTP traces endpoint."
     )
 
@@ -151,7 +163,12 @@ def check_destination(destination: Destination, timeout: float = 5.0) -> Connect
                 time.perf_counter() - started,
             )
         latency = time.perf_counter() - started
-        reason, message = _classify_status(response.status_code, destination, response.headers.get("Retry-After"))
+        said = ""
+        if not 200 <= response.status_code < 300:
+            secrets = [destination.dsn.public_key] if destination.dsn else []
+            secrets += destination.headers.values()
+            said = server_text(response.content, response.headers.get("Content-Type", ""), secrets)
+        reason, message = _describe_status(response.status_code, destination, response.headers.get("Retry-After"), said)
         response.close()
     return ConnectionResult(reason == "ok", response.status_code, reason, message, latency)
 

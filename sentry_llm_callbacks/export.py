@@ -2,20 +2,23 @@
 
 Parts, each with one job:
 
-* :class:`OtlpHttpSender` encodes a batch of finished spans as OTLP protobuf, splits it so
-  that no request exceeds :data:`~sentry_llm_callbacks.config.MAX_REQUEST_BYTES`, gzips it and
-  POSTs it, classifying the answer as delivered, retryable (429, 5xx, network) or rejected.
+* :class:`OtlpHttpSender` encodes finished spans as OTLP protobuf in pieces under
+  :data:`~sentry_llm_callbacks.config.MAX_REQUEST_BYTES`, gzips requests and POSTs them,
+  classifying the answer (:func:`classify_status`) as delivered, retryable (429, 5xx, network)
+  or rejected.
 * :class:`Backoff` decides when to try again: exponential backoff honouring ``Retry-After``,
   and a circuit breaker that stops trying for a while after repeated failures.
 * :class:`QueueSpanProcessor` takes finished spans on the application's thread (an append to a
-  bounded deque: full means dropped and counted, never blocking) and exports them from one
-  background thread. ``flush`` and ``shutdown`` wait on a deadline, never on the network.
+  deque, never blocking) and exports them from one background thread, within a backlog bounded
+  in spans and bytes (full means whole traces dropped and counted). ``flush`` and ``shutdown``
+  wait on a deadline, never on the network.
 * :class:`ExportPipeline` owns a private ``TracerProvider`` (the global one is never touched)
   wired to the processor.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -33,9 +36,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import attributes as attr
-from ._logging import log_once
+from ._logging import fork_safe, log_once, redact_url
 from ._version import __version__
-from .config import MAX_REQUEST_BYTES
+from .config import MAX_QUEUE_BYTES, MAX_REQUEST_BYTES
 from .content import RenderCache, resolve_content
 from .otlp import encode_request
 
@@ -58,7 +61,7 @@ class Counters:
     )
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        fork_safe(self, "_lock")  # taken on every span start: a child forked mid-update must not hang
         self._values = dict.fromkeys(self.NAMES, 0)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -106,11 +109,68 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
 
 
-def classify_status(status: int) -> tuple[bool, bool]:
-    """``(delivered, retryable)`` for an HTTP status: any 2xx is success; 429 and 5xx are retried."""
+@dataclass(frozen=True, slots=True)
+class StatusClass:
+    """What an HTTP status from an OTLP endpoint means, for the exporter and for ``test_connection``."""
+
+    delivered: bool
+    retryable: bool
+    #: One of :data:`sentry_llm_callbacks.connection.REASONS`.
+    reason: str
+
+
+def classify_status(status: int) -> StatusClass:
+    """Any 2xx is success; 429 and 5xx are retried; anything else is rejected.
+
+    >>> classify_status(503)
+    StatusClass(delivered=False, retryable=True, reason='server_error')
+    """
     if 200 <= status < 300:
-        return True, False
-    return False, status == 429 or status >= 500
+        return StatusClass(True, False, "ok")
+    if status == 429:
+        return StatusClass(False, True, "rate_limited")
+    if status >= 500:
+        return StatusClass(False, True, "server_error")
+    if status in (401, 403):
+        return StatusClass(False, False, "unauthorized")
+    if status == 404:
+        return StatusClass(False, False, "not_found")
+    return StatusClass(False, False, "invalid_config")
+
+
+#: How much of an error response's body is kept for a log line or a message.
+SERVER_TEXT_CHARS = 200
+
+
+def server_text(body: bytes, content_type: str, secrets: Sequence[str] = ()) -> str:
+    """What an error response says, in one short line: a JSON body's ``detail``/``message``/
+    ``error``, else its text; cut to :data:`SERVER_TEXT_CHARS`, with ``secrets`` masked.
+
+    >>> server_text(b'{"detail": "invalid span"}', "application/json")
+    'invalid span'
+    """
+    text = body[: SERVER_TEXT_CHARS * 8].decode("utf-8", "replace")
+    if "json" in content_type:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            pass
+        else:
+            if isinstance(data, dict):
+                for key in ("detail", "message", "error"):
+                    value = data.get(key)
+                    if isinstance(value, dict):
+                        value = value.get("message", value)
+                    if value:
+                        text = value if isinstance(value, str) else json.dumps(value)
+                        break
+    if "html" in content_type:
+        return ""  # a proxy's error page says nothing useful in one line
+    for secret in secrets:
+        if len(secret) >= 8:
+            text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= SERVER_TEXT_CHARS else text[: SERVER_TEXT_CHARS - 1] + "\u2026"
 
 
 class OtlpHttpSender:
@@ -135,7 +195,13 @@ class OtlpHttpSender:
         self._headers = {**headers, "Content-Encoding": "gzip"}
         self._timeout = timeout
         self._max_request_bytes = max_request_bytes
+        #: Header values a server might echo back, masked in what we log from its answers.
+        self._secrets = tuple(v for k, v in headers.items() if k.lower() not in ("content-type",))
         self._session: requests.Session | None = None
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self._max_request_bytes
 
     def _get_session(self) -> requests.Session:
         if self._session is None:
@@ -144,54 +210,29 @@ class OtlpHttpSender:
             self._session = requests.Session()
         return self._session
 
-    def encode(
-        self, spans: Sequence[ReadableSpan], pause: Callable[[], None] = lambda: None
-    ) -> list[tuple[bytes, int]]:
-        """Request bodies (uncompressed) with the number of spans in each, each under the size limit."""
-        bodies: list[tuple[bytes, int]] = []
-        current: list[bytes] = []
-        size = count = 0
+    def encode(self, spans: Sequence[ReadableSpan]) -> tuple[list[tuple[bytes, int]], int]:
+        """Request pieces (uncompressed, each a whole request under the size limit) with the number
+        of spans in each, and the number of spans left out for being over the limit alone.
+        Concatenated pieces are one valid request."""
+        pieces: list[tuple[bytes, int]] = []
+        oversize = 0
         for i in range(0, len(spans), self.CHUNK):
-            for piece, n in self._encode_chunk(spans[i : i + self.CHUNK]):
-                if size + len(piece) > self._max_request_bytes and current:
-                    bodies.append((b"".join(current), count))
-                    current, size, count = [], 0, 0
-                current.append(piece)
-                size += len(piece)
-                count += n
-            pause()  # let the application's threads run between chunks
-        if current:
-            bodies.append((b"".join(current), count))
-        return bodies
+            oversize += self._encode_chunk(spans[i : i + self.CHUNK], pieces)
+        return pieces, oversize
 
-    def _encode_chunk(self, chunk: Sequence[ReadableSpan]) -> list[tuple[bytes, int]]:
+    def _encode_chunk(self, chunk: Sequence[ReadableSpan], out: list[tuple[bytes, int]]) -> int:
         data = encode_request(chunk)
-        if len(data) <= self._max_request_bytes:
-            return [(data, len(chunk))]
+        if len(data) <= self.max_request_bytes:
+            out.append((data, len(chunk)))
+            return 0
         if len(chunk) == 1:
-            COUNTERS.add("spans_dropped")
-            log_once(
-                "oversize-span",
-                logging.WARNING,
-                "Dropped a span larger than the %d-byte request limit.",
-                self._max_request_bytes,
-            )
-            return []
+            return 1
         mid = len(chunk) // 2
-        return self._encode_chunk(chunk[:mid]) + self._encode_chunk(chunk[mid:])
-
-    def prepare(
-        self, spans: Sequence[ReadableSpan], pause: Callable[[], None] = lambda: None
-    ) -> list[tuple[bytes, int]]:
-        """Request bodies, gzipped, with the number of spans in each; kept for retries."""
-        prepared = []
-        for body, count in self.encode(spans, pause):
-            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: gzip container; level 1: fast
-            prepared.append((compressor.compress(body) + compressor.flush(), count))
-        return prepared
+        return self._encode_chunk(chunk[:mid], out) + self._encode_chunk(chunk[mid:], out)
 
     def post(self, data: bytes, *, timeout: float | None = None) -> SendResult:
-        """POST one prepared (gzipped) body and classify the answer."""
+        """POST one gzipped body and classify the answer. Never raises: a request that cannot be
+        built (a header value the HTTP library refuses, say) is a rejection, with its reason."""
         import requests
 
         try:
@@ -200,14 +241,53 @@ class OtlpHttpSender:
             )
         except requests.RequestException as exc:
             return SendResult(False, True, None, None, type(exc).__name__)
-        delivered, retryable = classify_status(response.status_code)
-        retry_after = parse_retry_after(response.headers.get("Retry-After")) if retryable else None
-        response.close()
-        return SendResult(delivered, retryable, response.status_code, retry_after, response.reason or "")
+        except Exception as exc:
+            return SendResult(False, False, None, None, type(exc).__name__)
+        try:
+            status = classify_status(response.status_code)
+            retry_after = parse_retry_after(response.headers.get("Retry-After")) if status.retryable else None
+            detail = response.reason or ""
+            if not status.delivered and not status.retryable:
+                said = server_text(response.content, response.headers.get("Content-Type", ""), self._secrets)
+                detail = f"{detail}: {said}" if said else detail
+        finally:
+            response.close()
+        return SendResult(status.delivered, status.retryable, response.status_code, retry_after, detail)
 
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
+
+
+class GzipRequest:
+    """One request body, compressed as its pieces arrive: a backlog held this way takes about a
+    tenth of the memory of the encoded spans (and a twentieth of the span objects')."""
+
+    __slots__ = ("_compressor", "_parts", "count", "raw_bytes", "size")
+
+    def __init__(self) -> None:
+        self._compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: gzip container; level 1: fast
+        self._parts: list[bytes] = []
+        self.count = 0  #: spans in it
+        self.raw_bytes = 0  #: uncompressed size (the request limit applies to it)
+        self.size = 0  #: compressed bytes produced so far
+
+    def add(self, data: bytes, count: int) -> int:
+        """Append one encoded piece; returns the compressed bytes it produced (often 0 at first)."""
+        out = self._compressor.compress(data)
+        if out:
+            self._parts.append(out)
+        self.count += count
+        self.raw_bytes += len(data)
+        self.size += len(out)
+        return len(out)
+
+    def seal(self) -> bytes:
+        """The finished gzip body (``size`` then counts all of it)."""
+        tail = self._compressor.flush()
+        self._parts.append(tail)
+        self.size += len(tail)
+        return b"".join(self._parts)
 
 
 # --------------------------------------------------------------------------- when to retry
@@ -265,14 +345,29 @@ class Backoff:
 
 
 class QueueSpanProcessor(SpanProcessor):
-    """Bounded queue on the app side, one export thread on the other.
+    """Bounded backlog on the app side, one export thread on the other.
 
-    ``on_end`` is the only method on the application's path: an append to a deque. When the
-    queue is full the span is dropped and counted. The worker exports a batch when enough
-    spans are waiting or every ``schedule_delay`` seconds, keeps a batch that failed with a
-    retryable error until the endpoint is back (the queue keeps filling meanwhile, bounded),
-    and reaps abandoned runs through ``maintenance``.
+    Finished spans go through three stages: the span queue (``on_end`` appends to a deque),
+    encoded pieces (protobuf bytes) compressed as they come into the next request body
+    (:class:`GzipRequest`, sealed at the request size limit: bigger batches when behind), and
+    sealed bodies waiting to be sent or retried. The export thread sends, and encodes what the
+    application threads have not.
+
+    When the span queue grows past one batch, the application threads that end spans encode a
+    chunk of it themselves: a single export thread gets too small a share of the interpreter
+    lock against many busy threads, and this way each thread pays for the spans it makes.
+
+    The backlog is bounded by ``max_queue_size`` spans and ``max_queue_bytes`` encoded bytes.
+    At the bound new traces are refused whole (``accepts_new_trace``, asked at a trace's root);
+    spans of traces already running may go a quarter past it, beyond which the span's trace is
+    cut: its remaining spans are dropped too, so that what is sent is whole traces. Every span
+    that is not delivered is counted in ``spans_dropped`` with the reason logged, and the next
+    ``force_flush`` returns False.
     """
+
+    ENCODE_CHUNK = 64  #: spans the export thread encodes between yields of the interpreter lock
+    HELP_CHUNK = 16  #: spans an application thread encodes when the queue is behind
+    _MAX_CUT_TRACES = 10_000
 
     def __init__(
         self,
@@ -280,6 +375,7 @@ class QueueSpanProcessor(SpanProcessor):
         *,
         extra_exporters: Sequence[object] = (),
         max_queue_size: int = 20_000,
+        max_queue_bytes: int = MAX_QUEUE_BYTES,
         max_batch_size: int = 512,
         schedule_delay: float = 1.0,
         maintenance: Callable[[], None] | None = None,
@@ -290,23 +386,37 @@ class QueueSpanProcessor(SpanProcessor):
         self._extra = tuple(extra_exporters)
         self._queue: deque[ReadableSpan] = deque()
         self._max_queue = max_queue_size
+        self._max_bytes = max_queue_bytes
         self._batch = max_batch_size
         self._delay = schedule_delay
         self._maintenance = maintenance
         self._maintenance_interval = maintenance_interval
         self.backoff = backoff or Backoff()
-        self._wake = threading.Event()
-        self._idle = threading.Condition()
-        self._pending: list[ReadableSpan] | None = None
-        #: The pending batch's request bodies not yet delivered, kept so a retry does not encode again.
-        self._pending_bodies: list[tuple[bytes, int]] | None = None
-        self._in_flight = 0
+        fork_safe(self, "_wake", threading.Event)
+        fork_safe(self, "_idle", threading.Condition)
+        fork_safe(self, "_lock")  # guards the counts of what is held below
+        fork_safe(self, "_gzip_lock")  # guards the request being built
+        fork_safe(self, "_thread_lock")
+        #: Encoded pieces (uncompressed) with their span counts, waiting to be compressed.
+        self._encoded: deque[tuple[bytes, int]] = deque()
+        #: The request being built.
+        self._open = GzipRequest()
+        #: Sealed bodies with span count and held bytes; a request to retry goes back to the front.
+        self._ready: deque[tuple[bytes, int, int]] = deque()
+        #: Spans taken from the queue and not yet delivered or dropped, and the bytes they hold
+        #: (encoded size until compressed, then compressed size).
+        self._held_spans = 0
+        self._held_bytes = 0
+        #: Running estimate of one encoded span's size, for the part of the backlog not yet encoded.
+        self._span_bytes = 1024.0
+        #: Traces cut at the bound (insertion-ordered, bounded): their later spans are dropped too.
+        self._cut_traces: dict[int, None] = {}
+        self._lost_since_flush = 0
         self._stopping = False
         self._stopped = False
         self._flush_waiters = 0
         self._last_error: str | None = None
         self._thread: threading.Thread | None = None
-        self._thread_lock = threading.Lock()
 
     # -- application side -------------------------------------------------------------
 
@@ -321,23 +431,59 @@ class QueueSpanProcessor(SpanProcessor):
                 except Exception as exc:
                     log_once("tap", logging.DEBUG, "A span tap failed: %r", exc)
         if self._stopped:
-            COUNTERS.add("spans_dropped")
+            self._drop(1, "they ended after shutdown")
+            return
+        if self._cut_traces and span.context.trace_id in self._cut_traces:
+            self._drop(1, "the rest of their trace was dropped at the backlog bound")
             return
         queue = self._queue
-        if len(queue) >= self._max_queue:
-            COUNTERS.add("spans_dropped")
-            log_once(
-                "queue-full",
-                logging.WARNING,
-                "The span queue is full (%d spans); new spans are dropped until the exporter catches up.",
-                self._max_queue,
-            )
+        if self._over(1.25):
+            self._cut(span.context.trace_id)
             return
         queue.append(span)
         if self._thread is None:
             self._start_thread()
-        if len(queue) >= self._batch and not self._wake.is_set():
-            self._wake.set()
+        if len(queue) >= self._batch:
+            if not self._wake.is_set():
+                self._wake.set()
+            if not self._extra:  # extra exporters are called from the export thread only
+                self._encode_some(self.HELP_CHUNK, wait_for_gzip=False)
+
+    def accepts_new_trace(self) -> bool:
+        """False when the backlog is at its bound: a new trace is then dropped whole (its spans
+        counted as dropped), rather than cutting spans out of many traces."""
+        if not self._over(1.0):
+            return True
+        self._lost_since_flush += 1
+        log_once(
+            "backlog-full",
+            logging.WARNING,
+            "The export backlog is full (%d spans or %d bytes); new traces are dropped until it drains.",
+            self._max_queue,
+            self._max_bytes,
+        )
+        return False
+
+    def _over(self, factor: float) -> bool:
+        spans = len(self._queue) + self._held_spans
+        if spans >= self._max_queue * factor:
+            return True
+        return self._held_bytes + len(self._queue) * self._span_bytes >= self._max_bytes * factor
+
+    def _cut(self, trace_id: int) -> None:
+        with self._lock:
+            self._cut_traces[trace_id] = None
+            if len(self._cut_traces) > self._MAX_CUT_TRACES:
+                del self._cut_traces[next(iter(self._cut_traces))]
+        self._drop(1, "the export backlog is full")
+
+    def _drop(self, count: int, why: str) -> None:
+        """Count spans that will not be delivered, and say why (once per reason, DEBUG after)."""
+        if count <= 0:
+            return
+        COUNTERS.add("spans_dropped", count)
+        self._lost_since_flush += count
+        log_once(f"dropped-{why}", logging.WARNING, "Dropped %d span(s): %s.", count, why)
 
     def _start_thread(self) -> None:
         with self._thread_lock:
@@ -345,79 +491,104 @@ class QueueSpanProcessor(SpanProcessor):
                 self._thread = threading.Thread(target=self._run, name="sentry-llm-callbacks-export", daemon=True)
                 self._thread.start()
 
-    # -- worker side ------------------------------------------------------------------
+    # -- encoding (export thread, and application threads when behind) ----------------
 
-    def _run(self) -> None:
-        next_maintenance = time.monotonic() + self._maintenance_interval
-        while True:
-            wait = self._delay
-            if self._pending is not None:
-                wait = max(0.01, self.backoff.next_attempt - time.monotonic())
-            self._wake.wait(wait)
-            self._wake.clear()
-            now = time.monotonic()
-            if self._maintenance is not None and (now >= next_maintenance or self._flush_waiters):
-                next_maintenance = now + self._maintenance_interval
-                try:
-                    self._maintenance()
-                except Exception as exc:  # the reaper must never kill the export thread
-                    log_once("maintenance", logging.WARNING, "Run reaper failed: %r", exc)
+    def _encode_some(self, limit: int, *, wait_for_gzip: bool = True) -> int:
+        """Take up to ``limit`` spans from the queue, encode them and compress them into the next
+        request (an application thread does not wait for the export thread to finish its own
+        compression: it leaves its pieces for later). Returns how many spans were taken."""
+        chunk: list[ReadableSpan] = []
+        popleft = self._queue.popleft
+        with self._lock:  # counted as held before they leave the queue: flush() must not miss them
             try:
-                self._drain()
-            except Exception as exc:
-                log_once("export-loop", logging.ERROR, "Unexpected error in the export thread: %r", exc)
-                self._pending = None
-            if self._stopping:
-                self._discard_remaining()
-            with self._idle:
-                self._idle.notify_all()
-            if self._stopping:
-                self._sender.close()
-                return
+                for _ in range(limit):
+                    chunk.append(popleft())
+            except IndexError:
+                pass
+            self._held_spans += len(chunk)
+        if not chunk:
+            return 0
+        taken = len(chunk)
+        try:
+            if self._cut_traces:
+                kept = [s for s in chunk if s.context.trace_id not in self._cut_traces]
+                self._release(taken - len(kept), 0)
+                self._drop(taken - len(kept), "the rest of their trace was dropped at the backlog bound")
+                chunk = kept
+            self._resolve_content(chunk)
+            if self._extra:
+                self._export_extra(chunk)
+            pieces, oversize = self._sender.encode(chunk)
+        except Exception as exc:  # a span the encoder cannot read must not stop the others
+            self._release(len(chunk), 0)
+            self._drop(len(chunk), f"they could not be encoded ({type(exc).__name__})")
+            self._last_error = type(exc).__name__
+            return taken
+        if oversize:
+            self._release(oversize, 0)
+            self._drop(oversize, f"each was larger than the {self._sender.max_request_bytes}-byte request limit")
+        size = sum(len(data) for data, _ in pieces)
+        with self._lock:
+            self._held_bytes += size
+            if pieces:
+                count = sum(n for _, n in pieces)
+                self._span_bytes = 0.9 * self._span_bytes + 0.1 * (size / count)
+        self._encoded.extend(pieces)
+        if self._gzip_lock.acquire(blocking=wait_for_gzip):
+            try:
+                self._compress_encoded()
+            finally:
+                self._gzip_lock.release()
+        return taken
 
-    def _discard_remaining(self) -> None:
-        """After shutdown's deadline: what could not be delivered is dropped and counted."""
-        left = len(self._queue) + (len(self._pending) if self._pending else 0)
-        self._queue.clear()
-        self._pending = None
-        self._pending_bodies = None
-        if left:
-            COUNTERS.add("spans_dropped", left)
-            log_once(
-                "shutdown-dropped",
-                logging.WARNING,
-                "%d span(s) could not be delivered before shutdown and were dropped.",
-                left,
-            )
-
-    def _drain(self) -> None:
+    def _compress_encoded(self) -> None:
+        """Move encoded pieces into the request being built (holding ``_gzip_lock``), sealing it
+        when the next piece would take it over the request size limit. Pieces are joined and
+        compressed in one call: zlib releases the interpreter lock on every call, and getting it
+        back can take long when many threads are busy."""
+        limit = self._sender.max_request_bytes
+        encoded = self._encoded
         while True:
-            if self._pending is None:
-                if not self._queue:
-                    return
-                batch: list[ReadableSpan] = []
-                self._pending = batch  # before anything yields: flush() must see the batch as not delivered
-                self._pending_bodies = None
-                popleft = self._queue.popleft
-                try:
-                    for _ in range(self._batch):
-                        batch.append(popleft())
-                except IndexError:
-                    pass
-                self._resolve_content(batch)
-                self._export_extra(batch)
-            if not self.backoff.ready():
+            pieces: list[bytes] = []
+            size = count = 0
+            room = limit - self._open.raw_bytes
+            full = False
+            while encoded:
+                data, n = encoded.popleft()
+                if size + len(data) > room and (pieces or self._open.count):
+                    encoded.appendleft((data, n))
+                    full = True
+                    break
+                pieces.append(data)
+                size += len(data)
+                count += n
+            if pieces:
+                produced = self._open.add(b"".join(pieces), count)
+                with self._lock:
+                    self._held_bytes += produced - size
+            if not full:
                 return
-            if not self._send(self._pending):
-                return
-            self._pending = None
+            self._seal_open()
 
-    def _pause(self) -> None:
-        """Between chunks of export work: yield the interpreter lock to the application while the
-        backlog is small. Under sustained load (the queue past a quarter full) keep going instead:
-        against a busy app every yield costs a whole switch interval, and the queue would overflow."""
-        if len(self._queue) < self._max_queue // 4:
-            time.sleep(0)
+    def _seal_open(self) -> None:
+        """Finish the request being built (holding ``_gzip_lock``) and queue it for sending."""
+        request = self._open
+        if not request.count:
+            return
+        before = request.size
+        body = request.seal()
+        with self._lock:
+            self._held_bytes += request.size - before
+        self._ready.append((body, request.count, request.size))
+        self._open = GzipRequest()
+
+    def _has_outgoing(self) -> bool:
+        return bool(self._ready or self._encoded or self._open.count)
+
+    def _release(self, spans: int, size: int) -> None:
+        with self._lock:
+            self._held_spans -= spans
+            self._held_bytes -= size
 
     def _resolve_content(self, batch: list[ReadableSpan]) -> None:
         """Render lazily captured content, a few spans at a time."""
@@ -429,50 +600,12 @@ class QueueSpanProcessor(SpanProcessor):
             if i % 16 == 15:
                 self._pause()
 
-    def _send(self, batch: list[ReadableSpan]) -> bool:
-        """Send one batch; False if what is left of it must be retried later."""
-        self._in_flight = len(batch)
-        try:
-            done = 0
-            bodies = self._pending_bodies or self._sender.prepare(batch, self._pause)
-            self._pending_bodies = None
-            for index, (body, count) in enumerate(bodies):
-                result = self._sender.post(body)
-                if result.delivered:
-                    done += count
-                    COUNTERS.add("spans_exported", count)
-                    continue
-                COUNTERS.add("exports_failed")
-                self._last_error = str(result.status_code or result.detail)
-                if result.retryable:
-                    delay = self.backoff.failure(result.retry_after)
-                    self._pending = batch[done:]
-                    self._pending_bodies = bodies[index:]
-                    log_once(
-                        f"retry-{result.status_code}",
-                        logging.WARNING,
-                        "Export to %s failed (%s); retrying in %.1f s%s.",
-                        self._sender.endpoint,
-                        result.status_code or result.detail,
-                        delay,
-                        " (circuit breaker open)" if self.backoff.breaker_open else "",
-                    )
-                    return False
-                COUNTERS.add("spans_dropped", count)
-                log_once(
-                    f"rejected-{result.status_code}",
-                    logging.ERROR,
-                    "The endpoint %s rejected spans with HTTP %s %s; they are dropped.",
-                    self._sender.endpoint,
-                    result.status_code,
-                    result.detail,
-                )
-            self.backoff.success()
-            if done == len(batch):
-                self._last_error = None
-            return True
-        finally:
-            self._in_flight = 0
+    def _pause(self) -> None:
+        """Between chunks of export work: yield the interpreter lock to the application while the
+        backlog is small. Under load, keep going: against busy threads every yield costs this
+        thread a long wait for the lock, and the backlog would only grow."""
+        if len(self._queue) + self._held_spans < self._batch:
+            time.sleep(0)
 
     def _export_extra(self, batch: list[ReadableSpan]) -> None:
         for exporter in self._extra:
@@ -487,25 +620,142 @@ class QueueSpanProcessor(SpanProcessor):
                     exc,
                 )
 
+    # -- export thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_maintenance = time.monotonic() + self._maintenance_interval
+        while True:
+            wait = self._delay
+            if self.backoff.failures and self._has_outgoing():
+                wait = min(wait, max(0.01, self.backoff.next_attempt - time.monotonic()))
+            self._wake.wait(wait)
+            self._wake.clear()
+            now = time.monotonic()
+            if self._maintenance is not None and (now >= next_maintenance or self._flush_waiters):
+                next_maintenance = now + self._maintenance_interval
+                try:
+                    self._maintenance()
+                except Exception as exc:  # the reaper must never kill the export thread
+                    log_once("maintenance", logging.WARNING, "Run reaper failed: %r", exc)
+            try:
+                self._drain()
+            except Exception as exc:  # last resort: whatever was in hand is lost, and counted
+                log_once("export-loop", logging.ERROR, "Unexpected error in the export thread: %r", exc)
+                self._last_error = type(exc).__name__
+                self._discard_held(f"of an unexpected error in the export thread ({type(exc).__name__})")
+            if self._stopping:
+                self._discard_remaining()
+            with self._idle:
+                self._idle.notify_all()
+            if self._stopping:
+                self._sender.close()
+                return
+
+    def _drain(self) -> None:
+        """Send what is encoded, then encode what is queued, until both are empty or the endpoint
+        must be left alone (backoff). Sending comes first: under load the application threads
+        encode for themselves, and this thread's share of the interpreter lock is small."""
+        while True:
+            if self._has_outgoing() and self.backoff.ready():
+                if not self._send_one():
+                    return
+                continue
+            if not self._queue:
+                return
+            if self._has_outgoing() and self._over(1.0):
+                return  # waiting for the endpoint, and the backlog is full: leave the rest queued
+            for _ in range(max(1, self._batch // self.ENCODE_CHUNK)):
+                if not self._encode_some(self.ENCODE_CHUNK):
+                    break
+                self._pause()
+
+    def _next_request(self) -> tuple[bytes, int, int] | None:
+        """The oldest sealed body (a request to retry first), else the one being built, sealed now."""
+        if not self._ready:
+            with self._gzip_lock:
+                self._compress_encoded()
+                self._seal_open()
+        try:
+            return self._ready.popleft()
+        except IndexError:
+            return None
+
+    def _send_one(self) -> bool:
+        """Send one request; False if it must be retried later."""
+        request = self._next_request()
+        if request is None:
+            return True
+        body, count, size = request
+        result = self._sender.post(body)
+        if result.delivered:
+            self._release(count, size)
+            COUNTERS.add("spans_exported", count)
+            self.backoff.success()
+            self._last_error = None
+            return True
+        COUNTERS.add("exports_failed")
+        self._last_error = str(result.status_code or result.detail)
+        endpoint = redact_url(self._sender.endpoint)
+        if result.retryable:
+            self._ready.appendleft(request)
+            delay = self.backoff.failure(result.retry_after)
+            log_once(
+                f"retry-{result.status_code}",
+                logging.WARNING,
+                "Export to %s failed (%s); retrying in %.1f s%s.",
+                endpoint,
+                result.status_code or result.detail,
+                delay,
+                " (circuit breaker open)" if self.backoff.breaker_open else "",
+            )
+            return False
+        self._release(count, size)
+        if result.status_code is None:
+            self._drop(count, f"the request to {endpoint} could not be sent ({result.detail})")
+        else:
+            self._drop(count, f"{endpoint} rejected them with HTTP {result.status_code} {result.detail}".rstrip())
+        return True
+
+    def _discard_held(self, why: str) -> None:
+        """Drop (and count) what was taken from the queue and not delivered."""
+        with self._lock:
+            held = self._held_spans
+            self._encoded.clear()
+            self._ready.clear()
+            self._open = GzipRequest()
+            self._held_spans = 0
+            self._held_bytes = 0
+        self._drop(held, f"they were in hand when {why}")
+
+    def _discard_remaining(self) -> None:
+        """After shutdown's deadline: what could not be delivered is dropped and counted."""
+        left = len(self._queue)
+        self._queue.clear()
+        self._drop(left, "they could not be delivered before shutdown")
+        self._discard_held("shutdown's deadline passed")
+
     # -- deadlines --------------------------------------------------------------------
 
     def _settled(self) -> bool:
-        return not self._queue and self._pending is None and not self._in_flight
+        return not self._queue and not self._held_spans
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Deliver what is queued; returns False at the deadline, whatever the endpoint does."""
-        deadline = time.monotonic() + timeout_millis / 1000
-        if self._thread is None:
-            if self._settled():
-                return True
+        return self.flush_within(timeout_millis / 1000)
+
+    def flush_within(self, seconds: float) -> bool:
+        """Deliver what is queued; False at the deadline (whatever the endpoint does), or if any
+        span was dropped since the previous flush."""
+        deadline = time.monotonic() + seconds
+        if self._thread is None and not self._settled():
             self._start_thread()
         self._flush_waiters += 1
         try:
             with self._idle:
                 while True:
                     if self._settled():
-                        return self._last_error is None
-                    if self._pending is not None and self.backoff.next_attempt > deadline:
+                        lost, self._lost_since_flush = self._lost_since_flush, 0
+                        return self._last_error is None and not lost
+                    if self.backoff.failures and self.backoff.next_attempt > deadline:
                         return False  # the next attempt is after our deadline: don't wait for nothing
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -516,7 +766,7 @@ class QueueSpanProcessor(SpanProcessor):
             self._flush_waiters -= 1
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        ok = self.force_flush(int(timeout * 1000))
+        ok = self.flush_within(timeout)
         self._stopping = True
         self._stopped = True
         self._wake.set()
@@ -532,7 +782,12 @@ class QueueSpanProcessor(SpanProcessor):
 
     @property
     def queued(self) -> int:
-        return len(self._queue) + (len(self._pending) if self._pending else 0)
+        return len(self._queue) + self._held_spans
+
+    @property
+    def queued_bytes(self) -> int:
+        """Encoded bytes held for sending (the part of the backlog bounded by ``max_queue_bytes``)."""
+        return self._held_bytes
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -565,6 +820,7 @@ class ExportPipeline:
             self.sender,
             extra_exporters=destination.exporters,
             max_queue_size=destination.max_queue_size,
+            max_queue_bytes=destination.max_queue_bytes,
             max_batch_size=destination.max_batch_size,
             maintenance=maintenance,
         )
@@ -582,7 +838,7 @@ class ExportPipeline:
         return self.sampler.should_sample(None, trace_id, "root").decision.is_sampled()
 
     def flush(self, timeout: float) -> bool:
-        return self.processor.force_flush(int(timeout * 1000))
+        return self.processor.flush_within(timeout)
 
     def shutdown(self, timeout: float) -> bool:
         return self.processor.shutdown(timeout)

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._logging import log_once
+from .content import to_json
 from .errors import ConfigurationError
 
 #: Keys of the ``trace`` dict that steer the trace rather than becoming ``trace.metadata.*``.
@@ -27,6 +28,16 @@ PARENT_SPAN_ID = "parent_span_id"
 ENVIRONMENT = "environment"
 RELEASE = "release"
 STEERING_KEYS = frozenset({TRACE_ID, TRACE_NAME, SPAN_NAME, GENERATION_NAME, PARENT_SPAN_ID, ENVIRONMENT, RELEASE})
+
+#: Longest ``user`` or ``session_id`` kept, in characters.
+MAX_ID_CHARS = 256
+#: Longest value of any other trace metadata kept (names, environment, release, the original
+#: ``trace_id`` string, each ``trace.metadata.*`` value; dicts and lists as their JSON text).
+MAX_METADATA_CHARS = 1024
+#: Longest ``trace`` key kept.
+MAX_KEY_CHARS = 128
+#: Ends a value that was cut to its limit.
+CUT_MARKER = "...[cut]"
 
 _HEX = frozenset("0123456789abcdef")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -56,6 +67,35 @@ def trace_id_for(value: str) -> str:
 def is_native_trace_id(value: str) -> bool:
     """True if ``value`` is used as the trace id as it is (no hashing)."""
     return trace_id_for(value) == value.strip().lower().replace("-", "")
+
+
+def capped(text: str, limit: int, fieldname: str) -> str:
+    """``text``, or its first characters and :data:`CUT_MARKER` if it is longer than ``limit``.
+
+    Metadata is copied onto every span of a trace: one oversized value would make every span
+    too large to send, and lose the whole trace.
+
+    >>> capped("x" * 2000, 16, "trace.team")
+    'xxxxxxxx...[cut]'
+    """
+    if len(text) <= limit:
+        return text
+    log_once(
+        f"metadata-cut-{fieldname}",
+        logging.WARNING,
+        "Metadata %s is %d characters long; it is cut to %d (ending in %r) and the trace is sent.",
+        fieldname,
+        len(text),
+        limit,
+        CUT_MARKER,
+    )
+    return text[: limit - len(CUT_MARKER)] + CUT_MARKER
+
+
+def kept_trace_id(value: str) -> str:
+    """The original ``trace_id`` string as kept in ``trace.metadata.trace_id`` (capped; the
+    trace id itself is computed from the whole string)."""
+    return capped(value, MAX_METADATA_CHARS, "trace.trace_id")
 
 
 def parse_span_id(value: object) -> int | None:
@@ -134,15 +174,9 @@ def _identity(name: str, value: object, strict: bool) -> str | None:
         _problem(strict, name, f"must be a string id, not {value!r}", '"user_12345"')
         return None
     if isinstance(value, (str, int)):
-        text = str(value)
-        if len(text) > 256:
-            _problem(strict, name, "is longer than 256 characters; it was cut", '"user_12345"')
-            if strict:
-                return None
-            text = text[:256]
-        return text or None
+        return capped(str(value), MAX_ID_CHARS, name) or None
     if isinstance(value, Mapping) and isinstance(value.get("id"), (str, int)):
-        return str(value["id"])[:256]
+        return capped(str(value["id"]), MAX_ID_CHARS, name) or None
     _problem(strict, name, f"must be a string id, not {type(value).__name__}", '"user_12345"')
     return None
 
@@ -188,8 +222,16 @@ def _trace_dict(value: object, strict: bool) -> Mapping[str, Any]:
         if key in (TRACE_NAME, SPAN_NAME, GENERATION_NAME, ENVIRONMENT, RELEASE) and not isinstance(item, str):
             _problem(strict, f"trace.{key}", f"must be a string, not {type(item).__name__}", '"production"')
             continue
-        out[key] = item
+        key = capped(key, MAX_KEY_CHARS, "trace key")
+        out[key] = item if key == TRACE_ID else _capped_value(item, f"trace.{key}")
     return MappingProxyType(out) if out else _EMPTY
+
+
+def _capped_value(value: Any, fieldname: str) -> Any:
+    """Numbers and booleans as they are; anything else as (JSON) text, capped."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    return capped(to_json(value), MAX_METADATA_CHARS, fieldname)
 
 
 # --------------------------------------------------------------------------- trace_context()

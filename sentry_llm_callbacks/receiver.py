@@ -105,11 +105,13 @@ def decode_request(body: bytes) -> list[ReceivedSpan]:
 
 @dataclass
 class Fault:
-    """How the receiver misbehaves: ``hang`` seconds before answering, or an HTTP ``status``."""
+    """How the receiver misbehaves: ``hang`` seconds before answering, or an HTTP ``status``
+    (with a JSON ``body``, if given, as an error answer would carry)."""
 
     status: int | None = None
     retry_after: str | None = None
     hang: float = 0.0
+    body: str | None = None
 
 
 @dataclass
@@ -237,8 +239,11 @@ class LocalReceiver:
                 if status != 200:
                     receiver._store.rejected += 1
                 payload = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
+                content_type = "application/x-protobuf"
+                if status != 200 and fault is not None and fault.body is not None:
+                    payload, content_type = fault.body.encode(), "application/json"
                 self.send_response(status)
-                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for key, value in extra.items():
                     self.send_header(key, value)

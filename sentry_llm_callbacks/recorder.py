@@ -48,6 +48,7 @@ from .metadata import (
     MetadataLayer,
     current_context_layer,
     is_native_trace_id,
+    kept_trace_id,
     parse_span_id,
     trace_id_for,
 )
@@ -353,7 +354,7 @@ class Recorder:
             processor=pipeline.processor,
             resource=pipeline.resource,
             scope=pipeline.scope,
-            sampled=parent_sampled or pipeline.is_sampled(trace_id),
+            sampled=(parent_sampled or pipeline.is_sampled(trace_id)) and pipeline.processor.accepts_new_trace(),
             max_open_runs=destination.max_open_runs,
             attributes=attributes,
             trace_name=trace.get(TRACE_NAME),
@@ -682,7 +683,7 @@ def _trace_attributes(layer: MetadataLayer, environment: str | None, release: st
             out[attr.TRACE_METADATA_PREFIX + clean_str(key)] = scalar_or_json(value)
     explicit_trace = trace.get(TRACE_ID)
     if explicit_trace is not None and not is_native_trace_id(explicit_trace):
-        out[attr.TRACE_METADATA_PREFIX + TRACE_ID] = clean_str(explicit_trace)
+        out[attr.TRACE_METADATA_PREFIX + TRACE_ID] = clean_str(kept_trace_id(explicit_trace))
     return out
 
 
