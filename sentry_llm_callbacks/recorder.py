@@ -659,8 +659,8 @@ def _sentry_sdk_span() -> SpanContext | None:
         return None
     try:
         span = sdk.get_current_span()
-        if span is None or span.sampled is False:
-            return None  # an unsampled span is never sent: a child of it would arrive orphaned
+        if span is None or span.sampled is not True:
+            return None  # a span the SDK does not record is never sent: a child of it would arrive orphaned
         trace_id, span_id = int(span.trace_id, 16), int(span.span_id, 16)
     except Exception:
         return None
