@@ -455,6 +455,22 @@ def test_graph_interrupt_is_not_an_error(sentry: LocalReceiver) -> None:
     assert by_name(spans, "approve").attributes.get("sentry_llm_callbacks.langgraph.interrupted") is True
 
 
+@pytest.mark.parametrize(("goto", "mark"), [("billing", "billing"), (["a", "b"], True), ("", True)])
+def test_handoff_to_the_parent_graph_is_marked_with_its_target(
+    sentry: LocalReceiver, goto: Any, mark: str | bool
+) -> None:
+    from langgraph.errors import ParentCommand
+    from langgraph.types import Command
+
+    handler = SentryCallbackHandler()
+    run_id = uuid.uuid4()
+    handler.on_chain_start(None, {}, run_id=run_id, name="frontline")
+    handler.on_chain_error(ParentCommand(Command(graph=Command.PARENT, goto=goto)), run_id=run_id)
+    (span,) = check_trace(delivered(sentry, 1)).spans
+    assert span.attributes["sentry_llm_callbacks.langgraph.handoff"] == mark
+    assert "sentry_llm_callbacks.langgraph.interrupted" not in span.attributes
+
+
 # --------------------------------------------------------------------------- errors
 
 

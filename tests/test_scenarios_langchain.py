@@ -652,3 +652,89 @@ def test_an_unsampled_sentry_sdk_transaction_is_not_a_parent(sentry: LocalReceiv
     finally:
         sentry_sdk.init(dsn=None)
     check_trace(delivered(sentry), generations=1, usage=[(8, 2)])
+
+
+def test_interrupt_inside_a_subgraph_is_not_an_error(sentry: LocalReceiver) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.types import Command, interrupt
+
+    llm = model(reply("refund 40 EUR?", (16, 4)))
+
+    def propose(state: MessagesState) -> dict:
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    def confirm(state: MessagesState) -> dict:
+        return {"messages": [("human", str(interrupt("confirm the refund")))]}
+
+    inner = StateGraph(MessagesState)
+    inner.add_node("propose", propose)
+    inner.add_node("confirm", confirm)
+    inner.add_edge(START, "propose")
+    inner.add_edge("propose", "confirm")
+    inner.add_edge("confirm", END)
+    outer = StateGraph(MessagesState)
+    outer.add_node("refunds", inner.compile(name="refund_desk"))
+    outer.add_edge(START, "refunds")
+    outer.add_edge("refunds", END)
+    app = outer.compile(name="support", checkpointer=InMemorySaver())
+    handler = SentryCallbackHandler()
+    thread = {"configurable": {"thread_id": "refund-7"}}
+    assert "__interrupt__" in app.invoke({"messages": [("human", "refund")]}, config=config(handler, **thread))
+    app.invoke(Command(resume="yes"), config=config(handler, **thread))
+
+    asked, resumed = check_traces(delivered(sentry), 2)
+    check_trace(asked.spans, generations=1, usage=[(16, 4)])
+    check_trace(resumed.spans, generations=0)
+    assert all(ok(s) for s in asked.spans + resumed.spans)
+    interrupted = {s.name for s in asked.spans if s.attributes.get(INTERRUPTED) is True}
+    assert {"confirm", "invoke_agent refund_desk", "refunds"} <= interrupted
+    assert HANDOFF not in {k for s in asked.spans for k in s.attributes}
+    assert open_runs() == 0
+
+
+async def test_cancelled_graph_run_cancels_the_runs_inside_it(sentry: LocalReceiver) -> None:
+    from langgraph.prebuilt import create_react_agent
+
+    entered = asyncio.Event()
+
+    @tool
+    async def wait_for_approval(ticket: str) -> str:
+        """Wait until a human approves the ticket."""
+        entered.set()
+        await asyncio.Event().wait()  # never approved: the caller gives up
+        return "approved"
+
+    llm = react_model(
+        reply("", (30, 5), tool_calls=[{"name": "wait_for_approval", "args": {"ticket": "T-1"}, "id": "c1"}])
+    )
+    agent = create_react_agent(llm, [wait_for_approval])
+    task = asyncio.create_task(agent.ainvoke({"messages": [("human", "ship T-1")]}, config=config()))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settle()
+
+    trace = check_trace(delivered(sentry), generations=1, usage=[(30, 5)], root_error=True)
+    (tool_span,) = [s for s in trace.spans if s.op == "gen_ai.execute_tool"]
+    assert tool_span.attributes["sentry_llm_callbacks.run.cancelled"] is True
+    assert all(s.status_message == "cancelled" for s in trace.ancestors(tool_span))
+    assert ok(trace.generations[0])
+    assert open_runs() == 0
+
+
+def test_chat_openai_stream_closed_halfway(sentry: LocalReceiver, openai_server: OpenAIServer) -> None:
+    from langchain_openai import ChatOpenAI
+
+    openai_server.queue(Reply(content="one two three four five six seven eight"))
+    llm = ChatOpenAI(model="gpt-4o-mini", base_url=openai_server.base_url, api_key="x", stream_usage=True)
+    stream = (prompt() | llm | StrOutputParser()).stream({"question": "count"}, config=config())
+    next(stream), next(stream)  # the first words, then the consumer walks away
+    stream.close()
+
+    trace = check_trace(delivered(sentry), generations=1)
+    assert all(ok(s) for s in trace.spans)
+    (generation,) = trace.generations
+    assert generation.attributes[CLOSED_EARLY] is True and trace.root.attributes[CLOSED_EARLY] is True
+    assert open_runs() == 0
