@@ -9,7 +9,22 @@ Usage::
 
 The handler is thin: it reads LangChain's events and hands framework-neutral runs to the
 shared recorder. Every method swallows its own errors (logged once per kind), so tracing can
-never break the user's chain.
+never break the user's chain. Each piece read from a payload (model name, request parameters,
+usage, finish reasons, messages...) is read by its own small function, isolated: a malformed
+payload costs that piece and one warning, and the run is ended whatever failed.
+
+How a run that did not finish normally ends:
+
+* an exception: ERROR with the exception's type (and message outside Privacy Mode);
+* LangGraph control flow is not an error: an ``interrupt()`` (``GraphInterrupt``) ends its runs
+  OK marked ``sentry_llm_callbacks.langgraph.interrupted``; a ``Command(graph=Command.PARENT)``
+  handoff ends them OK marked ``sentry_llm_callbacks.langgraph.handoff`` (the target node);
+* the consumer stopped reading a stream (closed it, or dropped it halfway, sync or async): not an
+  error either. Every run the stop ended is OK and marked ``sentry_llm_callbacks.stream.closed_early``.
+  LangChain reports this as ``GeneratorExit`` for async streams; for sync streams it swallows the
+  ``GeneratorExit`` and ends the outermost run normally while the runs under it are still open,
+  which is how it is recognised here;
+* the task was cancelled by asyncio: ERROR "cancelled", marked ``sentry_llm_callbacks.run.cancelled``.
 """
 
 from __future__ import annotations
@@ -25,7 +40,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 from . import _state
 from . import attributes as attr
-from ._logging import log_once
+from ._logging import isolated, log_once
 from .message_shapes import tool_definitions
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, RETRIEVER, TOOL, Run
@@ -37,6 +52,7 @@ HIDDEN_TAG = "langsmith:hidden"
 _GRAPH_STEP_TAG = "graph:step:"
 #: LangGraph raises these to steer the graph (interrupts, commands to a parent graph).
 _CONTROL_FLOW = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
+_HANDOFF = "ParentCommand"
 _AGENT_CHAINS = frozenset({"AgentExecutor"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][\w.]*(<.*>)?")
 
@@ -146,7 +162,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         self,
         run_id: UUID,
         parent_run_id: UUID | None,
-        tags: Sequence[str] | None,
+        tags: Sequence[str],
         metadata: Mapping[str, Any] | None,
         *,
         kind: str,
@@ -155,7 +171,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         attributes: dict[str, Any] | None = None,
     ) -> Run | None:
         under_hidden = False
-        if tags and HIDDEN_TAG in tags:
+        if HIDDEN_TAG in tags:
             # LangChain passes tags down: only the run where the tag starts is hidden; runs
             # below it are recorded and attach to the nearest recorded ancestor.
             under_hidden = self._recorder.is_under_hidden(parent_run_id)
@@ -169,7 +185,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             name=name,
             explicit_name=explicit,
             handler_layer=self._layer,
-            run_metadata=metadata,
+            run_metadata=metadata or None,
             attributes=attributes,
             under_hidden=under_hidden,
         )
@@ -177,7 +193,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
     def _content(self, run: Run | None, key: str, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
         if run is None or run.policy.private or value is None:
             return
-        self._recorder.set_content(run, key, value, convert)
+        isolated(self._recorder.set_content, run, key, value, convert, default=None)
 
     def _end(
         self,
@@ -185,15 +201,22 @@ class SentryCallbackHandler(BaseCallbackHandler):
         key: str | None = None,
         value: Any = None,
         convert: Callable[[Any], Any] | None = None,
-        **kwargs: Any,
+        attributes: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        if key is not None:
-            self._content(self._recorder.get(run_id), key, value, convert)
-        self._recorder.end_run(run_id, **kwargs)
+        """End a run with its output; whatever reading the output costs, the run ends."""
+        extra: dict[str, Any] = {}
+        try:
+            if key is not None:
+                self._content(self._recorder.get(run_id), key, value, convert)
+            if attributes is not None:
+                extra = isolated(attributes, default={})
+        finally:
+            self._recorder.end_run(run_id, attributes=extra)
 
     def _error(self, error: BaseException, run_id: UUID) -> None:
-        if _is_control_flow(error):
-            self._recorder.end_run(run_id, attributes={attr.LANGGRAPH_INTERRUPTED: True})
+        control = isolated(_control_flow_attributes, error, default=None)
+        if control is not None:
+            self._recorder.end_run(run_id, attributes=control)
         else:
             self._recorder.fail_run(run_id, error)
 
@@ -211,36 +234,38 @@ class SentryCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        name = kwargs.get("name") or _serialized_name(serialized) or "chain"
-        meta = metadata or {}
-        kind = CHAIN
-        attributes: dict[str, Any] = {}
-        node = meta.get("langgraph_node")
-        if name in _AGENT_CHAINS or (meta.get("ls_integration") == "langgraph" and node is None):
-            kind = AGENT
-            attributes[attr.AGENT_NAME] = meta.get("lc_agent_name") or name
-        elif node is not None and tags and any(t.startswith(_GRAPH_STEP_TAG) for t in tags):
-            attributes[attr.LANGGRAPH_NODE] = str(node)
-            step = meta.get("langgraph_step")
-            if isinstance(step, int):
-                attributes[attr.LANGGRAPH_STEP] = step
-            if parent_run_id is not None:  # a node's parent is a graph: a (sub)graph is an agent
-                self._recorder.promote_to_agent(parent_run_id, meta.get("lc_agent_name"))
+        meta, tag_list = _mapping(metadata), _tag_list(tags)
+        name = isolated(_chain_name, kwargs.get("name"), serialized, default=None) or "chain"
+        kind, attributes = isolated(_graph_role, name, meta, tag_list, default=(CHAIN, {}))
+        if attr.LANGGRAPH_NODE in attributes and parent_run_id is not None:
+            # a node's parent is a graph: a (sub)graph is an agent
+            self._recorder.promote_to_agent(parent_run_id, _text(meta.get("lc_agent_name")))
         run = self._start(
             run_id,
             parent_run_id,
-            tags,
-            metadata,
+            tag_list,
+            meta,
             kind=kind,
             name=name,
-            explicit=_is_explicit_chain_name(name, serialized, meta),
+            explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
             attributes=attributes,
         )
         self._content(run, attr.INPUT_VALUE, inputs, _plain)
 
     @_guard
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, attr.OUTPUT_VALUE, outputs, _plain)
+        if self._recorder.open_descendants(run_id):
+            # LangChain ends a sync stream's run normally when its consumer stops reading; the
+            # runs still open under it are what tells the two apart.
+            self._close_early(run_id, outputs)
+        else:
+            self._end(run_id, attr.OUTPUT_VALUE, outputs, _plain)
+
+    def _close_early(self, run_id: UUID, outputs: Any) -> None:
+        try:
+            self._content(self._recorder.get(run_id), attr.OUTPUT_VALUE, outputs, _plain)
+        finally:
+            self._recorder.close_early(run_id)
 
     @_guard
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -258,20 +283,19 @@ class SentryCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None,
         kwargs: dict[str, Any],
     ) -> Run | None:
-        params = kwargs.get("invocation_params") or {}
-        meta = metadata or {}
-        model = _model_name(params, meta, serialized)
-        attributes = _request_attributes(params, meta)
+        params, meta = _mapping(kwargs.get("invocation_params")), _mapping(metadata)
+        model = isolated(_model_name, params, meta, serialized, default=None)
+        attributes = isolated(_request_attributes, params, meta, default={})
         if model:
             attributes[attr.REQUEST_MODEL] = model
-        explicit = kwargs.get("name")
+        explicit = _text(kwargs.get("name"))
         return self._start(
             run_id,
             parent_run_id,
-            tags,
-            metadata,
+            _tag_list(tags),
+            meta,
             kind=kind,
-            name=explicit or model or _serialized_name(serialized) or kind,
+            name=explicit or model or isolated(_serialized_name, serialized, default=None) or kind,
             explicit=bool(explicit),
             attributes=attributes,
         )
@@ -291,12 +315,11 @@ class SentryCallbackHandler(BaseCallbackHandler):
         run = self._start_model(CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs)
         if run is None or run.policy.private:
             return
-        prompt = messages[0] if messages else []
+        prompt = isolated(_first_prompt, messages, default=None)
         self._content(run, attr.SYSTEM_INSTRUCTIONS, prompt, _system_parts)
         self._content(run, attr.INPUT_MESSAGES, prompt, _conversation)
-        tools = (kwargs.get("invocation_params") or {}).get("tools")
-        if tools:
-            self._content(run, attr.TOOL_DEFINITIONS, tools, tool_definitions)
+        tools = _mapping(kwargs.get("invocation_params")).get("tools")
+        self._content(run, attr.TOOL_DEFINITIONS, tools or None, tool_definitions)
 
     @_guard
     def on_llm_start(
@@ -311,8 +334,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         run = self._start_model(COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs)
-        if prompts:
-            self._content(run, attr.INPUT_MESSAGES, prompts[0], _prompt_messages)
+        self._content(run, attr.INPUT_MESSAGES, isolated(_first_prompt, prompts, default=None), _prompt_messages)
 
     @_guard
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
@@ -320,16 +342,20 @@ class SentryCallbackHandler(BaseCallbackHandler):
 
     @_guard
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._recorder.get(run_id)
-        if run is None:
-            self._recorder.end_run(run_id)
-            return
-        generations = response.generations[0] if getattr(response, "generations", None) else []
-        llm_output = response.llm_output if isinstance(getattr(response, "llm_output", None), dict) else {}
-        attributes, usage = _response_attributes(generations, llm_output)
-        if generations and not run.policy.private:
-            self._content(run, attr.OUTPUT_MESSAGES, generations, _output_messages)
-        self._recorder.end_run(run_id, usage=usage, attributes=attributes)
+        attributes: dict[str, Any] = {}
+        usage: Usage | None = None
+        try:
+            run = self._recorder.get(run_id)
+            if run is None:
+                return
+            generations = isolated(_generations, response, default=[])
+            llm_output = isolated(_llm_output, response, default={})
+            attributes = _response_attributes(generations, llm_output)
+            usage = isolated(_usage, generations, llm_output, default=None)
+            if generations:
+                self._content(run, attr.OUTPUT_MESSAGES, generations, _output_messages)
+        finally:
+            self._recorder.end_run(run_id, usage=usage, attributes=attributes)
 
     @_guard
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -350,17 +376,17 @@ class SentryCallbackHandler(BaseCallbackHandler):
         inputs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        tool = _serialized_name(serialized) or "tool"
+        tool = isolated(_serialized_name, serialized, default=None) or "tool"
         attributes: dict[str, Any] = {attr.TOOL_NAME: tool}
-        description = (serialized or {}).get("description")
-        if isinstance(description, str) and description:
-            attributes[attr.TOOL_DESCRIPTION] = description[:1024]
-        explicit = kwargs.get("name")
+        description = isolated(_tool_description, serialized, default=None)
+        if description:
+            attributes[attr.TOOL_DESCRIPTION] = description
+        explicit = _text(kwargs.get("name"))
         run = self._start(
             run_id,
             parent_run_id,
-            tags,
-            metadata,
+            _tag_list(tags),
+            _mapping(metadata),
             kind=TOOL,
             name=explicit or tool,
             explicit=bool(explicit and explicit != tool),
@@ -388,23 +414,27 @@ class SentryCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        name = kwargs.get("name") or _serialized_name(serialized) or "retriever"
+        meta = _mapping(metadata)
+        name = isolated(_chain_name, kwargs.get("name"), serialized, default=None) or "retriever"
         run = self._start(
             run_id,
             parent_run_id,
-            tags,
-            metadata,
+            _tag_list(tags),
+            meta,
             kind=RETRIEVER,
             name=name,
-            explicit=_is_explicit_chain_name(name, serialized, metadata or {}),
+            explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
         )
         self._content(run, attr.INPUT_VALUE, query)
 
     @_guard
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
-        count = len(documents) if documents is not None else 0
         self._end(
-            run_id, attr.RETRIEVAL_DOCUMENTS, documents, _documents, attributes={attr.RETRIEVAL_DOCUMENT_COUNT: count}
+            run_id,
+            attr.RETRIEVAL_DOCUMENTS,
+            documents,
+            _documents,
+            attributes=functools.partial(_document_count, documents),
         )
 
     @_guard
@@ -490,8 +520,66 @@ def unset_global_handler() -> None:
 # --------------------------------------------------------------------------- small readers
 
 
-def _is_control_flow(error: BaseException) -> bool:
-    return any(cls.__name__ in _CONTROL_FLOW for cls in type(error).__mro__)
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else empty: a payload field of the wrong type reads as absent."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _tag_list(tags: Any) -> list[str]:
+    if not isinstance(tags, (list, tuple)):
+        return []
+    return [t for t in tags if isinstance(t, str)]
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _control_flow_attributes(error: BaseException) -> dict[str, Any] | None:
+    """The marks of LangGraph control flow (not an error), or None for a real error.
+
+    A ``Command(graph=Command.PARENT, goto=...)`` hands off to the parent graph: marked with the
+    target node when it is one name; interrupts and other bubbling signals are interrupts."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names.isdisjoint(_CONTROL_FLOW):
+        return None
+    if _HANDOFF in names:
+        command = error.args[0] if error.args else None
+        goto = getattr(command, "goto", None)
+        return {attr.LANGGRAPH_HANDOFF: goto if isinstance(goto, str) and goto else True}
+    return {attr.LANGGRAPH_INTERRUPTED: True}
+
+
+def _chain_name(given: Any, serialized: Mapping[str, Any] | None) -> str | None:
+    return _text(given) or _serialized_name(serialized)
+
+
+def _graph_role(name: str, meta: Mapping[str, Any], tags: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """A chain's kind and LangGraph attributes: a graph is an agent, a graph step is a node."""
+    node = meta.get("langgraph_node")
+    if name in _AGENT_CHAINS or (meta.get("ls_integration") == "langgraph" and node is None):
+        return AGENT, {attr.AGENT_NAME: _text(meta.get("lc_agent_name")) or name}
+    attributes: dict[str, Any] = {}
+    if node is not None and any(t.startswith(_GRAPH_STEP_TAG) for t in tags):
+        attributes[attr.LANGGRAPH_NODE] = str(node)
+        step = meta.get("langgraph_step")
+        if isinstance(step, int) and not isinstance(step, bool):
+            attributes[attr.LANGGRAPH_STEP] = step
+    return CHAIN, attributes
+
+
+def _document_count(documents: Sequence[Any] | None) -> dict[str, Any]:
+    return {attr.RETRIEVAL_DOCUMENT_COUNT: len(documents) if documents is not None else 0}
+
+
+def _tool_description(serialized: Mapping[str, Any] | None) -> str | None:
+    description = _mapping(serialized).get("description")
+    return description[:1024] if isinstance(description, str) and description else None
+
+
+def _first_prompt(prompts: Sequence[Any]) -> Any:
+    """The first prompt of a batch (LangChain starts one model run per prompt)."""
+    return prompts[0] if prompts else None
 
 
 def _serialized_name(serialized: Mapping[str, Any] | None) -> str | None:
@@ -517,6 +605,7 @@ def _is_explicit_chain_name(name: str, serialized: Mapping[str, Any] | None, met
 
 
 def _model_name(params: Mapping[str, Any], meta: Mapping[str, Any], serialized: Mapping[str, Any] | None) -> str | None:
+    """The requested model: from the invocation parameters, LangSmith metadata, or the constructor."""
     for source, key in (
         (params, "model"),
         (params, "model_name"),
@@ -527,7 +616,7 @@ def _model_name(params: Mapping[str, Any], meta: Mapping[str, Any], serialized: 
         value = source.get(key)
         if isinstance(value, str) and value:
             return value
-    kwargs = (serialized or {}).get("kwargs")
+    kwargs = _mapping(serialized).get("kwargs")
     if isinstance(kwargs, Mapping):
         for key in ("model", "model_name", "model_id"):
             value = kwargs.get(key)
@@ -559,40 +648,72 @@ def _request_attributes(params: Mapping[str, Any], meta: Mapping[str, Any]) -> d
     return out
 
 
-def _response_attributes(
-    generations: Sequence[Any], llm_output: Mapping[str, Any]
-) -> tuple[dict[str, Any], Usage | None]:
+def _generations(response: Any) -> list[Any]:
+    """The first prompt's generations of an ``LLMResult`` (one model run has one prompt)."""
+    generations = getattr(response, "generations", None)
+    if not generations:
+        return []
+    first = generations[0]
+    return list(first) if isinstance(first, (list, tuple)) else []
+
+
+def _llm_output(response: Any) -> Mapping[str, Any]:
+    return _mapping(getattr(response, "llm_output", None))
+
+
+def _response_metadata(generation: Any) -> Mapping[str, Any]:
+    return _mapping(getattr(getattr(generation, "message", None), "response_metadata", None))
+
+
+def _response_attributes(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> dict[str, Any]:
+    """The response's attributes, each read on its own: one malformed field costs only itself."""
     out: dict[str, Any] = {}
-    first = generations[0] if generations else None
-    message = getattr(first, "message", None)
-    meta = getattr(message, "response_metadata", None) or {}
-    model = meta.get("model_name") or meta.get("model") or llm_output.get("model_name") or llm_output.get("model")
-    if isinstance(model, str) and model:
-        out[attr.RESPONSE_MODEL] = model
-    response_id = meta.get("id") or llm_output.get("id")
-    if isinstance(response_id, str) and response_id:
-        out[attr.RESPONSE_ID] = response_id
-    reasons = []
-    for gen in generations:
-        info = getattr(gen, "generation_info", None) or {}
-        gen_meta = getattr(getattr(gen, "message", None), "response_metadata", None) or {}
-        reason = (
-            info.get("finish_reason")
-            or gen_meta.get("finish_reason")
-            or gen_meta.get("stop_reason")
-            or gen_meta.get("done_reason")
-        )
-        if isinstance(reason, str) and reason:
-            reasons.append(reason)
-    if reasons:
-        out[attr.RESPONSE_FINISH_REASONS] = reasons
-    return out, _usage(message, meta, llm_output)
+    for key, extractor in (
+        (attr.RESPONSE_MODEL, _response_model),
+        (attr.RESPONSE_ID, _response_id),
+        (attr.RESPONSE_FINISH_REASONS, _finish_reasons),
+    ):
+        value = isolated(extractor, generations, llm_output, default=None)
+        if value:
+            out[key] = value
+    return out
 
 
-def _usage(message: Any, meta: Mapping[str, Any], llm_output: Mapping[str, Any]) -> Usage | None:
+def _response_model(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> str | None:
+    meta = _response_metadata(generations[0]) if generations else {}
+    for source, key in ((meta, "model_name"), (meta, "model"), (llm_output, "model_name"), (llm_output, "model")):
+        value = _text(source.get(key))
+        if value:
+            return value
+    return None
+
+
+def _response_id(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> str | None:
+    meta = _response_metadata(generations[0]) if generations else {}
+    return _text(meta.get("id")) or _text(llm_output.get("id"))
+
+
+def _finish_reasons(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> list[str] | None:
+    reasons = [reason for gen in generations if (reason := _finish_reason(gen))]
+    return reasons or None
+
+
+def _finish_reason(generation: Any) -> str | None:
+    info = _mapping(getattr(generation, "generation_info", None))
+    meta = _response_metadata(generation)
+    for source, key in ((info, "finish_reason"), (meta, "finish_reason"), (meta, "stop_reason"), (meta, "done_reason")):
+        value = _text(source.get(key))
+        if value:
+            return value
+    return None
+
+
+def _usage(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> Usage | None:
     """``usage_metadata`` first (LangChain's normalised counts), then the provider's own shape in
     the response metadata; a provider-reported cost (OpenRouter's ``usage.cost``) is kept either way."""
-    usage = from_langchain(getattr(message, "usage_metadata", None))
+    first = generations[0] if generations else None
+    meta = _response_metadata(first)
+    usage = from_langchain(getattr(getattr(first, "message", None), "usage_metadata", None))
     if usage is None:
         return detect(meta) or detect(llm_output)
     raw = meta.get("token_usage") or llm_output.get("token_usage")
@@ -693,8 +814,7 @@ def _output_messages(generations: Sequence[Any]) -> list[dict[str, Any]]:
             else {"role": "assistant", "parts": [{"type": "text", "content": getattr(gen, "text", "")}]}
         )
         item["role"] = "assistant"
-        info = getattr(gen, "generation_info", None) or {}
-        reason = info.get("finish_reason") or (getattr(message, "response_metadata", None) or {}).get("finish_reason")
+        reason = _finish_reason(gen)
         if reason:
             item["finish_reason"] = reason
         out.append(item)

@@ -183,6 +183,10 @@ class Run:
     tag: Any = None
     #: The nearest enclosing agent run (Sentry filters every span of an agent by its name).
     agent: Run | None = None
+    #: The recorded run this one nests under, and how many runs nest under this one right now
+    #: (a hint: it makes "does anything still run below this run?" free in the common case).
+    parent_run: Run | None = None
+    open_children: int = 0
 
     @property
     def trace_id(self) -> int:
@@ -312,9 +316,12 @@ class Recorder:
             start_ns=time.time_ns(),
             under_hidden=under_hidden,
             agent=agent,
+            parent_run=parent,
         )
         if attributes:
             run.attributes.update(attributes)
+        if parent is not None:
+            parent.open_children += 1
         self._runs[key] = run
         return run
 
@@ -485,12 +492,34 @@ class Recorder:
 
     # -- ending -----------------------------------------------------------------------
 
-    def end_run(
-        self, key: Hashable, *, usage: Usage | None = None, attributes: dict[str, Any] | None = None
-    ) -> Run | None:
+    def open_descendants(self, key: Hashable) -> list[Run]:
+        """The runs still open below ``key``, deepest first (empty in the common case, for free)."""
+        run = self._runs.get(key)
+        if run is None or run.open_children <= 0:
+            return []
+        found: list[tuple[int, Run]] = []
+        for other in list(self._runs.values()):
+            depth, ancestor = 1, other.parent_run
+            while ancestor is not None and ancestor is not run:
+                depth, ancestor = depth + 1, ancestor.parent_run
+            if ancestor is run:
+                found.append((depth, other))
+        found.sort(key=lambda item: -item[0])
+        return [other for _, other in found]
+
+    def _pop(self, key: Hashable) -> Run | None:
         run = self._runs.pop(key, None)
         if run is None:
             self._hidden.pop(key, None)
+        elif run.parent_run is not None:
+            run.parent_run.open_children -= 1
+        return run
+
+    def end_run(
+        self, key: Hashable, *, usage: Usage | None = None, attributes: dict[str, Any] | None = None
+    ) -> Run | None:
+        run = self._pop(key)
+        if run is None:
             return None
         if attributes:
             run.attributes.update(attributes)
@@ -503,7 +532,10 @@ class Recorder:
 
     def close_early(self, key: Hashable, *, attributes: dict[str, Any] | None = None) -> Run | None:
         """End a run whose consumer stopped reading its stream: not an error in the user's app,
-        so the span ends OK, marked ``sentry_llm_callbacks.stream.closed_early``."""
+        so the span ends OK, marked ``sentry_llm_callbacks.stream.closed_early``. Runs still open
+        below it were cut off with it: they end the same way, first, so they stay inside it."""
+        for below in self.open_descendants(key):
+            self.end_run(below.key, attributes={attr.STREAM_CLOSED_EARLY: True})
         attributes = {**attributes, attr.STREAM_CLOSED_EARLY: True} if attributes else {attr.STREAM_CLOSED_EARLY: True}
         return self.end_run(key, attributes=attributes)
 
@@ -514,17 +546,21 @@ class Recorder:
         * the task was cancelled (``asyncio.CancelledError``, ``KeyboardInterrupt``): ERROR "cancelled",
           marked ``sentry_llm_callbacks.run.cancelled``;
         * anything else: ERROR with the exception's type (and message, outside Privacy Mode).
+
+        Runs still open below a cancelled run were cancelled with it: they end the same way, first.
         """
         if isinstance(error, GeneratorExit):
             return self.close_early(key, attributes=attributes)
-        run = self._runs.pop(key, None)
+        error_type = type(error).__name__
+        cancelled = isinstance(error, KeyboardInterrupt) or error_type == "CancelledError"
+        if cancelled:
+            for below in self.open_descendants(key):
+                self.fail_run(below.key, error)
+        run = self._pop(key)
         if run is None:
-            self._hidden.pop(key, None)
             return None
         if attributes:
             run.attributes.update(attributes)
-        error_type = type(error).__name__
-        cancelled = isinstance(error, KeyboardInterrupt) or error_type == "CancelledError"
         run.attributes[attr.ERROR_TYPE] = error_type
         if cancelled:
             run.attributes[attr.RUN_CANCELLED] = True
@@ -623,7 +659,7 @@ class Recorder:
         cutoff = now - max_age
         reaped = 0
         for key, run in list(self._runs.items()):
-            if run.started < cutoff and self._runs.pop(key, None) is run:
+            if run.started < cutoff and self._runs.get(key) is run and self._pop(key) is run:
                 run.attributes[attr.RUN_ABANDONED] = True
                 run.status = Status(StatusCode.ERROR, "abandoned")
                 self._finish(run)

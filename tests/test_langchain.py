@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from langchain_core.documents import Document
+from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
+from langchain_core.outputs import ChatGeneration, ChatResult, Generation, LLMResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
@@ -22,6 +25,7 @@ from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
 from .conftest import by_name, delivered
+from .invariants import check_trace, check_traces
 from .openai_server import OpenAIServer, Reply
 
 SEED_METADATA = {
@@ -40,8 +44,14 @@ SEED_METADATA = {
 }
 
 
+class NamedFake(GenericFakeChatModel):
+    """A fake chat model that names its model, as every real provider does."""
+
+    model_name: str = "fake-chat"
+
+
 def fake_model(*contents: str, usage: dict[str, int] | None = None) -> GenericFakeChatModel:
-    return GenericFakeChatModel(messages=iter([AIMessage(content=c, usage_metadata=usage) for c in contents]))
+    return NamedFake(messages=iter([AIMessage(content=c, usage_metadata=usage) for c in contents]))
 
 
 def simple_chain(model: Any) -> Any:
@@ -73,6 +83,7 @@ def test_seed_example_maps_every_metadata_key(sentry: LocalReceiver) -> None:
     assert result == "The stack trace shows a null dereference."
     spans = delivered(sentry, 4)
     assert len(spans) == 4
+    check_trace(spans, generations=1, usage=[(30, 9)])
 
     # trace_id: a non-hex string maps to the first 32 hex chars of its SHA-256, kept as metadata
     expected_trace = slc.trace_id_for("incident_investigation_001")
@@ -124,6 +135,7 @@ def test_hex_and_uuid_trace_ids_are_used_as_they_are(sentry: LocalReceiver) -> N
         1, config={"callbacks": [handler], "metadata": {"trace": {"trace_id": "123e4567-e89b-12d3-a456-426614174000"}}}
     )
     spans = delivered(sentry, 2)
+    check_traces(spans, 2)
     assert sorted(s.trace_id for s in spans) == ["0af7651916cd43dd8448eb211c80319c", "123e4567e89b12d3a456426614174000"]
     assert all("trace.metadata.trace_id" not in s.attributes for s in spans)
 
@@ -135,6 +147,7 @@ def test_parent_span_id_makes_the_root_a_child_of_a_remote_span(sentry: LocalRec
         {"question": "q"}, config={"callbacks": [handler], "metadata": {"trace": trace}}
     )
     spans = delivered(sentry, 4)
+    check_trace(spans, remote_parent="b7ad6b7169203331", generations=1)
     root = next(s for s in spans if s.parent_span_id == "b7ad6b7169203331")
     assert root.parent_is_remote is True
     assert root.trace_id == "0af7651916cd43dd8448eb211c80319c"
@@ -147,6 +160,7 @@ def test_span_name_names_generated_spans_but_run_name_wins(sentry: LocalReceiver
     chain = RunnableLambda(lambda x: x) | fetch | fake_model("done").with_config(run_name="Write answer")
     chain.invoke("hi", config={"callbacks": [handler]})
     spans = delivered(sentry, 4)
+    check_trace(spans, generations=1)
     names = sorted(s.name for s in spans)
     assert "Fetch docs" in names and "Write answer" in names
     root = root_of(spans)
@@ -163,6 +177,7 @@ def test_generated_names_have_no_slash_and_are_capped(sentry: LocalReceiver, ope
     long_name = "x" * 300
     RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [SentryCallbackHandler()], "run_name": long_name})
     spans = delivered(sentry, 2)
+    check_traces(spans, 2)
     generation = next(s for s in spans if s.op == "gen_ai.chat")
     assert generation.name == "chat gpt-4o-mini"
     assert generation.attributes["gen_ai.request.model"] == "openai/gpt-4o-mini"
@@ -194,6 +209,7 @@ def test_chat_openai_generation_attributes(sentry: LocalReceiver, openai_server:
     model = chat_openai(openai_server, temperature=0.2, max_tokens=256, top_p=0.9, seed=7)
     model.invoke("Capital of France?", config={"callbacks": [SentryCallbackHandler()]})
     (span,) = delivered(sentry, 1)
+    check_trace([span], generations=1, usage=[(120, 40)])
     a = span.attributes
     assert span.name == "chat gpt-4o-mini"
     assert a["sentry.op"] == "gen_ai.chat" and a["gen_ai.operation.name"] == "chat"
@@ -232,6 +248,7 @@ def test_streaming_records_time_to_first_chunk_and_streamed_usage(
     chunks = list(model.stream("count", config={"callbacks": [SentryCallbackHandler()]}))
     assert len(chunks) > 3
     (span,) = delivered(sentry, 1)
+    check_trace([span], generations=1, usage=[(11, 4)])
     a = span.attributes
     assert a["gen_ai.response.streaming"] is True
     assert 0 < a["gen_ai.response.time_to_first_chunk"] <= span.duration_s
@@ -257,6 +274,7 @@ def test_openrouter_reported_cost_is_kept(sentry: LocalReceiver, openai_server: 
     )
     chat_openai(openai_server).invoke("hi", config={"callbacks": [SentryCallbackHandler()]})
     (span,) = delivered(sentry, 1)
+    check_trace([span], generations=1, usage=[(1000, 200)])
     a = span.attributes
     assert a["gen_ai.cost.total_tokens"] == pytest.approx(0.0042, abs=1e-12)
     assert a["gen_ai.cost.input_tokens"] == pytest.approx(0.003, abs=1e-12)
@@ -270,6 +288,7 @@ def test_missing_usage_is_reported_missing_not_zero(sentry: LocalReceiver, opena
     before = slc.stats()["generations_without_usage"]
     chat_openai(openai_server).invoke("hi", config={"callbacks": [SentryCallbackHandler()]})
     (span,) = delivered(sentry, 1)
+    check_trace([span], generations=1, usage=[])
     assert span.attributes["sentry_llm_callbacks.usage.source"] == "missing"
     assert not any(k.startswith("gen_ai.usage.") for k in span.attributes)
     assert slc.stats()["generations_without_usage"] == before + 1
@@ -288,6 +307,7 @@ def test_tool_calls_and_tool_definitions(sentry: LocalReceiver, openai_server: O
     message = model.invoke("Weather in Oslo?", config={"callbacks": [SentryCallbackHandler()]})
     get_weather.invoke(message.tool_calls[0], config={"callbacks": [SentryCallbackHandler()]})
     spans = delivered(sentry, 2)
+    check_traces(spans, 2)
     generation = next(s for s in spans if s.op == "gen_ai.chat")
     assert generation.attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
     definitions = json.loads(generation.attributes["gen_ai.tool.definitions"])
@@ -327,6 +347,7 @@ def test_retriever_span_counts_documents(sentry: LocalReceiver) -> None:
     )
     retriever.invoke("pod crash", config={"callbacks": [SentryCallbackHandler()]})
     (span,) = delivered(sentry, 1)
+    check_trace([span])
     assert span.name == "TinyRetriever" and span.op == "function"
     assert span.attributes["sentry_llm_callbacks.retrieval.document_count"] == 2
     assert span.attributes["input.value"] == "pod crash"
@@ -337,7 +358,7 @@ def test_retriever_span_counts_documents(sentry: LocalReceiver) -> None:
 # --------------------------------------------------------------------------- LangGraph
 
 
-class ToolCallingFake(GenericFakeChatModel):
+class ToolCallingFake(NamedFake):
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         return self
 
@@ -364,6 +385,7 @@ def test_langgraph_react_agent_shape(sentry: LocalReceiver) -> None:
     agent = react_agent()
     agent.invoke({"messages": [("human", "2+3?")]}, config={"callbacks": [SentryCallbackHandler(user="u1")]})
     spans = delivered(sentry)
+    check_trace(spans, generations=2)
     root = root_of(spans)
     assert root.name == "invoke_agent LangGraph"
     assert root.attributes["sentry.op"] == "gen_ai.invoke_agent"
@@ -392,6 +414,7 @@ def test_subgraph_is_an_agent_under_its_node(sentry: LocalReceiver) -> None:
         {"messages": [("human", "2+3?")]}, config={"callbacks": [SentryCallbackHandler()]}
     )
     spans = delivered(sentry)
+    check_trace(spans, generations=2)
     root = root_of(spans)
     assert root.name == "invoke_agent supervisor"
     delegate = by_name(spans, "delegate")
@@ -407,6 +430,7 @@ def test_hidden_runs_are_skipped_and_their_children_reattached(sentry: LocalRece
     outer = RunnableLambda(lambda x: hidden.invoke(x)).with_config(run_name="Outer")
     outer.invoke("hello", config={"callbacks": [SentryCallbackHandler()]})
     spans = delivered(sentry)
+    check_trace(spans, generations=1)
     assert "internal" not in [s.name for s in spans]
     outer_span = by_name(spans, "Outer")
     generation = next(s for s in spans if s.op == "gen_ai.chat")
@@ -434,8 +458,25 @@ def test_graph_interrupt_is_not_an_error(sentry: LocalReceiver) -> None:
     )
     assert "__interrupt__" in result
     spans = delivered(sentry)
+    check_trace(spans)
     assert spans and all(s.status_code != 2 for s in spans)
     assert by_name(spans, "approve").attributes.get("sentry_llm_callbacks.langgraph.interrupted") is True
+
+
+@pytest.mark.parametrize(("goto", "mark"), [("billing", "billing"), (["a", "b"], True), ("", True)])
+def test_handoff_to_the_parent_graph_is_marked_with_its_target(
+    sentry: LocalReceiver, goto: Any, mark: str | bool
+) -> None:
+    from langgraph.errors import ParentCommand
+    from langgraph.types import Command
+
+    handler = SentryCallbackHandler()
+    run_id = uuid.uuid4()
+    handler.on_chain_start(None, {}, run_id=run_id, name="frontline")
+    handler.on_chain_error(ParentCommand(Command(graph=Command.PARENT, goto=goto)), run_id=run_id)
+    (span,) = check_trace(delivered(sentry, 1)).spans
+    assert span.attributes["sentry_llm_callbacks.langgraph.handoff"] == mark
+    assert "sentry_llm_callbacks.langgraph.interrupted" not in span.attributes
 
 
 # --------------------------------------------------------------------------- errors
@@ -454,6 +495,7 @@ def test_user_exceptions_propagate_unchanged_and_are_recorded(sentry: LocalRecei
         chain.invoke("p", config={"callbacks": [SentryCallbackHandler()]})
     assert info.value is boom
     spans = delivered(sentry, 3)
+    check_trace(spans, root_error=True)
     tool_span = next(s for s in spans if s.op == "gen_ai.execute_tool")
     assert tool_span.status_code == 2
     assert tool_span.status_message == "ValueError: disk quota exceeded on /var/data"
@@ -482,6 +524,7 @@ async def test_cancelled_run_still_ends_its_span(sentry: LocalReceiver) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     spans = delivered(sentry, 1)
+    check_trace(spans, root_error=True)  # the user saw the CancelledError
     span = by_name(spans, "Slow step")
     assert span.attributes["sentry_llm_callbacks.run.cancelled"] is True
     assert span.attributes["error.type"] == "CancelledError"
@@ -501,6 +544,7 @@ def test_abandoned_stream_is_ended(sentry: LocalReceiver) -> None:
     gc.collect()
     spans = delivered(sentry)
     assert spans, "no span was delivered for the abandoned stream"
+    check_trace(spans, generations=1)
     assert slc.stats()["runs_open"] == 0
 
 
@@ -519,6 +563,7 @@ def test_reaper_ends_runs_that_never_end(sentry: LocalReceiver) -> None:
     time.sleep(0.1)
     assert _state.recorder.reap(0.05) == 1
     spans = delivered(sentry, 1)
+    check_trace(spans, root_error=True)  # abandoned: ERROR "abandoned"
     span = by_name(spans, "Never ends")
     assert span.attributes["sentry_llm_callbacks.run.abandoned"] is True
     assert slc.stats()["runs_abandoned"] >= 1 and slc.stats()["runs_open"] == 0
@@ -544,6 +589,7 @@ async def test_twenty_concurrent_ainvoke_keep_their_own_trees(sentry: LocalRecei
     assert results == [f"answer {i}" for i in range(20)]
     spans = delivered(sentry, 80)
     assert len(spans) == 80
+    check_traces(spans, 20, generations=1)
     for i in range(20):
         root = by_name(spans, f"Request {i}")
         members = [s for s in spans if s.trace_id == root.trace_id]
@@ -565,6 +611,7 @@ def test_thread_pool_sharing_one_handler(sentry: LocalReceiver) -> None:
         assert list(pool.map(one, range(40))) == [f"a{i}" for i in range(40)]
     spans = delivered(sentry, 160)
     assert len({s.trace_id for s in spans}) == 40
+    check_traces(spans, 40, generations=1)
     for i in range(40):
         root = by_name(spans, f"T{i}")
         members = [s for s in spans if s.trace_id == root.trace_id]
@@ -576,6 +623,7 @@ def test_batch_runs_each_become_a_trace(sentry: LocalReceiver) -> None:
     assert chain.batch([1, 2, 3], config={"callbacks": [SentryCallbackHandler()]}) == [2, 4, 6]
     spans = delivered(sentry, 3)
     assert len({s.trace_id for s in spans}) == 3
+    check_traces(spans, 3)
 
 
 def test_stream_of_a_chain(sentry: LocalReceiver) -> None:
@@ -583,6 +631,165 @@ def test_stream_of_a_chain(sentry: LocalReceiver) -> None:
     out = "".join(chain.stream({"question": "q"}, config={"callbacks": [SentryCallbackHandler()]}))
     assert out == "streamed words here"
     spans = delivered(sentry, 4)
+    check_trace(spans, generations=1)
     generation = next(s for s in spans if s.op == "gen_ai.chat")
     assert generation.attributes["gen_ai.response.streaming"] is True
     assert "gen_ai.response.time_to_first_chunk" in generation.attributes
+
+
+# --------------------------------------------------------------------------- malformed payloads
+
+
+class ScriptedLLM(BaseLLM):
+    """A completion model whose provider answers whatever ``result`` builds, malformed or not."""
+
+    result: Any
+    model_name: str = "scripted-1"
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+    def _generate(self, prompts: list[str], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> LLMResult:
+        return self.result()
+
+
+class ScriptedChat(BaseChatModel):
+    """A chat model whose provider answers whatever ``result`` builds."""
+
+    result: Any
+    model_name: str = "scripted-chat-1"
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+    def _generate(self, messages: list[Any], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        return self.result()
+
+
+def ended_cleanly(span: ReceivedSpan) -> None:
+    assert span.status_code != 2, f"{span.name} is ERROR: {span.status_message}"
+    assert "sentry_llm_callbacks.run.abandoned" not in span.attributes
+
+
+def test_generation_info_that_is_not_a_dict_costs_only_the_finish_reasons(sentry: LocalReceiver) -> None:
+    def reply() -> LLMResult:
+        generation = Generation.model_construct(text="pong", generation_info="not a dict", type="Generation")
+        usage = {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}
+        return LLMResult(generations=[[generation]], llm_output={"token_usage": usage, "model_name": "scripted-1"})
+
+    chain = RunnableLambda(lambda x: x).with_config(run_name="Before") | ScriptedLLM(result=reply)
+    assert chain.invoke("ping", config={"callbacks": [SentryCallbackHandler()]}) == "pong"
+    trace = check_trace(delivered(sentry, 3), generations=1, usage=[(4, 1)])
+    (generation,) = trace.generations
+    ended_cleanly(generation)
+    assert generation.attributes["gen_ai.response.model"] == "scripted-1"
+    assert "gen_ai.response.finish_reasons" not in generation.attributes
+    assert json.loads(generation.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == "pong"
+    assert slc.stats()["runs_open"] == 0
+
+
+def test_usage_given_as_strings_is_reported_missing_and_the_run_ends(sentry: LocalReceiver) -> None:
+    def completion() -> LLMResult:
+        usage = {"prompt_tokens": "12", "completion_tokens": "3"}
+        return LLMResult(generations=[[Generation(text="a")]], llm_output={"token_usage": usage, "model_name": "m"})
+
+    def chat() -> ChatResult:
+        message = AIMessage(content="b", response_metadata={"token_usage": {"prompt_tokens": "12", "x": None}})
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    handler = SentryCallbackHandler()
+    ScriptedLLM(result=completion).invoke("q", config={"callbacks": [handler]})
+    ScriptedChat(result=chat).invoke("q", config={"callbacks": [handler]})
+    traces = check_traces(delivered(sentry, 2), 2, generations=1)
+    for trace in traces:
+        (generation,) = trace.generations
+        ended_cleanly(generation)
+        assert generation.attributes["sentry_llm_callbacks.usage.source"] == "missing"
+    assert slc.stats()["runs_open"] == 0
+
+
+def test_empty_generations_end_the_run(sentry: LocalReceiver) -> None:
+    def empty() -> LLMResult:
+        return LLMResult.model_construct(generations=[[]], llm_output=None, run=None, type="LLMResult")
+
+    with pytest.raises(IndexError):  # LangChain itself cannot read an empty answer
+        ScriptedLLM(result=empty).invoke("q", config={"callbacks": [SentryCallbackHandler()]})
+    (span,) = delivered(sentry, 1)
+    ended_cleanly(span)
+    assert span.attributes["gen_ai.request.model"] or span.attributes["sentry.op"] == "gen_ai.text_completion"
+    assert slc.stats()["runs_open"] == 0
+
+
+def malformed_results() -> list[Any]:
+    usage = {"input_tokens": 9, "output_tokens": 2, "total_tokens": 11}
+    hostile_message = AIMessage.model_construct(
+        content="hi", response_metadata="oops", usage_metadata=usage, type="ai", tool_calls=[], id=None
+    )
+    return [
+        LLMResult.model_construct(generations=[[Generation(text="x")]], llm_output=["wrong"], run=None),
+        LLMResult.model_construct(generations=[[ChatGeneration(message=AIMessage("x"))]], llm_output="str", run=None),
+        LLMResult.model_construct(generations=[[ChatGeneration.model_construct(message=hostile_message)]], run=None),
+        LLMResult.model_construct(generations="garbage", llm_output=None, run=None),
+        LLMResult.model_construct(generations=[None], llm_output=None, run=None),
+        LLMResult.model_construct(generations=[[object()]], llm_output={"model_name": 3}, run=None),
+        None,
+        object(),
+    ]
+
+
+def test_hostile_llm_end_payloads_end_the_run_with_what_could_be_read(sentry: LocalReceiver) -> None:
+    handler = SentryCallbackHandler()
+    results = malformed_results()
+    for i, result in enumerate(results):
+        run_id = uuid.uuid4()
+        handler.on_chat_model_start(
+            {"kwargs": {"model": "fake-model"}},
+            [[HumanMessage("hi")]],
+            run_id=run_id,
+            invocation_params={"temperature": 0.5},
+            metadata={"trace": {"trace_name": f"payload {i}"}},
+        )
+        handler.on_llm_end(result, run_id=run_id)
+    assert slc.stats()["runs_open"] == 0
+    traces = check_traces(delivered(sentry, len(results)), len(results), generations=1)
+    for trace in traces:
+        ended_cleanly(trace.root)
+        assert trace.root.attributes["gen_ai.request.model"] == "fake-model"
+        assert trace.root.attributes["gen_ai.request.temperature"] == 0.5
+    # the usage_metadata survives a response_metadata of the wrong type
+    hostile = next(t for t in traces if t.root.name == "payload 2")
+    assert hostile.usage() == [(9, 2)]
+
+
+def test_hostile_start_payloads_still_open_and_close_their_runs(sentry: LocalReceiver) -> None:
+    handler = SentryCallbackHandler()
+    root, model, tool_run, retriever, child = (uuid.uuid4() for _ in range(5))
+    handler.on_chain_start(None, {"q": 1}, run_id=root, metadata="not a dict", tags="not a list", name=7)
+    handler.on_chain_start("str", None, run_id=child, parent_run_id=root, metadata={"langgraph_node": object()})
+    handler.on_chat_model_start(
+        {"kwargs": {"model": "m-2"}}, None, run_id=model, parent_run_id=child, invocation_params="p", metadata=[1]
+    )
+    odd_reason = Generation(text="x", generation_info={"finish_reason": 5})
+    handler.on_llm_end(LLMResult(generations=[[odd_reason]]), run_id=model)
+    handler.on_tool_start({"name": 3, "description": ["x"]}, "in", run_id=tool_run, parent_run_id=child, tags=[None])
+    handler.on_tool_end(object(), run_id=tool_run)
+    handler.on_retriever_start(None, None, run_id=retriever, parent_run_id=child, metadata=None)
+    handler.on_retriever_end(iter([Document(page_content="d")]), run_id=retriever)  # no len()
+    handler.on_chain_end(None, run_id=child)
+    handler.on_chain_end({"out": 1}, run_id=root)
+    assert slc.stats()["runs_open"] == 0
+    trace = check_trace(delivered(sentry, 5), generations=1)
+    assert trace.root.name == "chain"
+    assert all(s.status_code != 2 for s in trace.spans)
+    retrieval = next(s for s in trace.spans if s.name == "retriever")
+    assert "sentry_llm_callbacks.retrieval.document_count" not in retrieval.attributes
