@@ -518,7 +518,7 @@ def test_structured_output_with_chat_openai(sentry: LocalReceiver, openai_server
     trace = check_trace(delivered(sentry), generations=1, usage=[(80, 14)])
     (generation,) = trace.generations
     assert generation.attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
-    assert json.loads(generation.attributes["gen_ai.tool.definitions"])[0]["function"]["name"] == "Incident"
+    assert json.loads(generation.attributes["gen_ai.tool.definitions"])[0]["name"] == "Incident"  # flat shape
 
 
 def test_chain_decorated_function_with_two_calls(sentry: LocalReceiver) -> None:
