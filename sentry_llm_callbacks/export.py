@@ -18,6 +18,7 @@ Parts, each with one job:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -28,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -198,10 +199,30 @@ class OtlpHttpSender:
         #: Header values a server might echo back, masked in what we log from its answers.
         self._secrets = tuple(v for k, v in headers.items() if k.lower() not in ("content-type",))
         self._session: requests.Session | None = None
+        self._template: tuple[requests.PreparedRequest, dict[str, Any]] | None = None
 
     @property
     def max_request_bytes(self) -> int:
         return self._max_request_bytes
+
+    def warm_up(self) -> None:
+        """Import the HTTP client, create the session and prepare the request now (a failure is
+        left for ``post`` to report)."""
+        with contextlib.suppress(Exception):
+            self._request_template()
+
+    def _request_template(self) -> tuple[requests.PreparedRequest, dict[str, Any]]:
+        """The request, prepared once with the settings ``requests`` would otherwise look up again
+        for every request (``.netrc``, proxy environment): file system calls that each give the
+        interpreter lock away, which the export thread may wait long to get back under load."""
+        if self._template is None:
+            import requests
+
+            session = self._get_session()
+            prepared = session.prepare_request(requests.Request("POST", self.endpoint, headers=self._headers))
+            settings = session.merge_environment_settings(self.endpoint, {}, None, None, None)
+            self._template = (prepared, settings)
+        return self._template
 
     def _get_session(self) -> requests.Session:
         if self._session is None:
@@ -236,9 +257,10 @@ class OtlpHttpSender:
         import requests
 
         try:
-            response = self._get_session().post(
-                self.endpoint, data=data, headers=self._headers, timeout=timeout or self._timeout
-            )
+            template, settings = self._request_template()
+            prepared = template.copy()
+            prepared.prepare_body(data, None)
+            response = self._get_session().send(prepared, timeout=timeout or self._timeout, **settings)
         except requests.RequestException as exc:
             return SendResult(False, True, None, None, type(exc).__name__)
         except Exception as exc:
@@ -447,7 +469,7 @@ class QueueSpanProcessor(SpanProcessor):
             if not self._wake.is_set():
                 self._wake.set()
             if not self._extra:  # extra exporters are called from the export thread only
-                self._encode_some(self.HELP_CHUNK, wait_for_gzip=False)
+                self._encode_some(self.HELP_CHUNK)
 
     def accepts_new_trace(self) -> bool:
         """False when the backlog is at its bound: a new trace is then dropped whole (its spans
@@ -493,10 +515,9 @@ class QueueSpanProcessor(SpanProcessor):
 
     # -- encoding (export thread, and application threads when behind) ----------------
 
-    def _encode_some(self, limit: int, *, wait_for_gzip: bool = True) -> int:
-        """Take up to ``limit`` spans from the queue, encode them and compress them into the next
-        request (an application thread does not wait for the export thread to finish its own
-        compression: it leaves its pieces for later). Returns how many spans were taken."""
+    def _encode_some(self, limit: int) -> int:
+        """Take up to ``limit`` spans from the queue and encode them into pieces for the export
+        thread to compress. Returns how many spans were taken."""
         chunk: list[ReadableSpan] = []
         popleft = self._queue.popleft
         with self._lock:  # counted as held before they leave the queue: flush() must not miss them
@@ -534,18 +555,18 @@ class QueueSpanProcessor(SpanProcessor):
                 count = sum(n for _, n in pieces)
                 self._span_bytes = 0.9 * self._span_bytes + 0.1 * (size / count)
         self._encoded.extend(pieces)
-        if self._gzip_lock.acquire(blocking=wait_for_gzip):
-            try:
-                self._compress_encoded()
-            finally:
-                self._gzip_lock.release()
         return taken
 
+    def _compress_pending(self) -> None:
+        with self._gzip_lock:
+            self._compress_encoded()
+
     def _compress_encoded(self) -> None:
-        """Move encoded pieces into the request being built (holding ``_gzip_lock``), sealing it
-        when the next piece would take it over the request size limit. Pieces are joined and
-        compressed in one call: zlib releases the interpreter lock on every call, and getting it
-        back can take long when many threads are busy."""
+        """Move encoded pieces into the request being built (export thread, holding ``_gzip_lock``),
+        sealing it when the next piece would take it over the request size limit. Pieces are
+        joined and compressed in one call, here only: zlib releases the interpreter lock on every
+        call, and getting it back can take long when many threads are busy (an application thread
+        holding a lock meanwhile would make the export thread wait for it too)."""
         limit = self._sender.max_request_bytes
         encoded = self._encoded
         while True:
@@ -657,13 +678,15 @@ class QueueSpanProcessor(SpanProcessor):
         encode for themselves, and this thread's share of the interpreter lock is small."""
         while True:
             if self._has_outgoing() and self.backoff.ready():
-                if not self._send_one():
-                    return
-                continue
-            if not self._queue:
+                if self._send_one():
+                    continue
+                self._compress_pending()  # waiting for the endpoint: keep the backlog compact
                 return
-            if self._has_outgoing() and self._over(1.0):
-                return  # waiting for the endpoint, and the backlog is full: leave the rest queued
+            if not self._queue or (self._has_outgoing() and self._over(1.0)):
+                # Nothing left to encode, or the backlog is full while waiting for the endpoint
+                # (what is still queued stays there, bounded by on_end).
+                self._compress_pending()
+                return
             for _ in range(max(1, self._batch // self.ENCODE_CHUNK)):
                 if not self._encode_some(self.ENCODE_CHUNK):
                     break
@@ -816,6 +839,9 @@ class ExportPipeline:
         self.sender = OtlpHttpSender(
             destination.endpoint, destination.request_headers(), timeout=destination.export_timeout
         )
+        # Import the HTTP stack here, once, rather than on the export thread at its first request:
+        # under a burst that thread waits for the interpreter lock at every step of an import.
+        self.sender.warm_up()
         self.processor = QueueSpanProcessor(
             self.sender,
             extra_exporters=destination.exporters,
