@@ -2,6 +2,7 @@
 
     python benchmarks/burst.py --threads 64 --invocations 200   # burst against a counting sink
     python benchmarks/burst.py --down 10000                     # endpoint refusing connections
+    python benchmarks/burst.py --queue-bytes 16777216           # with another max_queue_bytes
 
 Each case runs in its own process (``--child``) so the sink and the measured app do not share
 an interpreter lock; spans are counted by the sink, ``dropped`` comes from ``slc.stats()``.
@@ -33,13 +34,14 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def child(port: int, threads: int, invocations: int, down: int) -> None:
+def child(port: int, threads: int, invocations: int, down: int, queue_bytes: int) -> None:
     from workloads import lc_chain
 
     import sentry_llm_callbacks as slc
     from sentry_llm_callbacks.langchain import SentryCallbackHandler
 
-    slc.configure(otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces")
+    options = {"max_queue_bytes": queue_bytes} if queue_bytes else {}
+    slc.configure(otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces", **options)
     run = lc_chain()
     config = {"callbacks": [SentryCallbackHandler()]}
     for _ in range(WARMUP):  # warm-up, also without the endpoint: imports and caches in place
@@ -97,10 +99,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=64)
     parser.add_argument("--invocations", type=int, default=200)
     parser.add_argument("--down", type=int, default=0, help="invocations against a refusing endpoint")
+    parser.add_argument("--queue-bytes", type=int, default=0, help="max_queue_bytes (default: the package's)")
     parser.add_argument("--child", type=int, default=0)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.threads, args.invocations, args.down)
+        return child(args.child, args.threads, args.invocations, args.down, args.queue_bytes)
     from sink import Sink
 
     sink = Sink("ok") if not args.down else None
@@ -108,6 +111,7 @@ def main() -> None:
     try:
         cmd = [sys.executable, __file__, "--child", str(port), "--threads", str(args.threads)]
         cmd += ["--invocations", str(args.invocations), "--down", str(args.down)]
+        cmd += ["--queue-bytes", str(args.queue_bytes)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr)

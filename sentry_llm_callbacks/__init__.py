@@ -79,7 +79,7 @@ def configure(
     service_name: str | None = None,
     allow_insecure_http: bool = False,
     exporters: Sequence[SpanExporter] = (),
-    max_queue_size: int = 20_000,
+    max_queue_size: int = 100_000,
     max_queue_bytes: int = MAX_QUEUE_BYTES,
     max_batch_size: int = 512,
     export_timeout: float = 10.0,

@@ -254,7 +254,7 @@ def build_destination(
     service_name: str | None = None,
     allow_insecure_http: bool = False,
     exporters: Sequence[SpanExporter] = (),
-    max_queue_size: int = 20_000,
+    max_queue_size: int = 100_000,
     max_queue_bytes: int = MAX_QUEUE_BYTES,
     max_batch_size: int = 512,
     export_timeout: float = 10.0,
@@ -294,7 +294,7 @@ def build_destination(
         raise ConfigurationError("sample_rate", f"must be a number from 0.0 to 1.0, not {sample_rate!r}", "0.25")
     clean_headers = _validate_headers(headers)
     for name, value, example in (
-        ("max_queue_size", max_queue_size, "20000"),
+        ("max_queue_size", max_queue_size, "100000"),
         ("max_queue_bytes", max_queue_bytes, str(MAX_QUEUE_BYTES)),
         ("max_batch_size", max_batch_size, "512"),
         ("max_open_runs", max_open_runs, "100000"),

@@ -396,7 +396,7 @@ class QueueSpanProcessor(SpanProcessor):
         sender: OtlpHttpSender,
         *,
         extra_exporters: Sequence[object] = (),
-        max_queue_size: int = 20_000,
+        max_queue_size: int = 100_000,
         max_queue_bytes: int = MAX_QUEUE_BYTES,
         max_batch_size: int = 512,
         schedule_delay: float = 1.0,
@@ -470,6 +470,7 @@ class QueueSpanProcessor(SpanProcessor):
                 self._wake.set()
             if not self._extra:  # extra exporters are called from the export thread only
                 self._encode_some(self.HELP_CHUNK)
+                self._help_compress()
 
     def accepts_new_trace(self) -> bool:
         """False when the backlog is at its bound: a new trace is then dropped whole (its spans
@@ -557,16 +558,28 @@ class QueueSpanProcessor(SpanProcessor):
         self._encoded.extend(pieces)
         return taken
 
+    def _help_compress(self) -> None:
+        """On an application thread, when the queue is behind: compress what is encoded, if the
+        export thread is not at it (never wait for it here), and when the export thread has no
+        request ready, seal one for it, so that it does not have to wait for this lock."""
+        if not self._gzip_lock.acquire(blocking=False):
+            return
+        try:
+            self._compress_encoded()
+            if not self._ready and self._open.count >= self._batch:
+                self._seal_open()
+        finally:
+            self._gzip_lock.release()
+
     def _compress_pending(self) -> None:
         with self._gzip_lock:
             self._compress_encoded()
 
     def _compress_encoded(self) -> None:
-        """Move encoded pieces into the request being built (export thread, holding ``_gzip_lock``),
-        sealing it when the next piece would take it over the request size limit. Pieces are
-        joined and compressed in one call, here only: zlib releases the interpreter lock on every
-        call, and getting it back can take long when many threads are busy (an application thread
-        holding a lock meanwhile would make the export thread wait for it too)."""
+        """Move encoded pieces into the request being built (holding ``_gzip_lock``), sealing it
+        when the next piece would take it over the request size limit. Pieces are joined and
+        compressed in one call: zlib releases the interpreter lock on every call, and getting it
+        back can take long when many threads are busy."""
         limit = self._sender.max_request_bytes
         encoded = self._encoded
         while True:
