@@ -42,7 +42,6 @@ import contextlib
 import inspect
 import logging
 import sys
-import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any
@@ -57,7 +56,7 @@ from pydantic import PrivateAttr
 
 from . import _state
 from . import attributes as attr
-from ._logging import isolated, log_once
+from ._logging import fork_safe, isolated, log_once
 from .message_shapes import tool_definitions
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, EMBEDDINGS, GENERATIONS, RETRIEVER, TOOL, Run
@@ -541,7 +540,7 @@ class _EventBridge(BaseEventHandler):
                     recorder.end_run(owner_key)
 
 
-_bridge_lock = threading.Lock()
+_bridge_lock = fork_safe(sys.modules[__name__], "_bridge_lock")
 _bridge: _SpanBridge | None = None
 
 
