@@ -1,6 +1,7 @@
-"""Client-side cost from a shipped, dated price table (``prices.json``), overridable per model.
+"""Client-side cost: the user's overrides, then genai-prices (pydantic's maintained LLM price data,
+with providers, cache read / write prices and model-id matching).
 
-A provider-reported cost always wins; an unknown model gets no cost, never a guess.
+A provider-reported cost always wins; a model neither knows gets no cost, never a guess.
 
 Override or extend the table::
 
@@ -12,12 +13,13 @@ Each row is USD per token: ``input``, ``output`` and, where the provider prices 
 
 from __future__ import annotations
 
-import json
+import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
-from importlib import resources
+from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from .errors import ConfigurationError
@@ -26,11 +28,18 @@ from .usage import Usage
 
 @dataclass(frozen=True, slots=True)
 class Price:
+    """USD per token."""
+
     input: float
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
     reasoning: float | None = None
+    #: A fee per call (USD), counted in the total only.
+    per_request: float = 0.0
+    #: Tiered library prices, priced by the library itself.
+    library: Any = None
+    source: str = "configure(pricing=...)"
 
 
 _PREFIXES = re.compile(
@@ -76,42 +85,153 @@ def _price(name: str, row: Mapping[str, Any]) -> Price:
     return Price(**values)
 
 
-@lru_cache(maxsize=1)
-def shipped_table() -> tuple[str, dict[str, Price]]:
-    """``(as_of date, model -> price)`` from the table shipped with the package."""
-    data = json.loads(resources.files(__package__).joinpath("prices.json").read_text("utf-8"))
-    return data["as_of"], {name: _price(name, row) for name, row in data["models"].items()}
+#: ``gen_ai.provider.name`` values to genai-prices' provider ids (where they differ or exist).
+_GENAI_PROVIDERS = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "aws.bedrock": "aws",
+    "azure.ai.openai": "azure",
+    "mistral_ai": "mistral",
+    "x_ai": "x-ai",
+    "deepseek": "deepseek",
+    "groq": "groq",
+    "openrouter": "openrouter",
+    "cohere": "cohere",
+    "together": "together",
+    "fireworks": "fireworks",
+    "perplexity": "perplexity",
+}
+_PER_MTOK = 1e-6
+_PER_KCOUNT = 1e-3
+#: genai-prices' price keys that the flat arithmetic of :func:`cost_of` reproduces.
+_FLAT_FIELDS = {
+    "input_mtok": "input",
+    "output_mtok": "output",
+    "cache_read_mtok": "cached_input",
+    "cache_write_mtok": "cache_write",
+    "requests_kcount": "per_request",
+}
+#: Price keys for counts this package never reports (so they add nothing to a call's cost).
+_UNCOUNTED = ("audio_mtok", "searches_kcount", "image_mtok", "video_mtok")
+#: The most the first priced generation of a process waits for the price data to load.
+LOAD_WAIT_SECONDS = 2.0
+
+
+class _LibraryData:
+    """Loads genai-prices' data (about 0.8 s: the import and its data snapshot) on a background
+    thread, once per process, so that no traced call pays for it; a lookup made before it is
+    ready waits for it, bounded by :data:`LOAD_WAIT_SECONDS`."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self._started:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            threading.Thread(target=self._load, name="sentry-llm-callbacks-prices", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            from genai_prices import data_snapshot
+
+            data_snapshot.get_snapshot().find_provider_model("gpt-4o", None, "openai", None)
+        except Exception:
+            pass  # a broken price package costs the cost attributes, nothing else
+        finally:
+            self._ready.set()
+
+    def wait(self) -> bool:
+        self.start()
+        return self._ready.wait(LOAD_WAIT_SECONDS)
+
+    def after_fork(self) -> None:
+        if not self._ready.is_set():  # the loading thread did not survive the fork
+            self._ready = threading.Event()
+            self._started = False
+            self._lock = threading.Lock()
+
+
+_library = _LibraryData()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_library.after_fork)
+
+
+def library_price(model: str, provider: str | None = None) -> Price | None:
+    """Today's price of ``model`` from genai-prices (pydantic's maintained price data), or None
+    when it does not know the model. Tiered prices (by prompt size) keep the library's own
+    calculation; flat ones become a :class:`Price` so that pricing a call costs microseconds."""
+    from genai_prices import data_snapshot
+
+    provider_id = _GENAI_PROVIDERS.get(provider or "")
+    if provider and provider_id is None and provider in ("ollama",):
+        return None  # local models cost nothing we could know
+    try:
+        found_provider, found = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
+        prices = found.get_prices(datetime.now(tz=timezone.utc))
+    except LookupError:
+        return None
+    source = f"genai-prices {found_provider.id}/{found.id}"
+    flat: dict[str, float] = {}
+    for key, value in vars(prices).items():
+        if value is None or key.startswith("_"):
+            continue
+        ours = _FLAT_FIELDS.get(key)
+        if ours is None and not key.endswith(_UNCOUNTED):
+            return Price(input=0.0, output=0.0, library=prices, source=source)  # a price we do not model
+        if ours is None:
+            continue  # audio tokens, searches: counts we never report, so they cost nothing here
+        if not isinstance(value, (Decimal, int, float)):
+            return Price(input=0.0, output=0.0, library=prices, source=source)  # tiered by prompt size
+        flat[ours] = float(value) * (_PER_KCOUNT if ours == "per_request" else _PER_MTOK)
+    if "input" not in flat and "output" not in flat:
+        return None
+    flat.setdefault("input", 0.0)
+    flat.setdefault("output", 0.0)
+    return Price(**flat, source=source)
 
 
 class PriceTable:
-    """The shipped table with the user's overrides on top; lookups by normalised model id."""
+    """The user's overrides (``configure(pricing=...)``) on top of genai-prices; lookups cached."""
 
     def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
-        _, shipped = shipped_table()
-        self._prices = dict(shipped)
+        self._overrides: dict[str, Price] = {}
         for name, row in (overrides or {}).items():
             if not isinstance(row, Mapping):
                 raise ConfigurationError(
                     "pricing", f"the row for {name!r} must be a dict", '{"my-model": {"input": 3e-6, "output": 1.2e-5}}'
                 )
-            self._prices[name.lower()] = _price(name, row)
-        self._names = sorted(self._prices, key=len, reverse=True)
-        self._cache: dict[str, Price | None] = {}
+            self._overrides[name.lower()] = _price(name, row)
+        self._cache: dict[tuple[str, str | None], Price | None] = {}
+        self._lock = threading.Lock()
+        _library.start()
 
-    def lookup(self, model: str) -> Price | None:
-        if model in self._cache:
-            return self._cache[model]
-        price = self._prices.get(model.lower())
+    def lookup(self, model: str, provider: str | None = None) -> Price | None:
+        key = (model, provider)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        price = self._overrides.get(model.lower()) or self._overrides.get(normalise_model_id(model))
         if price is None:
-            name = normalise_model_id(model)
-            price = self._prices.get(name)
-            if price is None:  # "gpt-4o-mini-audio" is not "gpt-4o-mini"; "claude-sonnet-4-0" is "claude-sonnet-4"
-                for known in self._names:
-                    if name.startswith(known + "-") and name[len(known) + 1 :].replace("-", "").isdigit():
-                        price = self._prices[known]
-                        break
-        if len(self._cache) < 4096:
-            self._cache[model] = price
+            if not _library.wait():
+                return None  # not loaded yet: this call goes without a cost, later ones will not
+            try:
+                price = library_price(model, provider)
+                if price is None and "/" in model:  # "openai/gpt-4o" from a router that did not say so
+                    price = library_price(model.rpartition("/")[2])
+            except Exception:  # the price data must never break a run
+                price = None
+        with self._lock:
+            if len(self._cache) < 4096:
+                self._cache[key] = price
         return price
 
 
@@ -121,6 +241,8 @@ def cost_of(usage: Usage, price: Price) -> Usage:
     Cached input is billed at ``cached_input``, cache writes at ``cache_write`` (each falling back
     to ``input``), reasoning at ``reasoning`` (falling back to ``output``).
     """
+    if price.library is not None:
+        return _library_cost(usage, price.library)
     inputs = usage.input_tokens or 0
     cached = usage.cache_read_tokens or 0
     written = usage.cache_write_tokens or 0
@@ -133,4 +255,24 @@ def cost_of(usage: Usage, price: Price) -> Usage:
     outputs = usage.output_tokens or 0
     reasoning = (usage.reasoning_tokens or 0) if price.reasoning is not None else 0
     output_cost = (outputs - reasoning) * price.output + reasoning * (price.reasoning or 0.0)
-    return replace(usage, cost_input=input_cost, cost_output=output_cost, cost_total=input_cost + output_cost)
+    total = input_cost + output_cost + price.per_request
+    return replace(usage, cost_input=input_cost, cost_output=output_cost, cost_total=total)
+
+
+def _library_cost(usage: Usage, prices: Any) -> Usage:
+    from genai_prices import Usage as LibraryUsage
+
+    result = prices.calc_price(
+        LibraryUsage(
+            input_tokens=usage.input_tokens or 0,
+            cache_read_tokens=usage.cache_read_tokens or 0,
+            cache_write_tokens=usage.cache_write_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+        )
+    )
+    return replace(
+        usage,
+        cost_input=float(result["input_price"]),
+        cost_output=float(result["output_price"]),
+        cost_total=float(result["total_price"]),
+    )

@@ -605,7 +605,12 @@ class Recorder:
             cost_source = "provider"
             if not usage.has_cost and run.trace.prices is not None:
                 model = attrs.get(attr.RESPONSE_MODEL) or attrs.get(attr.REQUEST_MODEL)
-                price = run.trace.prices.lookup(model) if isinstance(model, str) else None
+                provider = attrs.get(attr.PROVIDER_NAME)
+                price = (
+                    run.trace.prices.lookup(model, provider if isinstance(provider, str) else None)
+                    if isinstance(model, str)
+                    else None
+                )
                 if price is not None:
                     usage, cost_source = cost_of(usage, price), "price_table"
             attrs.update(usage_attributes(usage, cost_source))

@@ -332,7 +332,8 @@ def test_lookup_matches_known_models_and_refuses_to_guess() -> None:
     assert table.lookup("gpt-4o-mini-2024-07-18") == table.lookup("gpt-4o-mini")
     assert table.lookup("openai/gpt-4o") is not None
     assert table.lookup("claude-sonnet-4-20250514") == table.lookup("claude-sonnet-4")
-    assert table.lookup("gpt-4o-mini-audio-preview") is None  # not priced like gpt-4o-mini
+    audio = table.lookup("gpt-4o-mini-audio-preview")  # its own row, not gpt-4o-mini's
+    assert audio is not None and audio.source.endswith("/gpt-4o-mini-audio-preview")
     assert table.lookup("my-private-finetune") is None
 
 
