@@ -7,7 +7,11 @@ the application too; this is where most of the export work goes. Attribute pairs
 across spans (op, user, session, environment, model...) are encoded once and reused.
 
 The output decodes with ``opentelemetry-proto`` to the same message OpenTelemetry's encoder
-produces (the tests check both).
+(``opentelemetry-exporter-otlp-proto-common``) produces: a property test generates spans with
+every attribute value type, events, links, statuses, trace states and several resources and
+scopes, and compares the two. The shapes this package never produces itself (links, a trace
+state, dropped counts, schema URLs, scope attributes) are left to OpenTelemetry's encoder, for
+the whole batch, rather than written twice.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ _T5 = b"\x2a"
 _ANY_BOOL = b"\x10"  # AnyValue.bool_value, varint
 _ANY_INT = b"\x18"  # AnyValue.int_value, varint
 _ANY_DOUBLE = b"\x21"  # AnyValue.double_value, fixed64
+_ANY_BYTES = b"\x3a"  # AnyValue.bytes_value (7), length-delimited
 _SPAN_KIND = b"\x30"  # Span.kind, varint
 _SPAN_START = b"\x39"  # Span.start_time_unix_nano, fixed64
 _SPAN_END = b"\x41"  # Span.end_time_unix_nano, fixed64
@@ -77,6 +82,8 @@ def _any_value(value: Any) -> bytes:
         return _ANY_DOUBLE + _pack_double(value)
     if kind in (list, tuple):
         return _len_field(_T5, b"".join(_len_field(_T1, _any_value(v)) for v in value))
+    if kind is bytes:
+        return _len_field(_ANY_BYTES, value)
     return _len_field(_T1, str(value).encode("utf-8", "replace"))
 
 
@@ -143,36 +150,59 @@ def encode_span(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
-_HEADERS: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+_HEADERS: dict[tuple[int, int], tuple[object, object, bytes, bytes]] = {}
 
 
 def _resource_and_scope(span: ReadableSpan) -> tuple[bytes, bytes]:
-    """Encoded ``Resource`` and ``InstrumentationScope`` (cached: a pipeline has one of each)."""
+    """Encoded ``Resource`` and ``InstrumentationScope`` (cached: a pipeline has one of each; the
+    cache holds the objects themselves, so an id is never reused for another one while cached)."""
     resource, scope = span.resource, span.instrumentation_scope
     key = (id(resource), id(scope))
     cached = _HEADERS.get(key)
-    if cached is None:
-        resource_body = _attributes(_T1, resource.attributes if resource is not None else None)
-        scope_body = b""
-        if scope is not None:
-            scope_body = _len_field(_T1, scope.name.encode("utf-8"))
-            if scope.version:
-                scope_body += _len_field(_T2, scope.version.encode("utf-8"))
-        cached = (resource_body, scope_body)
-        if len(_HEADERS) > 64:
-            _HEADERS.clear()
-        _HEADERS[key] = cached
-    return cached
+    if cached is not None and cached[0] is resource and cached[1] is scope:
+        return cached[2], cached[3]
+    resource_body = _attributes(_T1, resource.attributes if resource is not None else None)
+    scope_body = b""
+    if scope is not None:
+        scope_body = _len_field(_T1, scope.name.encode("utf-8"))
+        if scope.version:
+            scope_body += _len_field(_T2, scope.version.encode("utf-8"))
+    if len(_HEADERS) > 64:
+        _HEADERS.clear()
+    _HEADERS[key] = (resource, scope, resource_body, scope_body)
+    return resource_body, scope_body
+
+
+def _needs_official_encoder(span: ReadableSpan) -> bool:
+    """Shapes this package never produces itself: OpenTelemetry's encoder writes them."""
+    scope = span.instrumentation_scope
+    return bool(
+        span.links
+        or span.context.trace_state
+        or span.dropped_attributes
+        or span.dropped_events
+        or span.dropped_links
+        or any(event.dropped_attributes for event in span.events)
+        or (span.resource is not None and span.resource.schema_url)
+        or (scope is not None and (scope.schema_url or scope.attributes))
+    )
 
 
 def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
-    """An ``ExportTraceServiceRequest`` holding ``spans`` (grouped by resource and scope)."""
-    groups: dict[tuple[bytes, bytes], list[bytes]] = {}
+    """An ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource, then scope."""
+    spans = list(spans)
+    if any(_needs_official_encoder(span) for span in spans):
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        return encode_spans(spans).SerializeToString()
+    groups: dict[bytes, dict[bytes, list[bytes]]] = {}
     for span in spans:
-        groups.setdefault(_resource_and_scope(span), []).append(_len_field(_T2, encode_span(span)))
+        resource_body, scope_body = _resource_and_scope(span)
+        groups.setdefault(resource_body, {}).setdefault(scope_body, []).append(_len_field(_T2, encode_span(span)))
     out = []
-    for (resource_body, scope_body), encoded in groups.items():
-        scope_spans = _len_field(_T1, scope_body) + b"".join(encoded)
-        resource_spans = _len_field(_T1, resource_body) + _len_field(_T2, scope_spans)
+    for resource_body, scopes in groups.items():
+        resource_spans = _len_field(_T1, resource_body)
+        for scope_body, encoded in scopes.items():
+            resource_spans += _len_field(_T2, _len_field(_T1, scope_body) + b"".join(encoded))
         out.append(_len_field(_T1, resource_spans))
     return b"".join(out)
