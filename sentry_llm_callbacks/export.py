@@ -330,7 +330,11 @@ class Backoff:
         breaker_threshold: int = 5,
         breaker_cooldown: float = 60.0,
         max_retry_after: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
+        self._clock = clock
+        self._jitter = jitter
         self.base = base
         self.maximum = maximum
         self.breaker_threshold = breaker_threshold
@@ -341,10 +345,10 @@ class Backoff:
 
     @property
     def breaker_open(self) -> bool:
-        return self.failures >= self.breaker_threshold and time.monotonic() < self.next_attempt
+        return self.failures >= self.breaker_threshold and self._clock() < self.next_attempt
 
     def ready(self, now: float | None = None) -> bool:
-        return (now if now is not None else time.monotonic()) >= self.next_attempt
+        return (now if now is not None else self._clock()) >= self.next_attempt
 
     def success(self) -> None:
         self.failures = 0
@@ -356,10 +360,10 @@ class Backoff:
         if retry_after is not None:
             delay = min(retry_after, self.max_retry_after)
         else:
-            delay = min(self.maximum, self.base * 2 ** (self.failures - 1)) * random.uniform(0.8, 1.2)
+            delay = min(self.maximum, self.base * 2 ** (self.failures - 1)) * self._jitter(0.8, 1.2)
         if self.failures >= self.breaker_threshold:
             delay = max(delay, self.breaker_cooldown)
-        self.next_attempt = time.monotonic() + delay
+        self.next_attempt = self._clock() + delay
         return delay
 
 

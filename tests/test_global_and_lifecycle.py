@@ -110,12 +110,12 @@ for i in range(5):
 """
     from sentry_llm_callbacks.receiver import Fault
 
-    receiver.fault = Fault(hang=20)
+    receiver.fault = Fault(hang=120)
     import time
 
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - started < 8
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=150)
+    assert time.monotonic() - started < 40  # exit_timeout=1 against an endpoint that hangs 120 s
 
 
 def test_forked_child_gets_a_working_pipeline(sentry: LocalReceiver) -> None:

@@ -543,7 +543,14 @@ def test_abandoned_stream_is_ended(sentry: LocalReceiver) -> None:
     del stream
     gc.collect()
     spans = delivered(sentry)
-    assert spans, "no span was delivered for the abandoned stream"
+    closed = sorted((s.name, s.attributes.get("sentry_llm_callbacks.stream.closed_early")) for s in spans)
+    # the prompt had finished; the sequence, the model and the parser stopped with the consumer
+    assert closed == [
+        ("ChatPromptTemplate", None),
+        ("RunnableSequence", True),
+        ("StrOutputParser", True),
+        ("chat fake-chat", True),
+    ]
     check_trace(spans, generations=1)
     assert slc.stats()["runs_open"] == 0
 
