@@ -130,6 +130,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if delivered and spans else 1
 
 
+def _collector_config(args: argparse.Namespace) -> int:
+    from .collector import collector_config
+
+    print(collector_config(args.dsn, form=args.format, listen=args.listen))
+    return 0
+
+
 def _is_sentry(dsn: str) -> bool:
     host = urlsplit(dsn).hostname or ""
     return host == "sentry.io" or host.endswith(".sentry.io")
@@ -194,6 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN; none: local receiver)")
     p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-local host")
     p.set_defaults(func=_demo)
+    p = sub.add_parser(
+        "collector-config",
+        help="print collector configuration that forwards to Sentry (prints the DSN key)",
+        description="Print ready-to-paste configuration for an OpenTelemetry Collector (YAML) and for "
+        "rotel-agent or an OpenTelemetry SDK (environment variables and flags) that forward traces to "
+        "Sentry. The output contains the DSN's public key, which the collector needs: it goes to stdout "
+        "only, on this explicit request; keep the file you save it to private.",
+    )
+    p.add_argument("--dsn", required=True, help="Sentry DSN whose key and project the collector sends to")
+    p.add_argument("--format", choices=("all", "yaml", "env"), default="all", help="what to print (default all)")
+    p.add_argument("--listen", default="0.0.0.0:4318", help="host:port the collector receives OTLP/HTTP on")
+    p.set_defaults(func=_collector_config)
     return parser
 
 
