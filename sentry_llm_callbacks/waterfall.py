@@ -347,6 +347,8 @@ _PRE = (
     "white-space:pre-wrap;word-break:break-word;max-height:240px;overflow:auto;"
     "font:11px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#111827"
 )
+# A long name (or a narrow notebook) is cut with an ellipsis rather than wrapped under the indent.
+_ONE_LINE = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
 _COLUMNS = (("span", "28%"), ("timeline", "27%"), ("duration", "7%"), ("model", "11%"), ("tokens", "8%"))
 _COLUMNS += (("cost", "8%"), ("status", "11%"))
 
@@ -390,13 +392,13 @@ def _name_cell(span: SpanSummary, depth: int, expanded: bool) -> str:
     colour = ERROR_COLOUR if span.error else COLOURS[span.kind]
     dot = _swatch(colour, "0 6px 0 0")
     op = f' <span style="color:#9ca3af">{_E(span.op)}</span>' if span.op else ""
-    label = f'{dot}<span class="slc-name">{_E(span.name)}</span>{op}'
+    label = f'{dot}<span class="slc-name" title="{_E(span.name)}">{_E(span.name)}</span>{op}'
     content = _content_html(span)
     style = f"{_TD};padding-left:{8 + depth * INDENT_PX}px;white-space:normal"
     if not content:
-        return f'<td style="{style}"><span style="margin-left:13px"></span>{label}</td>'
+        return f'<td style="{style}"><div style="{_ONE_LINE};padding-left:13px">{label}</div></td>'
     opened = " open" if expanded else ""
-    summary = f'<summary style="cursor:pointer">{label}</summary>'
+    summary = f'<summary style="cursor:pointer;{_ONE_LINE}">{label}</summary>'
     return f'<td style="{style}"><details class="slc-details"{opened}>{summary}{content}</details></td>'
 
 

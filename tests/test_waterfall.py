@@ -64,7 +64,7 @@ def rows(page: str) -> list[str]:
 
 
 def row_of(page: str, name: str) -> str:
-    found = [r for r in rows(page) if f'class="slc-name">{name}<' in r]
+    found = [r for r in rows(page) if f'">{name}</span>' in r and 'class="slc-name"' in r]
     assert len(found) == 1, f"{len(found)} rows named {name!r}"
     return found[0]
 
