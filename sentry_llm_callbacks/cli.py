@@ -59,18 +59,25 @@ def _serve(args: argparse.Namespace) -> int:
     receiver.on_spans = _TracePrinter(lambda: receiver.spans)
     receiver.start()
     print(f"Listening on http://127.0.0.1:{receiver.port}", flush=True)
+    print(f"  Traces in your browser: http://127.0.0.1:{receiver.port}/", flush=True)
     print(f"  DSN for configure(): http://public@127.0.0.1:{receiver.port}/1", flush=True)
     print(f"  OTLP endpoint:       {receiver.plain_endpoint}", flush=True)
     print("Press Ctrl+C to stop.", flush=True)
     try:
-        deadline = time.monotonic() + args.seconds if args.seconds else None
+        _wait(args.seconds)
+    finally:
+        receiver.stop()
+    return 0
+
+
+def _wait(seconds: float) -> None:
+    """Until ``seconds`` have passed (0: until Ctrl+C)."""
+    try:
+        deadline = time.monotonic() + seconds if seconds else None
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
-    finally:
-        receiver.stop()
-    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -121,12 +128,20 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"\nDelivered {counts['spans_exported']} spans. {where if _is_sentry(dsn) else ''}".rstrip())
         return 0
     spans = receiver.spans
-    receiver.stop()
     print(
         f"\nThe receiver decoded {len(spans)} spans in {len(group_traces(spans))} traces "
         f"({time.perf_counter() - started:.1f} s):\n"
     )
     print(format_trace_tree(spans))
+    if args.keep_serving:
+        print(f"\nThe traces as a waterfall: http://127.0.0.1:{receiver.port}/  (Ctrl+C to stop)", flush=True)
+        _wait(0)
+    else:
+        print(
+            "\nTo look at these traces as a waterfall in your browser: sentry-llm-callbacks demo --keep-serving"
+            "\n(or run sentry-llm-callbacks serve, send your own app's traces to it, and open its page)."
+        )
+    receiver.stop()
     return 0 if delivered and spans else 1
 
 
@@ -183,9 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "serve",
-        help="run a local OTLP receiver that prints each trace",
+        help="run a local OTLP receiver that prints each trace and shows it in a web page",
         description="A tiny local Sentry for development: accepts OTLP/HTTP on 127.0.0.1 "
-        "(Sentry's path and /v1/traces) and prints each trace as a tree.",
+        "(Sentry's path and /v1/traces), prints each trace as a tree, and serves a page on the "
+        "same port (http://127.0.0.1:PORT/) listing the traces and drawing each as a waterfall.",
     )
     p.add_argument("--port", type=int, default=4318, help="port (default 4318)")
     p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (default: run until Ctrl+C)")
@@ -200,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN; none: local receiver)")
     p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-local host")
+    p.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="without a DSN: keep the local receiver and its web page up after the demo, until Ctrl+C",
+    )
     p.set_defaults(func=_demo)
     p = sub.add_parser(
         "collector-config",

@@ -2,8 +2,10 @@
 
 Loading the extension turns on global tracing for LangChain and LlamaIndex. After each cell it
 flushes (for at most 2 s) so the cell's spans are delivered when it returns, and shows a
-compact summary of the traces the cell produced: a span tree with durations, tokens, cost and
-errors, and a link to the trace in Sentry when the DSN names the organisation.
+summary of the traces the cell produced: a waterfall (one row per span, bars on the trace's
+time axis, model, tokens, cost and status, the captured input and output a click away; see
+:mod:`sentry_llm_callbacks.waterfall`), and a link to the trace in Sentry when the DSN names the
+organisation.
 
 Options, through the line magic::
 
@@ -23,44 +25,26 @@ from typing import Any
 
 from . import _state, sentry_sdk_interop
 from .export import SPAN_TAPS
+from .waterfall import (
+    MODEL,
+    SpanSummary,
+    fmt_cost,
+    fmt_duration,
+    fmt_tokens,
+    from_readable_span,
+    ordered,
+    render_traces,
+    resolve_content,
+)
 
 FLUSH_SECONDS = 2.0
 MAX_SPANS_PER_CELL = 500
-
-
-@dataclass
-class SpanSummary:
-    trace_id: str
-    span_id: str
-    parent_id: str
-    name: str
-    op: str
-    duration_ms: float
-    input_tokens: int | None
-    output_tokens: int | None
-    cost: float | None
-    error: str | None
-    start_ns: int
+NOT_DELIVERED = "Not all spans were delivered within 2 s; they stay queued."
 
 
 def summarise(span: Any) -> SpanSummary:
-    a = span.attributes or {}
-    ctx = span.get_span_context()
-    parent = span.parent
-    status = span.status
-    return SpanSummary(
-        trace_id=format(ctx.trace_id, "032x"),
-        span_id=format(ctx.span_id, "016x"),
-        parent_id=format(parent.span_id, "016x") if parent is not None else "",
-        name=span.name,
-        op=str(a.get("sentry.op", "")),
-        duration_ms=((span.end_time or 0) - (span.start_time or 0)) / 1e6,
-        input_tokens=a.get("gen_ai.usage.input_tokens"),
-        output_tokens=a.get("gen_ai.usage.output_tokens"),
-        cost=a.get("gen_ai.cost.total_tokens"),
-        error=(status.description or "error") if status is not None and status.status_code.name == "ERROR" else None,
-        start_ns=span.start_time or 0,
-    )
+    """What the summary keeps of a finished span; its content stays unrendered until shown."""
+    return from_readable_span(span)
 
 
 @dataclass(eq=False)
@@ -96,84 +80,31 @@ def trace_url(trace_id: str) -> str | None:
     return f"https://sentry.io/organizations/{match.group(1)}/explore/traces/trace/{trace_id}/"
 
 
-def _fmt_tokens(s: SpanSummary) -> str:
-    if s.input_tokens is None and s.output_tokens is None:
-        return ""
-    shown = ["?" if n is None else str(n) for n in (s.input_tokens, s.output_tokens)]
-    return f"{shown[0]} → {shown[1]}"
-
-
-def _ordered(spans: list[SpanSummary]) -> list[tuple[int, SpanSummary]]:
-    ids = {s.span_id for s in spans}
-    children: dict[str, list[SpanSummary]] = {}
-    roots = []
-    for s in sorted(spans, key=lambda x: x.start_ns):
-        if s.parent_id in ids:
-            children.setdefault(s.parent_id, []).append(s)
-        else:
-            roots.append(s)
-    out: list[tuple[int, SpanSummary]] = []
-
-    def walk(s: SpanSummary, depth: int) -> None:
-        out.append((depth, s))
-        for c in children.get(s.span_id, []):
-            walk(c, depth + 1)
-
-    for r in roots:
-        walk(r, 0)
-    return out
-
-
 def render_html(spans: list[SpanSummary], dropped: int = 0, delivered: bool = True, warning: str | None = None) -> str:
-    """The summary shown under a cell: one small table per trace, spans indented by depth."""
-    traces: dict[str, list[SpanSummary]] = {}
-    for s in spans:
-        traces.setdefault(s.trace_id, []).append(s)
-    parts = ['<div class="sentry-llm-summary" style="font:12px/1.4 monospace">']
+    """The summary shown under a cell: each trace the cell produced as a waterfall."""
+    parts = ['<div class="sentry-llm-summary">']
     if warning:
-        parts.append(f"<div class='sentry-llm-warning' style='color:#c60'>{html.escape(warning)}</div>")
-    for trace_id, members in traces.items():
-        total_in = sum(s.input_tokens or 0 for s in members if s.op.startswith("gen_ai.") and s.input_tokens)
-        total_out = sum(s.output_tokens or 0 for s in members if s.output_tokens)
-        cost = sum(s.cost for s in members if s.cost)
-        errors = sum(1 for s in members if s.error)
-        url = trace_url(trace_id)
-        title = html.escape(trace_id)
-        if url:
-            title = f'<a href="{html.escape(url)}" target="_blank">{title}</a>'
-        parts.append(
-            f"<div><b>trace</b> {title} · {len(members)} spans · tokens {total_in} → {total_out}"
-            + (f" · ${cost:.6f}" if cost else "")
-            + (f" · <span style='color:#c00'>{errors} error(s)</span>" if errors else "")
-            + "</div>"
-        )
-        parts.append('<table style="border-collapse:collapse;margin:2px 0 8px 0">')
-        parts.append(
-            "<tr><th align=left>span</th><th align=left>op</th><th align=right>ms</th>"
-            "<th align=right>tokens</th><th align=right>cost</th><th align=left>status</th></tr>"
-        )
-        for depth, s in _ordered(members):
-            status = f"<span style='color:#c00'>{html.escape(s.error)}</span>" if s.error else "ok"
-            parts.append(
-                f"<tr><td style='padding-left:{depth * 14}px'>{html.escape(s.name)}</td>"
-                f"<td>{html.escape(s.op)}</td><td align=right>{s.duration_ms:.1f}</td>"
-                f"<td align=right>{_fmt_tokens(s)}</td><td align=right>{f'${s.cost:.6f}' if s.cost else ''}</td>"
-                f"<td>{status}</td></tr>"
-            )
-        parts.append("</table>")
+        parts.append(f'<div class="sentry-llm-warning" style="color:#c60">{html.escape(warning)}</div>')
+    parts.append(render_traces(spans, link_for=trace_url))
     if dropped:
         parts.append(f"<div>{dropped} more spans not shown.</div>")
     if not delivered:
-        parts.append("<div style='color:#c60'>Not all spans were delivered within 2 s; they stay queued.</div>")
+        parts.append(f'<div style="color:#c60">{NOT_DELIVERED}</div>')
     parts.append("</div>")
     return "".join(parts)
 
 
 def render_text(spans: list[SpanSummary]) -> str:
+    """The summary as plain text (a terminal IPython, or ``repr``): one line per span, indented."""
     lines = []
-    for depth, s in _ordered(spans):
-        extra = " ".join(x for x in (_fmt_tokens(s), f"${s.cost:.6f}" if s.cost else "", s.error or "") if x)
-        lines.append(f"{'  ' * depth}{s.name} [{s.op}] {s.duration_ms:.1f} ms {extra}".rstrip())
+    for depth, s in ordered(spans):
+        usage = ""
+        if s.input_tokens is not None or s.output_tokens is not None or s.kind == MODEL:
+            usage = "tokens " + fmt_tokens(s.input_tokens, s.output_tokens)
+        extra = " ".join(
+            x for x in (s.model or "", usage, fmt_cost(s.cost) if s.cost is not None else "", s.error or "") if x
+        )
+        lines.append(f"{'  ' * depth}{s.name} [{s.op}] {fmt_duration(s.duration_ms)} {extra}".rstrip())
     return "\n".join(lines)
 
 
@@ -181,14 +112,28 @@ class _Summary:
     """What ``display`` shows: HTML in a notebook, text in a terminal."""
 
     def __init__(self, spans: list[SpanSummary], dropped: int, delivered: bool, warning: str | None = None) -> None:
-        self.spans, self.dropped, self.delivered, self.warning = spans, dropped, delivered, warning
+        self._spans, self.dropped, self.delivered, self.warning = spans, dropped, delivered, warning
+        self._resolved = False
+
+    @property
+    def spans(self) -> list[SpanSummary]:
+        # Content is rendered when first shown (never, with the summary off), then kept as text.
+        if not self._resolved:
+            resolve_content(self._spans)
+            self._resolved = True
+        return self._spans
 
     def _repr_html_(self) -> str:
         return render_html(self.spans, self.dropped, self.delivered, self.warning)
 
     def __repr__(self) -> str:
-        text = render_text(self.spans)
-        return f"{self.warning}\n{text}" if self.warning else text
+        lines = [self.warning] if self.warning else []
+        lines.append(render_text(self.spans))
+        if self.dropped:
+            lines.append(f"{self.dropped} more spans not shown.")
+        if not self.delivered:
+            lines.append(NOT_DELIVERED)
+        return "\n".join(lines)
 
 
 class NotebookTracing:
@@ -236,27 +181,50 @@ class NotebookTracing:
             display(self.last_summary)
 
     def magic(self, line: str) -> str:
-        """``%sentry_llm --user U --session S --privacy on|off --summary on|off``; returns what it did."""
-        args = shlex.split(line)
-        options = {"--user": "user", "--session": "session_id", "--privacy": "privacy_mode"}
-        i = 0
-        while i < len(args):
-            key = args[i]
-            value = args[i + 1] if i + 1 < len(args) else None
-            if key == "--summary" and value is not None:
-                self.show_summary = value.lower() in ("on", "true", "1", "yes")
-            elif key in options and value is not None:
-                name = options[key]
-                self.handler_kwargs[name] = (
-                    value.lower() in ("on", "true", "1", "yes") if name == "privacy_mode" else value
-                )
+        """``%sentry_llm --user U --session S --privacy on|off --summary on|off``; returns what it did.
+
+        Raises IPython's ``UsageError`` (shown as one line, no traceback) for an unknown option,
+        a missing value, or an on/off option given anything else.
+        """
+        from IPython.core.error import UsageError
+
+        try:
+            args = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%sentry_llm: {exc}. {MAGIC_USAGE}") from None
+        if len(args) % 2:
+            raise UsageError(f"%sentry_llm: option {args[-1]!r} needs a value. {MAGIC_USAGE}")
+        kwargs = dict(self.handler_kwargs)
+        show_summary = self.show_summary
+        for key, value in zip(args[::2], args[1::2], strict=True):
+            if key == "--summary":
+                show_summary = _switch(key, value)
+            elif key == "--privacy":
+                kwargs["privacy_mode"] = _switch(key, value)
+            elif key in _TEXT_OPTIONS:
+                kwargs[_TEXT_OPTIONS[key]] = value
             else:
-                return "usage: %sentry_llm [--user U] [--session S] [--privacy on|off] [--summary on|off]"
-            i += 2
+                raise UsageError(f"%sentry_llm: unknown option {key!r}. {MAGIC_USAGE}")
         from . import set_global_handler
 
-        set_global_handler(**self.handler_kwargs)
+        set_global_handler(**kwargs)
+        self.handler_kwargs, self.show_summary = kwargs, show_summary
         return f"sentry_llm_callbacks: tracing with {self.handler_kwargs or 'no extra metadata'}"
+
+
+MAGIC_USAGE = "Usage: %sentry_llm [--user U] [--session S] [--privacy on|off] [--summary on|off]"
+_TEXT_OPTIONS = {"--user": "user", "--session": "session_id"}
+_ON, _OFF = ("on", "true", "1", "yes"), ("off", "false", "0", "no")
+
+
+def _switch(option: str, value: str) -> bool:
+    from IPython.core.error import UsageError
+
+    if value.lower() in _ON:
+        return True
+    if value.lower() in _OFF:
+        return False
+    raise UsageError(f"%sentry_llm: {option} takes on or off, not {value!r}. {MAGIC_USAGE}")
 
 
 _active: NotebookTracing | None = None

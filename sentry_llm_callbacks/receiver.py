@@ -18,6 +18,8 @@ Example::
 from __future__ import annotations
 
 import gzip
+import html
+import re
 import threading
 import time
 import zlib
@@ -33,6 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef"
+_TRACE_PATH = re.compile(r"/trace/([0-9a-fA-F]{32})/?")
 
 
 @dataclass
@@ -217,6 +220,16 @@ class LocalReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                status, text = receiver.page(self.path)
+                payload = text.encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(payload)
+
             def do_POST(self) -> None:
                 receiver._store.requests += 1
                 length = int(self.headers.get("Content-Length") or 0)
@@ -274,6 +287,33 @@ class LocalReceiver:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def page(self, path: str) -> tuple[int, str]:
+        """The local web page: ``/`` lists the traces received (newest first), ``/trace/<id>``
+        draws one as a waterfall (``?open=all`` with every input and output opened)."""
+        from . import waterfall
+
+        path, _, query = path.partition("?")
+        traces = waterfall.group(waterfall.from_received_span(s) for s in self.spans)
+        if path in ("/", "/index.html"):
+            return 200, self._list_page(traces)
+        match = _TRACE_PATH.fullmatch(path)
+        if match is None:
+            return 404, waterfall.page("Not found", '<p>Not found. <a href="/">All traces</a></p>')
+        trace_id = match.group(1).lower()
+        return _trace_page(trace_id, traces.get(trace_id), expanded="open=all" in query.split("&"))
+
+    def _list_page(self, traces: dict[str, list[Any]]) -> str:
+        from . import waterfall
+
+        endpoint = html.escape(self.plain_endpoint)
+        body = (
+            '<h1 style="font-size:18px;margin:0 0 4px">Traces received</h1>'
+            f'<p style="color:#6b7280;margin:0 0 10px">OTLP endpoint {endpoint} · DSN '
+            f"{html.escape(self.dsn)} · this page refreshes every 2 s</p>"
+        )
+        body += waterfall.render_trace_list([waterfall.overview(members) for members in traces.values()])
+        return waterfall.page("sentry-llm-callbacks: traces", body, refresh=True)
+
     def _check(self, path: str, headers: Any) -> tuple[int, dict[str, str]]:
         path = path.split("?", 1)[0].rstrip("/")
         if path == "/v1/traces":
@@ -289,6 +329,22 @@ class LocalReceiver:
         if f"sentry_key={self.public_key}" not in auth:
             return 403, {}
         return 200, {}
+
+
+def _trace_page(trace_id: str, members: list[Any] | None, *, expanded: bool) -> tuple[int, str]:
+    from . import waterfall
+
+    here = f"/trace/{trace_id}"
+    toggle = f'<a href="{here}">collapse all</a>' if expanded else f'<a href="{here}?open=all">expand all</a>'
+    nav = f'<p style="margin:0 0 10px"><a href="/">← all traces</a> · {toggle}</p>'
+    if not members:
+        text = f"No span of trace {trace_id} has arrived yet; this page refreshes every 2 s."
+        return 404, waterfall.page("Trace not found", f"{nav}<p>{text}</p>", refresh=True)
+    # Reload until the root arrives (it ends last), then hold still so opened details stay open.
+    complete = waterfall.overview(members).complete
+    return 200, waterfall.page(
+        f"Trace {trace_id}", nav + waterfall.render_trace(members, expanded=expanded), refresh=not complete
+    )
 
 
 def _decompress(raw: bytes, encoding: str | None) -> bytes:
