@@ -286,8 +286,8 @@ def test_notebook_summary_names_duplicate_integrations_once(sentry: LocalReceive
         first = jupyter._active.last_summary  # type: ignore[union-attr]
         shell.run_cell(cell)
         second = jupyter._active.last_summary  # type: ignore[union-attr]
-        assert "disabled_integrations=[" in first._repr_html_()
-        assert "sentry_llm-warning" not in second._repr_html_() and "disabled_integrations" not in repr(second)
+        assert "disabled_integrations=[" in first._repr_html_() and "sentry-llm-warning" in first._repr_html_()
+        assert "sentry-llm-warning" not in second._repr_html_() and "disabled_integrations" not in repr(second)
     finally:
         shell.run_cell("%unload_ext sentry_llm_callbacks")
         InteractiveShell.clear_instance()
