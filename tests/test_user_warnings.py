@@ -111,3 +111,22 @@ def test_warnings_turned_into_errors_never_reach_the_app(receiver: LocalReceiver
 def test_a_silenced_package_logger_is_respected() -> None:
     setup = "logging.getLogger('sentry_llm_callbacks').setLevel(logging.ERROR)"
     assert run_app(setup=setup).stderr == ""
+
+
+def test_a_notebook_shows_the_warning_under_the_cell() -> None:
+    """``%load_ext`` with no DSN, then a traced call: the cell's output says why nothing is traced."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("%load_ext sentry_llm_callbacks"),
+        nbformat.v4.new_code_cell(
+            "from langchain_core.runnables import RunnableLambda\nRunnableLambda(lambda x: x + 1).invoke(1)"
+        ),
+        nbformat.v4.new_code_cell("RunnableLambda(lambda x: x + 1).invoke(1)"),
+    ]
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    stderr = ["".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stderr") for cell in notebook.cells]
+    assert sum(text.count(NOT_CONFIGURED) for text in stderr) == 1, stderr
+    assert CATEGORY in "".join(stderr)
