@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _state
+from ._logging import SentryLlmCallbacksWarning
 from ._version import __version__
 from .config import MAX_QUEUE_BYTES, Destination, build_destination
 from .connection import ConnectionResult, TestTraceResult, check_destination, send_test_trace, test_connection
@@ -34,6 +35,7 @@ __all__ = [
     "ConnectionResult",
     "ConnectionTestError",
     "Destination",
+    "SentryLlmCallbacksWarning",
     "TestTraceResult",
     "__version__",
     "configure",
@@ -116,7 +118,10 @@ def configure(
     counted in ``stats()["spans_dropped"]``.
 
     Raises :class:`ConfigurationError` (a ``ValueError``) naming the field, what is wrong and
-    an example of a right value. The returned :class:`Destination` is immutable; calling
+    an example of a right value, also when there is nothing to send to (no ``dsn``, no
+    ``otlp_endpoint``, no ``SENTRY_DSN``): an explicit call asks for tracing. Never calling
+    ``configure()`` with no ``SENTRY_DSN`` is not an error: handlers are no-ops and one
+    :class:`SentryLlmCallbacksWarning` says so. The returned :class:`Destination` is immutable; calling
     ``configure()`` again replaces it atomically and starts a fresh export pipeline.
 
     Example::

@@ -1,12 +1,34 @@
-"""The package logger, "once per kind" logging for problems that repeat on every run, URL
-redaction for log lines, and locks that survive ``fork``."""
+"""The package logger, "once per kind" logging for problems that repeat on every run, warnings
+a user must see, URL redaction for log lines, and locks that survive ``fork``.
+
+Most problems are logged on the ``sentry_llm_callbacks`` logger, which has a ``NullHandler``:
+an app that never configured logging is not spammed with a library's diagnostics. Three problems
+need the user to act, and without them "why don't I see my traces?" has no answer: the package
+is not configured, the endpoint refuses our key (401/403), spans are being dropped. These go
+through :func:`warn_user`, once per kind, which
+
+- always logs a WARNING record (an app that configured logging gets it where its logs go), and
+- when no handler would show that record (logging not configured: the ``NullHandler`` also
+  silences Python's last-resort handler), also issues ``warnings.warn`` with the category
+  :class:`SentryLlmCallbacksWarning`.
+
+Why ``warnings`` rather than a line printed to stderr or dropping the ``NullHandler``: Python
+shows a ``UserWarning`` by default (on stderr, and in Jupyter under the cell), users know how
+to silence it (``warnings.filterwarnings("ignore", category=SentryLlmCallbacksWarning)``,
+``-W``, pytest's ``filterwarnings``), and only these three messages are affected; removing the
+``NullHandler`` would put every diagnostic of the package on stderr. The warning is skipped
+when logging already shows the record, so nobody sees it twice, and a filter that turns
+warnings into errors never raises into the caller.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,7 +36,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
 
-logger = logging.getLogger("sentry_llm_callbacks")
+_PACKAGE = "sentry_llm_callbacks"
+logger = logging.getLogger(_PACKAGE)
 
 # --------------------------------------------------------------------------- fork-safe locks
 
@@ -85,13 +108,74 @@ _seen_lock: threading.Lock = fork_safe(sys.modules[__name__], "_seen_lock")
 
 def log_once(kind: str, level: int, msg: str, *args: object) -> None:
     """Log ``msg`` at ``level`` the first time ``kind`` happens, at DEBUG afterwards."""
+    logger.log(level if _first_time(kind) else logging.DEBUG, msg, *args)
+
+
+def _first_time(kind: str) -> bool:
     with _seen_lock:
-        first = kind not in _seen
-        if first:
-            if len(_seen) > 1000:  # bounded: kinds can embed values such as status codes
-                _seen.clear()
-            _seen.add(kind)
-    logger.log(level if first else logging.DEBUG, msg, *args)
+        if kind in _seen:
+            return False
+        if len(_seen) > 1000:  # bounded: kinds can embed values such as status codes
+            _seen.clear()
+        _seen.add(kind)
+        return True
+
+
+class SentryLlmCallbacksWarning(UserWarning):
+    """A problem that stops traces from reaching their destination and needs the user to act:
+    the package is not configured, the endpoint refuses the key, spans are being dropped.
+
+    Example::
+
+        warnings.filterwarnings("ignore", category=SentryLlmCallbacksWarning)
+    """
+
+
+#: What to do about spans that were dropped (after "Dropped N span(s): <why>.").
+DROP_ADVICE = (
+    "Check the destination with `sentry-llm-callbacks test-connection` (or slc.test_connection()); "
+    "slc.stats() counts what was lost."
+)
+
+#: The endpoint refused the key: every later request will be refused too.
+UNAUTHORIZED = (
+    "{endpoint} refused our credentials (HTTP {status}), and will refuse every later span. "
+    "Copy the DSN again from Sentry (Settings > Projects > your project > Client Keys (DSN)) and "
+    "check the key is enabled, or check the headers= given to configure() for a collector"
+)
+
+#: Not configured: every run is a no-op until configure() or SENTRY_DSN.
+NOT_CONFIGURED = (
+    "sentry_llm_callbacks is not configured ({problem}); runs are not traced. "
+    "Call sentry_llm_callbacks.configure(dsn=...) or set SENTRY_DSN."
+)
+
+
+def warn_user(kind: str, message: str) -> None:
+    """Tell the user ``message`` the first time ``kind`` happens: a WARNING log record, plus a
+    :class:`SentryLlmCallbacksWarning` when logging would not show the record (DEBUG afterwards)."""
+    if not _first_time(kind):
+        logger.debug("%s", message)
+        return
+    logger.warning("%s", message)
+    if logger.isEnabledFor(logging.WARNING) and not _logging_shows_warnings():
+        # contextlib.suppress: a filter set to "error" must not raise into the app (or end the
+        # export thread). The warning is attributed to the package, not to a line of it: the
+        # message is the whole story, and from the export thread there is no caller to point at.
+        with contextlib.suppress(Exception):
+            warnings.warn_explicit(message, SentryLlmCallbacksWarning, _PACKAGE, 0, _PACKAGE)
+
+
+def _logging_shows_warnings() -> bool:
+    """True if a handler other than a ``NullHandler`` would receive a WARNING record of the
+    package logger (the same walk up the hierarchy ``Logger.callHandlers`` does)."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if not isinstance(handler, logging.NullHandler) and handler.level <= logging.WARNING:
+                return True
+        current = current.parent if current.propagate else None
+    return False
 
 
 def reset_log_once() -> None:

@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 
-from ._logging import fork_safe, log_once, logger
+from ._logging import NOT_CONFIGURED, fork_safe, log_once, logger, warn_user
 from .config import Destination, build_destination
 from .errors import ConfigurationError
 from .export import ExportPipeline
@@ -53,13 +53,7 @@ def _create_pipeline() -> ExportPipeline | None:
             try:
                 _destination = build_destination()
             except ConfigurationError as exc:
-                log_once(
-                    "not-configured",
-                    logging.WARNING,
-                    "sentry_llm_callbacks is not configured (%s); runs are not traced. "
-                    "Call sentry_llm_callbacks.configure(dsn=...) or set SENTRY_DSN.",
-                    exc.problem,
-                )
+                warn_user("not-configured", NOT_CONFIGURED.format(problem=exc.problem))
                 return None
         _pipeline = ExportPipeline(_destination, maintenance=_maintenance)
         logger.debug("Export pipeline created for %r", _destination)

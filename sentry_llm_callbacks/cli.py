@@ -27,11 +27,23 @@ def _test_connection(args: argparse.Namespace) -> int:
 
 
 def _send_test_trace(args: argparse.Namespace) -> int:
-    from . import configure, send_test_trace
+    import warnings
 
+    from . import SentryLlmCallbacksWarning, configure, shutdown
+    from .connection import deliver_test_trace
+
+    # The result below is the whole answer: the library's own warnings about the same failure
+    # (refused key, spans dropped at exit) would only repeat it.
+    warnings.filterwarnings("ignore", category=SentryLlmCallbacksWarning)
+    deadline = time.monotonic() + args.timeout
     configure(dsn=args.dsn, otlp_endpoint=args.endpoint, allow_insecure_http=args.allow_insecure_http)
-    result = send_test_trace(timeout=args.timeout)
+    given = [f"--{name}" for name in ("dsn", "endpoint") if getattr(args, name)]
+    same = f" with the same {' and '.join(given)}" if given else ""
+    result = deliver_test_trace(args.timeout, diagnose=f"run `sentry-llm-callbacks test-connection`{same}")
     print(result.message)
+    # The exit flush would wait the destination's exit_timeout (5 s) again for what flush could
+    # not deliver: stop now, within what is left of --timeout.
+    shutdown(timeout=max(0.0, deadline - time.monotonic()))
     return 0 if result.ok else 1
 
 

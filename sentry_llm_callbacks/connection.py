@@ -181,6 +181,12 @@ def send_test_trace(timeout: float = 10.0) -> TestTraceResult:
         result = slc.send_test_trace()
         print(result.ok, result.trace_id, result.message)
     """
+    return deliver_test_trace(timeout, diagnose="run test_connection()")
+
+
+def deliver_test_trace(timeout: float, *, diagnose: str) -> TestTraceResult:
+    """:func:`send_test_trace`, with ``diagnose`` saying how to find out why delivery failed in
+    the caller's terms (a Python call, or the command line's ``test-connection``)."""
     pipeline = _state.get_pipeline()
     if pipeline is None:
         return TestTraceResult(False, "", "Not configured: call configure(dsn=...) or set SENTRY_DSN first.")
@@ -221,5 +227,5 @@ def send_test_trace(timeout: float = 10.0) -> TestTraceResult:
     return TestTraceResult(
         False,
         trace_id,
-        f"Trace {trace_id} was not delivered to {where} within {timeout:g} s; run test_connection() to see why.",
+        f"Trace {trace_id} was not delivered to {where} within {timeout:g} s; {diagnose} to see why.",
     )

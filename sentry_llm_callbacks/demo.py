@@ -32,9 +32,9 @@ def has(module: str) -> bool:
 
 #: What each part of the demo needs, and the install line that adds it.
 EXTRAS = {
-    "langchain": ("langchain_core", 'pip install "sentry-llm-callbacks[langchain]"'),
+    "langchain": ("langchain_core", "pip install langchain-core"),
     "langgraph": ("langgraph", "pip install langgraph"),
-    "llamaindex": ("llama_index.core", 'pip install "sentry-llm-callbacks[llamaindex]"'),
+    "llamaindex": ("llama_index.core", "pip install llama-index-core"),
 }
 
 

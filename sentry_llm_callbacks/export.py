@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import attributes as attr
-from ._logging import fork_safe, log_once, redact_url
+from ._logging import DROP_ADVICE, UNAUTHORIZED, fork_safe, log_once, redact_url, warn_user
 from ._version import __version__
 from .config import MAX_QUEUE_BYTES, MAX_REQUEST_BYTES
 from .content import RenderCache, resolve_content
@@ -482,12 +482,10 @@ class QueueSpanProcessor(SpanProcessor):
         if not self._over(1.0):
             return True
         self._lost_since_flush += 1
-        log_once(
+        warn_user(
             "backlog-full",
-            logging.WARNING,
-            "The export backlog is full (%d spans or %d bytes); new traces are dropped until it drains.",
-            self._max_queue,
-            self._max_bytes,
+            f"The export backlog is full ({self._max_queue} spans or {self._max_bytes} bytes); new traces are "
+            f"dropped until it drains. {DROP_ADVICE}",
         )
         return False
 
@@ -504,13 +502,13 @@ class QueueSpanProcessor(SpanProcessor):
                 del self._cut_traces[next(iter(self._cut_traces))]
         self._drop(1, "the export backlog is full")
 
-    def _drop(self, count: int, why: str) -> None:
-        """Count spans that will not be delivered, and say why (once per reason, DEBUG after)."""
+    def _drop(self, count: int, why: str, kind: str | None = None) -> None:
+        """Count spans that will not be delivered, and tell the user why (once per reason)."""
         if count <= 0:
             return
         COUNTERS.add("spans_dropped", count)
         self._lost_since_flush += count
-        log_once(f"dropped-{why}", logging.WARNING, "Dropped %d span(s): %s.", count, why)
+        warn_user(kind or f"dropped-{why}", f"Dropped {count} span(s): {why}. {DROP_ADVICE}")
 
     def _start_thread(self) -> None:
         with self._thread_lock:
@@ -752,6 +750,8 @@ class QueueSpanProcessor(SpanProcessor):
         self._release(count, size)
         if result.status_code is None:
             self._drop(count, f"the request to {endpoint} could not be sent ({result.detail})")
+        elif classify_status(result.status_code).reason == "unauthorized":
+            self._drop(count, UNAUTHORIZED.format(endpoint=endpoint, status=result.status_code), "unauthorized")
         else:
             self._drop(count, f"{endpoint} rejected them with HTTP {result.status_code} {result.detail}".rstrip())
         return True

@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from . import attributes as attr
 from . import sentry_sdk_interop
-from ._logging import log_once
+from ._logging import log_once, warn_user
 from .content import ContentPolicy, LazyContent, clean_str, content_source, scalar_or_json, snapshot
 from .export import COUNTERS, QueueSpanProcessor
 from .metadata import (
@@ -288,11 +288,10 @@ class Recorder:
         if not trace_state.sampled:
             COUNTERS.add("spans_dropped")
         elif len(self._runs) >= trace_state.max_open_runs:
-            log_once(
+            warn_user(
                 "max-open-runs",
-                logging.WARNING,
-                "More than %d runs are open at once; new runs are not traced until some end.",
-                len(self._runs),
+                f"More than {len(self._runs)} runs are open at once; new runs are not traced until some end "
+                "(configure(max_open_runs=...) raises the bound).",
             )
             COUNTERS.add("spans_dropped")
             return None

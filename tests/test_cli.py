@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 
 from sentry_llm_callbacks import __version__
-from sentry_llm_callbacks.receiver import LocalReceiver
+from sentry_llm_callbacks.receiver import Fault, LocalReceiver
 
 
 def cli(*args: str, env: dict[str, str] | None = None, hide: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -77,7 +78,7 @@ def test_demo_with_only_langchain_skips_llamaindex_and_says_how_to_add_it() -> N
     result = cli("demo", hide="llama_index")
     assert result.returncode == 0, result.stderr
     assert "LangGraph agent answered" in result.stdout
-    assert 'LlamaIndex is not installed: skipping the query (pip install "sentry-llm-callbacks[llamaindex]")' in (
+    assert 'LlamaIndex is not installed: skipping the query (pip install llama-index-core)' in (
         result.stdout
     )
     assert "Traceback" not in result.stderr
@@ -86,7 +87,7 @@ def test_demo_with_only_langchain_skips_llamaindex_and_says_how_to_add_it() -> N
 def test_demo_with_only_llamaindex_skips_langchain_and_says_how_to_add_it() -> None:
     result = cli("demo", hide="langchain_core")
     assert result.returncode == 0, result.stderr
-    assert 'LangChain is not installed: skipping the agent (pip install "sentry-llm-callbacks[langchain]")' in (
+    assert 'LangChain is not installed: skipping the agent (pip install langchain-core)' in (
         result.stdout
     )
     assert "LlamaIndex query answered" in result.stdout
@@ -111,3 +112,41 @@ def test_demo_to_an_unreachable_dsn_explains_and_fails() -> None:
     assert result.returncode == 1
     assert "Not delivered" in result.stderr and "test-connection" in result.stderr
     assert "In Sentry" not in result.stdout
+
+
+def test_send_test_trace_failure_points_to_the_cli_command() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dsn = f"http://{'a' * 32}@127.0.0.1:{port}/1"
+    result = cli("send-test-trace", "--dsn", dsn, "--timeout", "1")
+    assert result.returncode == 1
+    assert result.stdout.rstrip().endswith(
+        "within 1 s; run `sentry-llm-callbacks test-connection` with the same --dsn to see why."
+    ), result.stdout
+    assert "test_connection()" not in result.stdout + result.stderr
+    assert result.stderr == ""
+
+
+def test_send_test_trace_python_api_keeps_the_python_hint() -> None:
+    import sentry_llm_callbacks as slc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    slc.configure(dsn=f"http://{'a' * 32}@127.0.0.1:{port}/1")
+    assert slc.send_test_trace(timeout=1).message.endswith("run test_connection() to see why.")
+
+
+def test_send_test_trace_returns_at_its_timeout_not_after_the_exit_flush() -> None:
+    """Against an endpoint that never answers in time, the command used to wait --timeout for
+    delivery and then the exit flush's 5 s again. The bound below sits under that 5 s, so the
+    old behaviour fails it whatever the machine's speed; it leaves 4 s for interpreter start."""
+    with LocalReceiver() as receiver:
+        receiver.fault = Fault(hang=8.0)
+        started = time.monotonic()
+        result = cli("send-test-trace", "--dsn", receiver.dsn, "--timeout", "1")
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert "was not delivered" in result.stdout
+    assert elapsed < 1 + 4.5, elapsed

@@ -204,3 +204,10 @@ def test_notebook_runs_top_to_bottom(name: str, expected: str) -> None:
     )
     assert expected in outputs
     assert re.search(r"^trace [0-9a-f]{32}", outputs, re.M)
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "pytest" in line)
+    assert command in (root / ".ci" / "run").read_text()
