@@ -3,7 +3,6 @@ envelopes, and counts the spans that really arrived. It can also misbehave (refu
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 import time
@@ -15,8 +14,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 
 def _decompress(raw: bytes, encoding: str | None) -> bytes:
-    if encoding == "gzip":
-        return gzip.decompress(raw)
+    if encoding == "gzip":  # one member only, as Relay reads it: spans in a second one are not counted
+        decompressor = zlib.decompressobj(31)
+        return decompressor.decompress(raw)
     if encoding == "deflate":
         return zlib.decompress(raw)
     if encoding == "br":

@@ -32,7 +32,7 @@ OTLP_TRACES_SUFFIX = "/v1/traces"
 #: Requests are kept under this size (Sentry answers 413 above its body limit).
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
-#: Default bound on the export backlog, in bytes of encoded spans (see ``max_queue_bytes``).
+#: Default bound on the export backlog, in compressed bytes (see ``max_queue_bytes``).
 MAX_QUEUE_BYTES = 4 * 1024 * 1024
 
 #: Characters allowed in a host name (IPv6 literals are checked by ``ipaddress``).

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import random
+import struct
 import threading
 import time
 import zlib
@@ -281,35 +282,93 @@ class OtlpHttpSender:
             self._session.close()
 
 
-class GzipRequest:
-    """One request body, compressed as its pieces arrive: a backlog held this way takes about a
-    tenth of the memory of the encoded spans (and a twentieth of the span objects')."""
+_CRC_POLY = 0xEDB88320  # CRC-32 (gzip), reflected
 
-    __slots__ = ("_compressor", "_parts", "count", "raw_bytes", "size")
+
+def _crc_multiply(a: int, b: int) -> int:
+    """``a * b`` modulo the CRC-32 polynomial (bit-reflected, as zlib does it)."""
+    m = 1 << 31
+    p = 0
+    while True:
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                return p
+        m >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+
+
+def _crc_powers() -> list[int]:
+    """x^(2^n) modulo the polynomial, n = 0..31."""
+    powers = [1 << 30]  # x^1
+    for _ in range(31):
+        powers.append(_crc_multiply(powers[-1], powers[-1]))
+    return powers
+
+
+_CRC_POWERS = _crc_powers()
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)`` (zlib's
+    ``crc32_combine``, which Python's zlib does not expose).
+
+    >>> crc32_combine(zlib.crc32(b"abc"), zlib.crc32(b"def"), 3) == zlib.crc32(b"abcdef")
+    True
+    """
+    shift = 1 << 31  # x^0
+    n, k = len2, 3  # len2 bytes: x^(8 * len2)
+    while n:
+        if n & 1:
+            shift = _crc_multiply(_CRC_POWERS[k & 31], shift)
+        n >>= 1
+        k += 1
+    return _crc_multiply(shift, crc1) ^ crc2
+
+
+def deflate_segment(data: bytes) -> bytes:
+    """``data`` as raw deflate ending on a byte boundary with no final block: segments made
+    apart, by any thread, concatenate into one deflate stream (:class:`GzipRequest`)."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)  # level 1: fast; -15: no header
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no time
+_FINAL_BLOCK = zlib.compressobj(1, zlib.DEFLATED, -15).flush()  # an empty last block
+
+
+class GzipRequest:
+    """One request body held compressed, as deflate segments (:func:`deflate_segment`) with
+    the running CRC: sealed, it is ONE gzip member (what Relay decompresses). A backlog held this
+    way takes about a tenth of the memory of the encoded spans (and a twentieth of the span
+    objects'). Segments are compressed by whichever thread made them, with no lock held:
+    compression gives the interpreter lock away, and under load getting it back can take
+    seconds, during which nobody else must be kept from compressing."""
+
+    __slots__ = ("_crc", "_parts", "count", "raw_bytes", "size")
 
     def __init__(self) -> None:
-        self._compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: gzip container; level 1: fast
         self._parts: list[bytes] = []
+        self._crc = 0
         self.count = 0  #: spans in it
         self.raw_bytes = 0  #: uncompressed size (the request limit applies to it)
-        self.size = 0  #: compressed bytes produced so far
+        self.size = 0  #: compressed bytes held
 
-    def add(self, data: bytes, count: int) -> int:
-        """Append one encoded piece; returns the compressed bytes it produced (often 0 at first)."""
-        out = self._compressor.compress(data)
-        if out:
-            self._parts.append(out)
+    def add(self, segment: bytes, crc: int, raw: int, count: int) -> None:
+        """Append one compressed segment (pure Python: the caller may hold a lock)."""
+        self._parts.append(segment)
+        self._crc = crc32_combine(self._crc, crc, raw)
         self.count += count
-        self.raw_bytes += len(data)
-        self.size += len(out)
-        return len(out)
+        self.raw_bytes += raw
+        self.size += len(segment)
 
     def seal(self) -> bytes:
         """The finished gzip body (``size`` then counts all of it)."""
-        tail = self._compressor.flush()
-        self._parts.append(tail)
-        self.size += len(tail)
-        return b"".join(self._parts)
+        trailer = _FINAL_BLOCK + struct.pack("<II", self._crc, self.raw_bytes & 0xFFFFFFFF)
+        body = b"".join([_GZIP_HEADER, *self._parts, trailer])
+        self._parts = []
+        self.size = len(body)
+        return body
 
 
 # --------------------------------------------------------------------------- when to retry
@@ -374,16 +433,21 @@ class QueueSpanProcessor(SpanProcessor):
     """Bounded backlog on the app side, one export thread on the other.
 
     Finished spans go through three stages: the span queue (``on_end`` appends to a deque),
-    encoded pieces (protobuf bytes) compressed as they come into the next request body
+    encoded pieces (protobuf bytes) compressed in segments into the next request body
     (:class:`GzipRequest`, sealed at the request size limit: bigger batches when behind), and
-    sealed bodies waiting to be sent or retried. The export thread sends, and encodes what the
-    application threads have not.
+    sealed bodies waiting to be sent or retried. The export thread sends, and encodes and
+    compresses what the application threads have not.
 
     When the span queue grows past one batch, the application threads that end spans encode a
-    chunk of it themselves: a single export thread gets too small a share of the interpreter
-    lock against many busy threads, and this way each thread pays for the spans it makes.
+    chunk of it themselves, compress a segment once enough is encoded, and seal a request when
+    the export thread has none ready: a single export thread gets too small a share of the
+    interpreter lock against many busy threads, and this way each thread pays for the spans it
+    makes. No lock is held while compressing or sending: both give the interpreter lock away, and
+    under load a thread can wait seconds to get it back.
 
-    The backlog is bounded by ``max_queue_size`` spans and ``max_queue_bytes`` encoded bytes.
+    The backlog is bounded by ``max_queue_size`` spans and ``max_queue_bytes`` bytes: compressed
+    bytes, plus encoded bytes not yet compressed at the running compression ratio (and at most
+    ``RAW_FACTOR`` times the budget of those).
     At the bound new traces are refused whole (``accepts_new_trace``, asked at a trace's root);
     spans of traces already running may go a quarter past it, beyond which the span's trace is
     cut: its remaining spans are dropped too, so that what is sent is whole traces. Every span
@@ -393,6 +457,10 @@ class QueueSpanProcessor(SpanProcessor):
 
     ENCODE_CHUNK = 64  #: spans the export thread encodes between yields of the interpreter lock
     HELP_CHUNK = 16  #: spans an application thread encodes when the queue is behind
+    SEGMENT_BYTES = 128 * 1024  #: encoded bytes compressed in one call (one gzip segment)
+    #: Uncompressed bytes may reach this many times ``max_queue_bytes`` (they are counted in the
+    #: budget at the running compression ratio; this bounds them if compression falls behind).
+    RAW_FACTOR = 4
     _MAX_CUT_TRACES = 10_000
 
     def __init__(
@@ -420,8 +488,9 @@ class QueueSpanProcessor(SpanProcessor):
         self.backoff = backoff or Backoff()
         fork_safe(self, "_wake", threading.Event)
         fork_safe(self, "_idle", threading.Condition)
-        fork_safe(self, "_lock")  # guards the counts of what is held below
-        fork_safe(self, "_gzip_lock")  # guards the request being built
+        # Guards what is held below: the counts, the encoded pieces, the request being built and
+        # the sealed ones. Never held across a call that gives the interpreter lock away.
+        fork_safe(self, "_lock")
         fork_safe(self, "_thread_lock")
         #: Encoded pieces (uncompressed) with their span counts, waiting to be compressed.
         self._encoded: deque[tuple[bytes, int]] = deque()
@@ -429,10 +498,16 @@ class QueueSpanProcessor(SpanProcessor):
         self._open = GzipRequest()
         #: Sealed bodies with span count and held bytes; a request to retry goes back to the front.
         self._ready: deque[tuple[bytes, int, int]] = deque()
-        #: Spans taken from the queue and not yet delivered or dropped, and the bytes they hold
-        #: (encoded size until compressed, then compressed size).
+        #: Spans taken from the queue and not yet delivered or dropped.
         self._held_spans = 0
+        #: Compressed bytes held (the request being built and the sealed ones).
         self._held_bytes = 0
+        #: Encoded bytes not yet compressed (waiting in ``_encoded`` or being compressed).
+        self._raw_bytes = 0
+        #: Running compressed / encoded size ratio, to count uncompressed pieces in the budget.
+        self._ratio = 0.25
+        #: Bumped when what is held is discarded: a segment compressed meanwhile is not added.
+        self._epoch = 0
         #: Running estimate of one encoded span's size, for the part of the backlog not yet encoded.
         self._span_bytes = 1024.0
         #: Traces cut at the bound (insertion-ordered, bounded): their later spans are dropped too.
@@ -493,7 +568,17 @@ class QueueSpanProcessor(SpanProcessor):
         spans = len(self._queue) + self._held_spans
         if spans >= self._max_queue * factor:
             return True
-        return self._held_bytes + len(self._queue) * self._span_bytes >= self._max_bytes * factor
+        if self._raw_bytes >= self._max_bytes * self.RAW_FACTOR * factor:
+            return True
+        return self._budget_bytes() >= self._max_bytes * factor
+
+    def _budget_bytes(self) -> int:
+        """What the backlog counts against ``max_queue_bytes``: compressed bytes held, encoded bytes
+        at the running compression ratio (under load they wait a moment for a thread to compress
+        them, and would otherwise trip the bound ten times too early), and an estimate for the
+        spans still queued."""
+        pending = self._raw_bytes * self._ratio
+        return int(self._held_bytes + pending + len(self._queue) * self._span_bytes)
 
     def _cut(self, trace_id: int) -> None:
         with self._lock:
@@ -519,8 +604,8 @@ class QueueSpanProcessor(SpanProcessor):
     # -- encoding (export thread, and application threads when behind) ----------------
 
     def _encode_some(self, limit: int) -> int:
-        """Take up to ``limit`` spans from the queue and encode them into pieces for the export
-        thread to compress. Returns how many spans were taken."""
+        """Take up to ``limit`` spans from the queue and encode them into pieces to be compressed.
+        Returns how many spans were taken."""
         chunk: list[ReadableSpan] = []
         popleft = self._queue.popleft
         with self._lock:  # counted as held before they leave the queue: flush() must not miss them
@@ -530,6 +615,7 @@ class QueueSpanProcessor(SpanProcessor):
             except IndexError:
                 pass
             self._held_spans += len(chunk)
+            epoch = self._epoch
         if not chunk:
             return 0
         taken = len(chunk)
@@ -553,68 +639,76 @@ class QueueSpanProcessor(SpanProcessor):
             self._drop(oversize, f"each was larger than the {self._sender.max_request_bytes}-byte request limit")
         size = sum(len(data) for data, _ in pieces)
         with self._lock:
-            self._held_bytes += size
-            if pieces:
-                count = sum(n for _, n in pieces)
-                self._span_bytes = 0.9 * self._span_bytes + 0.1 * (size / count)
-        self._encoded.extend(pieces)
+            if epoch != self._epoch or not pieces:
+                return taken  # discarded meanwhile: already counted as dropped
+            self._raw_bytes += size
+            self._span_bytes = 0.9 * self._span_bytes + 0.1 * (size / sum(n for _, n in pieces))
+            self._encoded.extend(pieces)
         return taken
 
     def _help_compress(self) -> None:
-        """On an application thread, when the queue is behind: compress what is encoded, if the
-        export thread is not at it (never wait for it here), and when the export thread has no
-        request ready, seal one for it, so that it does not have to wait for this lock."""
-        if not self._gzip_lock.acquire(blocking=False):
-            return
-        try:
-            self._compress_encoded()
-            if not self._ready and self._open.count >= self._batch:
-                self._seal_open()
-        finally:
-            self._gzip_lock.release()
+        """On an application thread, when the queue is behind: compress a segment once enough is
+        encoded, and when the export thread has no request ready, seal one for it, so that under
+        load it only sends."""
+        if self._raw_bytes >= self.SEGMENT_BYTES:
+            self._compress_one()
+        if not self._ready and self._open.count >= self._batch:
+            with self._lock:
+                if not self._ready:
+                    self._seal_open()
 
     def _compress_pending(self) -> None:
-        with self._gzip_lock:
-            self._compress_encoded()
+        """Compress everything encoded (on the export thread: before sending, or while waiting)."""
+        while self._compress_one():
+            pass
 
-    def _compress_encoded(self) -> None:
-        """Move encoded pieces into the request being built (holding ``_gzip_lock``), sealing it
-        when the next piece would take it over the request size limit. Pieces are joined and
-        compressed in one call: zlib releases the interpreter lock on every call, and getting it
-        back can take long when many threads are busy."""
-        limit = self._sender.max_request_bytes
-        encoded = self._encoded
-        while True:
-            pieces: list[bytes] = []
-            size = count = 0
-            room = limit - self._open.raw_bytes
-            full = False
-            while encoded:
+    def _compress_one(self) -> bool:
+        """Take up to a segment's worth of encoded pieces and compress them into the request being
+        built. The compressing is done with no lock held: any thread can compress at the same
+        time, and one that waits long for the interpreter lock after zlib holds up only itself.
+        False when nothing was encoded."""
+        limit = min(self.SEGMENT_BYTES, self._sender.max_request_bytes)
+        pieces: list[bytes] = []
+        raw = count = 0
+        with self._lock:
+            encoded = self._encoded
+            while encoded and (not pieces or raw + len(encoded[0][0]) <= limit):
                 data, n = encoded.popleft()
-                if size + len(data) > room and (pieces or self._open.count):
-                    encoded.appendleft((data, n))
-                    full = True
-                    break
                 pieces.append(data)
-                size += len(data)
+                raw += len(data)
                 count += n
-            if pieces:
-                produced = self._open.add(b"".join(pieces), count)
-                with self._lock:
-                    self._held_bytes += produced - size
-            if not full:
-                return
-            self._seal_open()
+            epoch = self._epoch
+        if not pieces:
+            return False
+        data = b"".join(pieces)
+        segment = deflate_segment(data)
+        crc = zlib.crc32(data)
+        self._add_segment(segment, crc, raw, count, epoch)
+        return True
+
+    def _add_segment(self, segment: bytes, crc: int, raw: int, count: int, epoch: int) -> None:
+        """Append a compressed segment to the request being built, sealing that first when the
+        segment would take it over the request size limit."""
+        with self._lock:
+            if epoch != self._epoch:
+                return  # discarded meanwhile: already counted as dropped
+            if self._open.count and self._open.raw_bytes + raw > self._sender.max_request_bytes:
+                self._seal_open()
+            self._open.add(segment, crc, raw, count)
+            self._raw_bytes -= raw
+            self._held_bytes += len(segment)
+            if raw:
+                self._ratio = 0.9 * self._ratio + 0.1 * (len(segment) / raw)
 
     def _seal_open(self) -> None:
-        """Finish the request being built (holding ``_gzip_lock``) and queue it for sending."""
+        """Finish the request being built (holding ``_lock``) and queue it for sending: joining
+        bytes, never giving the interpreter lock away."""
         request = self._open
         if not request.count:
             return
         before = request.size
         body = request.seal()
-        with self._lock:
-            self._held_bytes += request.size - before
+        self._held_bytes += request.size - before
         self._ready.append((body, request.count, request.size))
         self._open = GzipRequest()
 
@@ -690,7 +784,8 @@ class QueueSpanProcessor(SpanProcessor):
     def _drain(self) -> None:
         """Send what is encoded, then encode what is queued, until both are empty or the endpoint
         must be left alone (backoff). Sending comes first: under load the application threads
-        encode for themselves, and this thread's share of the interpreter lock is small."""
+        encode, compress and seal for themselves, and this thread's share of the interpreter lock
+        is small."""
         while True:
             if self._has_outgoing() and self.backoff.ready():
                 if self._send_one():
@@ -710,9 +805,11 @@ class QueueSpanProcessor(SpanProcessor):
     def _next_request(self) -> tuple[bytes, int, int] | None:
         """The oldest sealed body (a request to retry first), else the one being built, sealed now."""
         if not self._ready:
-            with self._gzip_lock:
-                self._compress_encoded()
-                self._seal_open()
+            if not self._open.count or self._raw_bytes >= self.SEGMENT_BYTES:
+                self._compress_pending()  # else send what is compressed: small segments compress badly
+            with self._lock:
+                if not self._ready:
+                    self._seal_open()
         try:
             return self._ready.popleft()
         except IndexError:
@@ -760,11 +857,13 @@ class QueueSpanProcessor(SpanProcessor):
         """Drop (and count) what was taken from the queue and not delivered."""
         with self._lock:
             held = self._held_spans
+            self._epoch += 1
             self._encoded.clear()
             self._ready.clear()
             self._open = GzipRequest()
             self._held_spans = 0
             self._held_bytes = 0
+            self._raw_bytes = 0
         self._drop(held, f"they were in hand when {why}")
 
     def _discard_remaining(self) -> None:
@@ -826,8 +925,9 @@ class QueueSpanProcessor(SpanProcessor):
 
     @property
     def queued_bytes(self) -> int:
-        """Encoded bytes held for sending (the part of the backlog bounded by ``max_queue_bytes``)."""
-        return self._held_bytes
+        """Bytes held for sending as counted against ``max_queue_bytes``: compressed bytes, plus
+        encoded ones not yet compressed at the running compression ratio."""
+        return int(self._held_bytes + self._raw_bytes * self._ratio)
 
 
 # --------------------------------------------------------------------------- the pipeline

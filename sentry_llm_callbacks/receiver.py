@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import gzip
 import html
 import re
 import threading
@@ -349,10 +348,20 @@ def _trace_page(trace_id: str, members: list[Any] | None, *, expanded: bool) -> 
 
 def _decompress(raw: bytes, encoding: str | None) -> bytes:
     if encoding == "gzip":
-        return gzip.decompress(raw)
+        return gunzip_one_member(raw)
     if encoding == "deflate":
         return zlib.decompress(raw)
     return raw
+
+
+def gunzip_one_member(raw: bytes) -> bytes:
+    """Relay reads the first gzip member of a body and nothing after it: a body that is not
+    exactly one complete member is refused here, so that tests see what Relay would lose."""
+    decompressor = zlib.decompressobj(31)
+    body = decompressor.decompress(raw)
+    if not decompressor.eof or decompressor.unused_data:
+        raise ValueError("the body is not exactly one complete gzip member")
+    return body
 
 
 # --------------------------------------------------------------------------- showing traces

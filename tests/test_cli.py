@@ -78,18 +78,14 @@ def test_demo_with_only_langchain_skips_llamaindex_and_says_how_to_add_it() -> N
     result = cli("demo", hide="llama_index")
     assert result.returncode == 0, result.stderr
     assert "LangGraph agent answered" in result.stdout
-    assert 'LlamaIndex is not installed: skipping the query (pip install llama-index-core)' in (
-        result.stdout
-    )
+    assert "LlamaIndex is not installed: skipping the query (pip install llama-index-core)" in (result.stdout)
     assert "Traceback" not in result.stderr
 
 
 def test_demo_with_only_llamaindex_skips_langchain_and_says_how_to_add_it() -> None:
     result = cli("demo", hide="langchain_core")
     assert result.returncode == 0, result.stderr
-    assert 'LangChain is not installed: skipping the agent (pip install langchain-core)' in (
-        result.stdout
-    )
+    assert "LangChain is not installed: skipping the agent (pip install langchain-core)" in (result.stdout)
     assert "LlamaIndex query answered" in result.stdout
     assert "Traceback" not in result.stderr
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import random
 import socket
 import threading
 import time
+import zlib
 
 import pytest
 from opentelemetry import trace as otel_trace
@@ -12,7 +15,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
-from sentry_llm_callbacks.receiver import DEFAULT_KEY, Fault, LocalReceiver, decode_request
+from sentry_llm_callbacks.export import GzipRequest, crc32_combine, deflate_segment
+from sentry_llm_callbacks.receiver import DEFAULT_KEY, Fault, LocalReceiver, decode_request, gunzip_one_member
 from sentry_llm_callbacks.recorder import CHAIN, CHAT
 
 from .conftest import delivered
@@ -303,6 +307,35 @@ def test_decoder_reads_what_the_sender_wrote(sentry: LocalReceiver) -> None:
     assert decode_request(body)[0].name == "chat m"
     assert sentry.headers[0]["content-encoding"] == "gzip"
     assert int(sentry.headers[0]["content-length"]) != len(body)  # sent compressed, decoded from gzip
+
+
+def test_segments_compressed_apart_make_one_gzip_member() -> None:
+    """Threads compress their own segments of a request; the body must still be one gzip member
+    with the right CRC and length (Relay reads one member), whatever the segment sizes."""
+    rng = random.Random(7)
+    for _ in range(40):
+        request, whole = GzipRequest(), b""
+        for _ in range(rng.randint(1, 6)):
+            data = rng.randbytes(rng.randint(0, 2000)) + b"span " * rng.randint(0, 40_000)
+            request.add(deflate_segment(data), zlib.crc32(data), len(data), 1)
+            whole += data
+        body = request.seal()
+        assert gunzip_one_member(body) == whole
+        assert request.size == len(body)
+    assert crc32_combine(zlib.crc32(b"abc"), zlib.crc32(b"defgh"), 5) == zlib.crc32(b"abcdefgh")
+
+
+def test_the_receiver_refuses_a_body_of_two_gzip_members(receiver: LocalReceiver) -> None:
+    import requests
+
+    slc.configure(dsn=receiver.dsn)
+    make_spans(1)
+    delivered(receiver, 1)
+    body = receiver.bodies[0]
+    url = receiver.plain_endpoint
+    two = gzip.compress(body) + gzip.compress(body)
+    assert requests.post(url, data=two, headers={"Content-Encoding": "gzip"}, timeout=5).status_code == 400
+    assert requests.post(url, data=gzip.compress(body), headers={"Content-Encoding": "gzip"}, timeout=5).ok
 
 
 def _export_threads() -> set[threading.Thread]:
