@@ -457,6 +457,7 @@ class QueueSpanProcessor(SpanProcessor):
 
     ENCODE_CHUNK = 64  #: spans the export thread encodes between yields of the interpreter lock
     HELP_CHUNK = 16  #: spans an application thread encodes when the queue is behind
+    HELP_AFTER_BATCHES = 4  #: how many batches behind the export thread must be before threads help
     SEGMENT_BYTES = 128 * 1024  #: encoded bytes compressed in one call (one gzip segment)
     #: Uncompressed bytes may reach this many times ``max_queue_bytes`` (they are counted in the
     #: budget at the running compression ratio; this bounds them if compression falls behind).
@@ -544,10 +545,14 @@ class QueueSpanProcessor(SpanProcessor):
         queue.append(span)
         if self._thread is None:
             self._start_thread()
-        if len(queue) >= self._batch:
+        waiting = len(queue)
+        if waiting >= self._batch:
             if not self._wake.is_set():
                 self._wake.set()
-            if not self._extra:  # extra exporters are called from the export thread only
+            # Only when the export thread has fallen well behind (it was woken a batch ago and has
+            # not caught up: other threads hold the interpreter lock): then this thread helps.
+            # In steady state the export thread does all of it, off the application's path.
+            if waiting >= self.HELP_AFTER_BATCHES * self._batch and not self._extra:
                 self._encode_some(self.HELP_CHUNK)
                 self._help_compress()
 
@@ -732,9 +737,10 @@ class QueueSpanProcessor(SpanProcessor):
 
     def _pause(self) -> None:
         """Between chunks of export work: yield the interpreter lock to the application while the
-        backlog is small. Under load, keep going: against busy threads every yield costs this
-        thread a long wait for the lock, and the backlog would only grow."""
-        if len(self._queue) + self._held_spans < self._batch:
+        backlog is what steady traffic leaves (so the app's tail latency stays low). Once it is
+        several batches behind (the point where application threads start to help), keep going:
+        against busy threads every yield costs this thread a long wait for the lock."""
+        if len(self._queue) + self._held_spans < self.HELP_AFTER_BATCHES * self._batch:
             time.sleep(0)
 
     def _export_extra(self, batch: list[ReadableSpan]) -> None:
