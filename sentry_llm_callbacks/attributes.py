@@ -107,6 +107,10 @@ LANGGRAPH_STEP = "sentry_llm_callbacks.langgraph.step"
 LANGGRAPH_INTERRUPTED = "sentry_llm_callbacks.langgraph.interrupted"
 LANGGRAPH_HANDOFF = "sentry_llm_callbacks.langgraph.handoff"
 
+# Span events (Sentry drops span events; other OTLP backends keep them)
+EVENT_RETRY_ATTEMPT = "retry.attempt"
+EVENT_CUSTOM_DATA = "data"
+
 # Resource
 DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
 
@@ -191,8 +195,8 @@ OWN_KEYS: dict[str, str] = {
     DEPLOYMENT_ENVIRONMENT: "resource: OpenTelemetry's environment key (Sentry reads sentry.environment on spans)",
     "telemetry.sdk.": "resource: OpenTelemetry's SDK identification",
     "service.instance.id": "resource: added by the OpenTelemetry SDK",
-    "retry.attempt": "span event (Sentry drops span events): which retry attempt",
-    "data": "span event of a LangChain custom event (Sentry drops span events)",
+    EVENT_RETRY_ATTEMPT: "span event (Sentry drops span events): which retry attempt",
+    EVENT_CUSTOM_DATA: "span event of a LangChain custom event (Sentry drops span events)",
 }
 
 

@@ -462,11 +462,13 @@ class SentryCallbackHandler(BaseCallbackHandler):
     @_guard
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         attempt = getattr(retry_state, "attempt_number", None)
-        self._recorder.add_event(run_id, "retry", {"retry.attempt": attempt} if isinstance(attempt, int) else None)
+        self._recorder.add_event(
+            run_id, "retry", {attr.EVENT_RETRY_ATTEMPT: attempt} if isinstance(attempt, int) else None
+        )
 
     @_guard
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.add_event(run_id, str(name), None, content={"data": data})
+        self._recorder.add_event(run_id, str(name), None, content={attr.EVENT_CUSTOM_DATA: data})
 
 
 # --------------------------------------------------------------------------- global handler

@@ -33,6 +33,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from . import attributes as attr
+
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef"
 _TRACE_PATH = re.compile(r"/trace/([0-9a-fA-F]{32})/?")
 
@@ -60,7 +62,7 @@ class ReceivedSpan:
 
     @property
     def op(self) -> str:
-        return str(self.attributes.get("sentry.op", ""))
+        return str(self.attributes.get(attr.SENTRY_OP, ""))
 
 
 def any_value(value: AnyValue) -> Any:
@@ -379,15 +381,13 @@ def _describe(span: ReceivedSpan) -> str:
     bits = [f"{span.duration_s * 1000:.1f} ms"]
     if span.op:
         bits.insert(0, span.op)
-    model = a.get("gen_ai.response.model") or a.get("gen_ai.request.model")
+    model = a.get(attr.RESPONSE_MODEL) or a.get(attr.REQUEST_MODEL)
     if model:
         bits.append(str(model))
-    if "gen_ai.usage.input_tokens" in a or "gen_ai.usage.output_tokens" in a:
-        bits.append(
-            f"tokens {a.get('gen_ai.usage.input_tokens', '?')} in / {a.get('gen_ai.usage.output_tokens', '?')} out"
-        )
-    if "gen_ai.cost.total_tokens" in a:
-        bits.append(f"${a['gen_ai.cost.total_tokens']:.6f}")
+    if attr.USAGE_INPUT_TOKENS in a or attr.USAGE_OUTPUT_TOKENS in a:
+        bits.append(f"tokens {a.get(attr.USAGE_INPUT_TOKENS, '?')} in / {a.get(attr.USAGE_OUTPUT_TOKENS, '?')} out")
+    if attr.COST_TOTAL in a:
+        bits.append(f"${a[attr.COST_TOTAL]:.6f}")
     if span.status_code == 2:
         bits.append(f"ERROR {span.status_message}")
     return f"{span.name}  [{', '.join(bits)}]"
@@ -408,7 +408,7 @@ def format_trace_tree(spans: Iterable[ReceivedSpan]) -> str:
         first = roots[0] if roots else None
         extras = []
         if first is not None:
-            for key in ("user.id", "session.id", "sentry.environment", "sentry.release"):
+            for key in (attr.USER_ID, attr.SESSION_ID, attr.SENTRY_ENVIRONMENT, attr.SENTRY_RELEASE):
                 if key in first.attributes:
                     extras.append(f"{key}={first.attributes[key]}")
         lines.append(f"trace {trace_id}" + (f"  ({', '.join(extras)})" if extras else ""))
