@@ -29,6 +29,14 @@ CLIENT_SAMPLE_RATE = _S.SENTRY_CLIENT_SAMPLE_RATE
 SESSION_ID = _S.SESSION_ID
 ERROR_TYPE = _S.ERROR_TYPE
 
+# Values of sentry.op, by what ran (Sentry's AI views select spans by them)
+OP_INVOKE_AGENT = "gen_ai.invoke_agent"
+OP_CHAT = "gen_ai.chat"
+OP_TEXT_COMPLETION = "gen_ai.text_completion"
+OP_EMBEDDINGS = "gen_ai.embeddings"
+OP_EXECUTE_TOOL = "gen_ai.execute_tool"
+OP_FUNCTION = "function"  # chains, graph nodes, retrievers: never gen_ai.*, or Sentry counts an LLM call
+
 # gen_ai: operation and identity
 OPERATION_NAME = _S.GEN_AI_OPERATION_NAME
 CONVERSATION_ID = _S.GEN_AI_CONVERSATION_ID

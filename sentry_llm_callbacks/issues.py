@@ -26,6 +26,7 @@ from . import attributes as attr
 from ._logging import log_once
 from .content import clean_str
 from .recorder import Failure
+from .sentry_sdk_interop import has_dsn
 
 #: sentry-sdk integrations that capture these errors themselves: the LangChain one reports every
 #: failed model and tool run from its callback. (Its LangGraph integration only wraps graph
@@ -92,7 +93,7 @@ class SentryIssues:
 
 def _can_capture(client: Any) -> bool:
     try:
-        if not client.options.get("dsn"):
+        if not has_dsn(client):
             return False
         integrations = getattr(client, "integrations", None) or {}
         return not any(name in integrations for name in SDK_ERROR_INTEGRATIONS)

@@ -73,13 +73,13 @@ CHAIN = "chain"
 RETRIEVER = "retriever"
 
 _OPS: dict[str, tuple[str, str | None]] = {
-    AGENT: ("gen_ai.invoke_agent", "invoke_agent"),
-    CHAT: ("gen_ai.chat", "chat"),
-    COMPLETION: ("gen_ai.text_completion", "text_completion"),
-    EMBEDDINGS: ("gen_ai.embeddings", "embeddings"),
-    TOOL: ("gen_ai.execute_tool", "execute_tool"),
-    CHAIN: ("function", None),
-    RETRIEVER: ("function", None),
+    AGENT: (attr.OP_INVOKE_AGENT, "invoke_agent"),
+    CHAT: (attr.OP_CHAT, "chat"),
+    COMPLETION: (attr.OP_TEXT_COMPLETION, "text_completion"),
+    EMBEDDINGS: (attr.OP_EMBEDDINGS, "embeddings"),
+    TOOL: (attr.OP_EXECUTE_TOOL, "execute_tool"),
+    CHAIN: (attr.OP_FUNCTION, None),
+    RETRIEVER: (attr.OP_FUNCTION, None),
 }
 GENERATIONS = frozenset({CHAT, COMPLETION, EMBEDDINGS})
 

@@ -50,7 +50,7 @@ def ambient_parent() -> SpanContext | None:
             return None  # none, or one that already finished (left on a scope by the app)
         if span.sampled:
             return _context(span.trace_id, span.span_id, sampled=True)
-        if not _has_dsn(sdk.get_client()):
+        if not has_dsn(sdk.get_client()):
             return None  # no DSN: no error event will carry this trace id
         traceparent = sdk.get_traceparent()  # what error events carry: the span's, or the scope's
     except Exception as exc:
@@ -90,7 +90,7 @@ def warn_if_duplicated() -> str | None:
         if key in _checked_clients:
             return None
         _checked_clients.add(key)
-        if not _has_dsn(client) or not _tracing_enabled(client.options):
+        if not has_dsn(client) or not _tracing_enabled(client.options):
             return None
         active = [name for name in DUPLICATING_INTEGRATIONS if name in (client.integrations or {})]
     except Exception as exc:
@@ -116,7 +116,7 @@ def duplicate_message(active: list[str]) -> str:
     )
 
 
-def _has_dsn(client: Any) -> bool:
+def has_dsn(client: Any) -> bool:
     """A client that sends anything (``is_active()`` is also true for a client without a DSN)."""
     return bool(client.is_active() and client.options.get("dsn"))
 

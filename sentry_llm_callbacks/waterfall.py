@@ -56,12 +56,12 @@ CONTENT_KEYS: tuple[tuple[str, str], ...] = (
 
 AGENT, MODEL, TOOL, CHAIN, OTHER = "agent", "model", "tool", "chain", "other"
 _KIND_BY_OP = {
-    "gen_ai.invoke_agent": AGENT,
-    "gen_ai.chat": MODEL,
-    "gen_ai.text_completion": MODEL,
-    "gen_ai.embeddings": MODEL,
-    "gen_ai.execute_tool": TOOL,
-    "function": CHAIN,
+    attr.OP_INVOKE_AGENT: AGENT,
+    attr.OP_CHAT: MODEL,
+    attr.OP_TEXT_COMPLETION: MODEL,
+    attr.OP_EMBEDDINGS: MODEL,
+    attr.OP_EXECUTE_TOOL: TOOL,
+    attr.OP_FUNCTION: CHAIN,
 }
 #: Bar colours by kind; an error is red whatever its kind.
 COLOURS = {AGENT: "#7c3aed", MODEL: "#2563eb", TOOL: "#d97706", CHAIN: "#64748b", OTHER: "#94a3b8"}
