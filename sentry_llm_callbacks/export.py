@@ -951,15 +951,15 @@ class ExportPipeline:
     def __init__(self, destination: Destination, maintenance: Callable[[], None] | None = None) -> None:
         self.destination = destination
         resource = {
-            "service.name": destination.service_name,
-            "telemetry.sdk.name": "sentry-llm-callbacks",
-            "telemetry.sdk.version": __version__,
-            "telemetry.sdk.language": "python",
+            attr.SERVICE_NAME: destination.service_name,
+            attr.TELEMETRY_SDK_NAME: "sentry-llm-callbacks",
+            attr.TELEMETRY_SDK_VERSION: __version__,
+            attr.TELEMETRY_SDK_LANGUAGE: "python",
         }
         if destination.environment:
             resource[attr.DEPLOYMENT_ENVIRONMENT] = destination.environment
         if destination.release:
-            resource["service.version"] = destination.release
+            resource[attr.SERVICE_VERSION] = destination.release
         self.sender = OtlpHttpSender(
             destination.endpoint, destination.request_headers(), timeout=destination.export_timeout
         )
