@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from . import _state
 from ._logging import SentryLlmCallbacksWarning
 from ._version import __version__
-from .config import MAX_QUEUE_BYTES, Destination, build_destination
+from .config import Destination, build_destination
 from .connection import ConnectionResult, TestTraceResult, check_destination, send_test_trace, test_connection
 from .errors import ConfigurationError, ConnectionTestError
 from .export import COUNTERS
 from .metadata import trace_context, trace_id_for
+from .options import MAX_QUEUE_BYTES
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -129,29 +130,10 @@ def configure(
         slc.configure(dsn="https://PUBLICKEY@o123.ingest.us.sentry.io/456",
                       environment="production", release="v2.1.0")
     """
-    destination = build_destination(
-        dsn=dsn,
-        otlp_endpoint=otlp_endpoint,
-        environment=environment,
-        release=release,
-        privacy_mode=privacy_mode,
-        sample_rate=sample_rate,
-        headers=headers,
-        service_name=service_name,
-        allow_insecure_http=allow_insecure_http,
-        exporters=exporters,
-        max_queue_size=max_queue_size,
-        max_queue_bytes=max_queue_bytes,
-        max_batch_size=max_batch_size,
-        export_timeout=export_timeout,
-        exit_timeout=exit_timeout,
-        run_timeout=run_timeout,
-        max_open_runs=max_open_runs,
-        max_content_chars=max_content_chars,
-        mask=mask,
-        pricing=pricing,
-        capture_errors=capture_errors,
-    )
+    # The parameters, by name, exactly as given: the options' definition checks them.
+    options = dict(locals())
+    del options["verify"]
+    destination = build_destination(**options)
     if verify:
         result = check_destination(destination, timeout=min(destination.export_timeout, 10.0))
         if not result.ok:

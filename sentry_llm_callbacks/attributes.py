@@ -1,13 +1,15 @@
 """Every span attribute name the package writes, in one place.
 
 Names come from Sentry's own registry (``sentry-conventions``) wherever Sentry defines
-them. A few spellings that Sentry still reads but marks deprecated (the older token-subset
-names) are looked up in the registry's metadata instead, so that importing this module
-emits no deprecation warnings and a typo still fails at import time.
+them, and from OpenTelemetry's stable semantic conventions for the SDK's resource keys. A few
+spellings that Sentry still reads but marks deprecated (the older token-subset names) are
+looked up in the registry's metadata instead, so that importing this module emits no
+deprecation warnings and a typo still fails at import time.
 """
 
 from __future__ import annotations
 
+from opentelemetry.semconv.attributes import telemetry_attributes as _telemetry
 from sentry_conventions.attributes import ATTRIBUTE_METADATA
 from sentry_conventions.attributes import ATTRIBUTE_NAMES as _S
 
@@ -120,12 +122,18 @@ EVENT_RETRY_ATTEMPT = "retry.attempt"
 EVENT_CUSTOM_DATA = "data"
 
 # Resource
+SERVICE_NAME = _S.SERVICE_NAME
+SERVICE_VERSION = _S.SERVICE_VERSION
+TELEMETRY_SDK_NAME = _telemetry.TELEMETRY_SDK_NAME
+TELEMETRY_SDK_VERSION = _telemetry.TELEMETRY_SDK_VERSION
+TELEMETRY_SDK_LANGUAGE = _telemetry.TELEMETRY_SDK_LANGUAGE
+# OpenTelemetry's key; Sentry registers only "resource."-prefixed spellings, deprecated for sentry.environment.
 DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
 
-# Exception event fields (OpenTelemetry semantic conventions)
-EXCEPTION_TYPE = "exception.type"
-EXCEPTION_MESSAGE = "exception.message"
-EXCEPTION_STACKTRACE = "exception.stacktrace"
+# Exception event fields (OpenTelemetry semantic conventions, which Sentry registers too)
+EXCEPTION_TYPE = _S.EXCEPTION_TYPE
+EXCEPTION_MESSAGE = _S.EXCEPTION_MESSAGE
+EXCEPTION_STACKTRACE = _S.EXCEPTION_STACKTRACE
 
 #: Attributes known not to carry prompt, completion or document content. Privacy Mode is an
 #: allowlist: everything outside this set (and the prefixes below) is treated as content.

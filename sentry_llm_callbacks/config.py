@@ -1,29 +1,36 @@
-"""Destination settings: parsed and validated once, into an immutable value."""
+"""Destination settings: parsed and validated once, into an immutable value.
+
+The options themselves (names, defaults, environment variables, checks) are defined in
+:mod:`~sentry_llm_callbacks.options`; this module checks where traces go (DSN, endpoint and
+whether plain HTTP is allowed, which depend on each other) and builds the :class:`Destination`.
+"""
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
-import math
-import os
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from ._version import __version__
 from .errors import ConfigurationError
-from .pricing import PriceTable
+from .options import BY_NAME, KEPT, MAX_QUEUE_BYTES, check_options, is_header_value, with_defaults
 
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace.export import SpanExporter
+__all__ = [
+    "DSN_EXAMPLE",
+    "ENDPOINT_EXAMPLE",
+    "MAX_QUEUE_BYTES",
+    "MAX_REQUEST_BYTES",
+    "OTLP_TRACES_SUFFIX",
+    "Destination",
+    "Dsn",
+    "build_destination",
+    "parse_dsn",
+    "validate_endpoint",
+]
 
-ENV_DSN = "SENTRY_DSN"
-ENV_ENDPOINT = "SENTRY_OTLP_TRACES_ENDPOINT"
-ENV_ENVIRONMENT = "SENTRY_ENVIRONMENT"
-ENV_RELEASE = "SENTRY_RELEASE"
-ENV_PRIVACY = "SENTRY_LLM_PRIVACY_MODE"
-ENV_SERVICE_NAME = "OTEL_SERVICE_NAME"
+_T = TypeVar("_T")
 
 DSN_EXAMPLE = "https://PUBLICKEY@o123.ingest.us.sentry.io/456"
 ENDPOINT_EXAMPLE = "https://o123.ingest.us.sentry.io/api/456/integration/otlp/v1/traces"
@@ -32,13 +39,8 @@ OTLP_TRACES_SUFFIX = "/v1/traces"
 #: Requests are kept under this size (Sentry answers 413 above its body limit).
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
-#: Default bound on the export backlog, in compressed bytes (see ``max_queue_bytes``).
-MAX_QUEUE_BYTES = 4 * 1024 * 1024
-
 #: Characters allowed in a host name (IPv6 literals are checked by ``ipaddress``).
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
-#: RFC 9110 token characters: what a header name may contain.
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,7 @@ def parse_dsn(value: object) -> Dsn:
     _check_host("dsn", parts.hostname, DSN_EXAMPLE)
     if not parts.username:
         raise ConfigurationError("dsn", "the DSN has no public key before the '@'", DSN_EXAMPLE)
-    if not _is_header_value(parts.username):
+    if not is_header_value(parts.username):
         raise ConfigurationError(
             "dsn", "the DSN's public key has characters a request header cannot carry", DSN_EXAMPLE
         )
@@ -185,40 +187,33 @@ def _check_transport_security(fieldname: str, scheme: str, host: str, allow: boo
         )
 
 
-def _env_flag(name: str) -> bool | None:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return None
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+def _with_option_fields(cls: type[_T]) -> type[_T]:
+    """Give the class one field per option the destination keeps (``options.KEPT``), then
+    make it a frozen dataclass: the fields are defined once, with the options."""
+    annotations = dict(inspect.get_annotations(cls))
+    for option in KEPT:
+        annotations[option.attribute] = option.attribute_type
+        setattr(cls, option.attribute, field(repr=False))
+    cls.__annotations__ = annotations
+    return dataclass(frozen=True, slots=True, repr=False)(cls)
 
 
-@dataclass(frozen=True, slots=True)
+@_with_option_fields
 class Destination:
     """Immutable destination settings returned by :func:`sentry_llm_callbacks.configure`.
 
-    ``repr`` shows the endpoint host and project, never the DSN key.
+    Besides ``endpoint`` and ``dsn`` it has one attribute per option it keeps (see
+    :data:`~sentry_llm_callbacks.options.OPTIONS`): ``environment``, ``sample_rate``,
+    ``max_queue_size``, ``prices`` (from ``pricing``)... ``repr`` shows the endpoint host and
+    project, never the DSN key.
     """
 
     endpoint: str
     dsn: Dsn | None = field(repr=False)
-    headers: Mapping[str, str] = field(repr=False)
-    environment: str | None
-    release: str | None
-    privacy_mode: bool
-    sample_rate: float
-    service_name: str
-    exporters: tuple[SpanExporter, ...] = field(repr=False)
-    max_queue_size: int = field(repr=False)
-    max_queue_bytes: int = field(repr=False)
-    max_batch_size: int = field(repr=False)
-    export_timeout: float = field(repr=False)
-    exit_timeout: float = field(repr=False)
-    run_timeout: float = field(repr=False)
-    max_open_runs: int = field(repr=False)
-    max_content_chars: int = field(repr=False)
-    mask: Callable[[str], str] | None = field(repr=False)
-    prices: PriceTable = field(repr=False)
-    capture_errors: bool = field(default=True, repr=False)
+
+    if TYPE_CHECKING:  # the option fields are added from the options' definition
+
+        def __getattr__(self, name: str) -> Any: ...
 
     @property
     def host(self) -> str:
@@ -242,155 +237,45 @@ class Destination:
         )
 
 
-def build_destination(
-    *,
-    dsn: str | None = None,
-    otlp_endpoint: str | None = None,
-    environment: str | None = None,
-    release: str | None = None,
-    privacy_mode: bool | None = None,
-    sample_rate: float = 1.0,
-    headers: Mapping[str, str] | None = None,
-    service_name: str | None = None,
-    allow_insecure_http: bool = False,
-    exporters: Sequence[SpanExporter] = (),
-    max_queue_size: int = 100_000,
-    max_queue_bytes: int = MAX_QUEUE_BYTES,
-    max_batch_size: int = 512,
-    export_timeout: float = 10.0,
-    exit_timeout: float = 5.0,
-    run_timeout: float = 3600.0,
-    max_open_runs: int = 100_000,
-    max_content_chars: int = 20_000,
-    mask: Callable[[str], str] | None = None,
-    pricing: Mapping[str, Any] | None = None,
-    capture_errors: bool = True,
-) -> Destination:
-    """Validate everything and resolve environment defaults. Raises :class:`ConfigurationError`."""
+def build_destination(**given: Any) -> Destination:
+    """Check every option (keyword arguments of ``configure()``, by name) and resolve the
+    environment defaults. Raises :class:`ConfigurationError` for the first wrong value.
+
+    >>> build_destination(dsn="https://abc@o1.ingest.sentry.io/42").endpoint
+    'https://o1.ingest.sentry.io/api/42/integration/otlp/v1/traces'
+    """
+    values = with_defaults(given)
+    endpoint, dsn = _resolve_target(values["dsn"], values["otlp_endpoint"], values["allow_insecure_http"])
+    return Destination(endpoint=endpoint, dsn=dsn, **check_options(values))
+
+
+def _resolve_target(dsn: str | None, otlp_endpoint: str | None, allow_insecure_http: bool) -> tuple[str, Dsn | None]:
+    """Where traces go: the endpoint and the parsed DSN, checked against each other.
+
+    An explicit ``otlp_endpoint`` without ``dsn`` does not read the DSN's variable: it may
+    point at a collector that is not Sentry.
+    """
+    dsn_option, endpoint_option = BY_NAME["dsn"], BY_NAME["otlp_endpoint"]
     if dsn is None and otlp_endpoint is None:
-        dsn = os.environ.get(ENV_DSN) or None
-        otlp_endpoint = os.environ.get(ENV_ENDPOINT) or None
+        dsn = dsn_option.from_environment()
+        otlp_endpoint = endpoint_option.from_environment()
     elif otlp_endpoint is None:
-        otlp_endpoint = os.environ.get(ENV_ENDPOINT) or None
+        otlp_endpoint = endpoint_option.from_environment()
     if dsn is None and otlp_endpoint is None:
-        raise ConfigurationError("dsn", f"no DSN or OTLP endpoint was given and {ENV_DSN} is not set", DSN_EXAMPLE)
+        raise ConfigurationError(
+            "dsn", f"no DSN or OTLP endpoint was given and {dsn_option.env[0]} is not set", DSN_EXAMPLE
+        )
 
     parsed = parse_dsn(dsn) if dsn is not None else None
     if parsed is not None:
         _check_transport_security("dsn", parsed.scheme, parsed.host, allow_insecure_http, DSN_EXAMPLE)
-    if otlp_endpoint is not None:
-        endpoint = validate_endpoint(otlp_endpoint, allow_insecure_http=allow_insecure_http)
-        if parsed is not None:
-            _check_agreement(parsed, endpoint)
-    else:
+    if otlp_endpoint is None:
         assert parsed is not None
-        endpoint = parsed.otlp_traces_endpoint()
-
-    if (
-        not isinstance(sample_rate, (int, float))
-        or isinstance(sample_rate, bool)
-        or not (math.isfinite(sample_rate) and 0.0 <= sample_rate <= 1.0)
-    ):
-        raise ConfigurationError("sample_rate", f"must be a number from 0.0 to 1.0, not {sample_rate!r}", "0.25")
-    clean_headers = _validate_headers(headers)
-    for name, value, example in (
-        ("max_queue_size", max_queue_size, "100000"),
-        ("max_queue_bytes", max_queue_bytes, str(MAX_QUEUE_BYTES)),
-        ("max_batch_size", max_batch_size, "512"),
-        ("max_open_runs", max_open_runs, "100000"),
-        ("max_content_chars", max_content_chars, "20000"),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigurationError(name, f"must be a positive integer, not {value!r}", example)
-    for name, value, example in (
-        ("export_timeout", export_timeout, "10.0"),
-        ("exit_timeout", exit_timeout, "5.0"),
-        ("run_timeout", run_timeout, "3600.0"),
-    ):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not (0 < value < math.inf):
-            raise ConfigurationError(name, f"must be a positive, finite number of seconds, not {value!r}", example)
-    if pricing is not None and not isinstance(pricing, Mapping):
-        raise ConfigurationError(
-            "pricing", "must be a dict of model id to prices", '{"my-model": {"input": 3e-6, "output": 1.2e-5}}'
-        )
-    if mask is not None and not callable(mask):
-        raise ConfigurationError("mask", "must be a callable taking a string and returning a string", "str.upper")
-    exporters = tuple(exporters)
-    for exp in exporters:
-        if not callable(getattr(exp, "export", None)):
-            raise ConfigurationError(
-                "exporters", f"{type(exp).__name__} is not an OpenTelemetry SpanExporter", "[ConsoleSpanExporter()]"
-            )
-    if not isinstance(capture_errors, bool):
-        raise ConfigurationError("capture_errors", f"must be True or False, not {capture_errors!r}", "False")
-    if privacy_mode is None:
-        privacy_mode = bool(_env_flag(ENV_PRIVACY))
-    elif not isinstance(privacy_mode, bool):  # "false" is truthy: a string would switch it on silently
-        raise ConfigurationError("privacy_mode", f"must be True or False, not {privacy_mode!r}", "True")
-    return Destination(
-        endpoint=endpoint,
-        dsn=parsed,
-        headers=MappingProxyType(clean_headers),
-        environment=_optional_str("environment", environment, ENV_ENVIRONMENT, "production"),
-        release=_optional_str("release", release, ENV_RELEASE, "v2.1.0"),
-        privacy_mode=bool(privacy_mode),
-        sample_rate=float(sample_rate),
-        service_name=_optional_str("service_name", service_name, ENV_SERVICE_NAME, "support-bot") or "llm-app",
-        exporters=exporters,
-        max_queue_size=max_queue_size,
-        max_queue_bytes=max_queue_bytes,
-        max_batch_size=max_batch_size,
-        export_timeout=float(export_timeout),
-        exit_timeout=float(exit_timeout),
-        run_timeout=float(run_timeout),
-        max_open_runs=max_open_runs,
-        max_content_chars=max_content_chars,
-        mask=mask,
-        prices=PriceTable(pricing),
-        capture_errors=capture_errors,
-    )
-
-
-def _optional_str(name: str, value: object, env: str, example: str) -> str | None:
-    if value is None:
-        value = os.environ.get(env) or None
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigurationError(name, f"must be a string, not {type(value).__name__}", repr(example))
-    return value
-
-
-def _validate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    if headers is None:
-        return {}
-    if not isinstance(headers, Mapping):
-        raise ConfigurationError("headers", "must be a mapping of header names to values", '{"X-Api-Key": "..."}')
-    out: dict[str, str] = {}
-    for k, v in headers.items():
-        name = k.strip() if isinstance(k, str) else k
-        if not isinstance(name, str) or not name or not _TOKEN_CHARS.issuperset(name):
-            raise ConfigurationError(
-                "headers",
-                f"header name {k!r} is not valid: letters, digits and -_.!#$%&'*+^`|~ only, no space or colon",
-                '{"X-Api-Key": "..."}',
-            )
-        if not isinstance(v, str) or not _is_header_value(v):
-            raise ConfigurationError(
-                "headers",
-                f"the value of header {name!r} must be a single-line string of Latin-1 characters",
-                '{"X-Api-Key": "..."}',
-            )
-        out[name] = v
-    return out
-
-
-def _is_header_value(value: str) -> bool:
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
+        return parsed.otlp_traces_endpoint(), parsed
+    endpoint = validate_endpoint(otlp_endpoint, allow_insecure_http=allow_insecure_http)
+    if parsed is not None:
+        _check_agreement(parsed, endpoint)
+    return endpoint, parsed
 
 
 def _check_agreement(dsn: Dsn, endpoint: str) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._logging import log_once
+from .options import default
 
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(;[\w-]+=[\w.-]+)*;base64,[A-Za-z0-9+/=\s]{16,}")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -115,7 +116,7 @@ class ContentPolicy:
     """Decides whether and how content leaves the process."""
 
     private: bool = False
-    max_chars: int = 20_000
+    max_chars: int = default("max_content_chars")
     mask: Callable[[str], str] | None = None
 
     def render(self, value: Any) -> str | None:

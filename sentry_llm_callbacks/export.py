@@ -40,8 +40,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from . import attributes as attr
 from ._logging import DROP_ADVICE, UNAUTHORIZED, fork_safe, log_once, redact_url, warn_user
 from ._version import __version__
-from .config import MAX_QUEUE_BYTES, MAX_REQUEST_BYTES
+from .config import MAX_REQUEST_BYTES
 from .content import RenderCache, resolve_content
+from .options import default
 from .otlp import encode_request
 
 if TYPE_CHECKING:
@@ -469,9 +470,9 @@ class QueueSpanProcessor(SpanProcessor):
         sender: OtlpHttpSender,
         *,
         extra_exporters: Sequence[object] = (),
-        max_queue_size: int = 100_000,
-        max_queue_bytes: int = MAX_QUEUE_BYTES,
-        max_batch_size: int = 512,
+        max_queue_size: int = default("max_queue_size"),
+        max_queue_bytes: int = default("max_queue_bytes"),
+        max_batch_size: int = default("max_batch_size"),
         schedule_delay: float = 1.0,
         maintenance: Callable[[], None] | None = None,
         maintenance_interval: float = 5.0,
@@ -950,15 +951,15 @@ class ExportPipeline:
     def __init__(self, destination: Destination, maintenance: Callable[[], None] | None = None) -> None:
         self.destination = destination
         resource = {
-            "service.name": destination.service_name,
-            "telemetry.sdk.name": "sentry-llm-callbacks",
-            "telemetry.sdk.version": __version__,
-            "telemetry.sdk.language": "python",
+            attr.SERVICE_NAME: destination.service_name,
+            attr.TELEMETRY_SDK_NAME: "sentry-llm-callbacks",
+            attr.TELEMETRY_SDK_VERSION: __version__,
+            attr.TELEMETRY_SDK_LANGUAGE: "python",
         }
         if destination.environment:
             resource[attr.DEPLOYMENT_ENVIRONMENT] = destination.environment
         if destination.release:
-            resource["service.version"] = destination.release
+            resource[attr.SERVICE_VERSION] = destination.release
         self.sender = OtlpHttpSender(
             destination.endpoint, destination.request_headers(), timeout=destination.export_timeout
         )
