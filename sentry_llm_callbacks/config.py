@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ._version import __version__
 from .errors import ConfigurationError
+from .otlp_env import TransportSettings, env_headers, env_timeout, env_transport, merge_headers
 from .pricing import PriceTable
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ OTLP_TRACES_SUFFIX = "/v1/traces"
 
 #: Requests are kept under this size (Sentry answers 413 above its body limit).
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+
+#: Seconds one export request may take, unless configured or set in the environment.
+DEFAULT_EXPORT_TIMEOUT = 10.0
 
 #: Default bound on the export backlog, in compressed bytes (see ``max_queue_bytes``).
 MAX_QUEUE_BYTES = 4 * 1024 * 1024
@@ -219,6 +223,8 @@ class Destination:
     mask: Callable[[str], str] | None = field(repr=False)
     prices: PriceTable = field(repr=False)
     capture_errors: bool = field(default=True, repr=False)
+    #: Compression and TLS files, from the standard OTLP exporter environment variables.
+    transport: TransportSettings = field(default=TransportSettings(), repr=False)
 
     @property
     def host(self) -> str:
@@ -257,7 +263,7 @@ def build_destination(
     max_queue_size: int = 100_000,
     max_queue_bytes: int = MAX_QUEUE_BYTES,
     max_batch_size: int = 512,
-    export_timeout: float = 10.0,
+    export_timeout: float | None = None,
     exit_timeout: float = 5.0,
     run_timeout: float = 3600.0,
     max_open_runs: int = 100_000,
@@ -266,7 +272,10 @@ def build_destination(
     pricing: Mapping[str, Any] | None = None,
     capture_errors: bool = True,
 ) -> Destination:
-    """Validate everything and resolve environment defaults. Raises :class:`ConfigurationError`."""
+    """Validate everything and resolve environment defaults. Raises :class:`ConfigurationError`.
+
+    ``headers`` and ``export_timeout`` left out come from the standard OTLP exporter variables
+    (:mod:`.otlp_env`), else no extra headers and 10 s."""
     if dsn is None and otlp_endpoint is None:
         dsn = os.environ.get(ENV_DSN) or None
         otlp_endpoint = os.environ.get(ENV_ENDPOINT) or None
@@ -292,7 +301,11 @@ def build_destination(
         or not (math.isfinite(sample_rate) and 0.0 <= sample_rate <= 1.0)
     ):
         raise ConfigurationError("sample_rate", f"must be a number from 0.0 to 1.0, not {sample_rate!r}", "0.25")
-    clean_headers = _validate_headers(headers)
+    clean_headers = merge_headers(
+        _validate_headers(headers), _validate_headers(env_headers(), "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+    )
+    if export_timeout is None:
+        export_timeout = env_timeout() or DEFAULT_EXPORT_TIMEOUT
     for name, value, example in (
         ("max_queue_size", max_queue_size, "100000"),
         ("max_queue_bytes", max_queue_bytes, str(MAX_QUEUE_BYTES)),
@@ -348,6 +361,7 @@ def build_destination(
         mask=mask,
         prices=PriceTable(pricing),
         capture_errors=capture_errors,
+        transport=env_transport(),
     )
 
 
@@ -361,23 +375,23 @@ def _optional_str(name: str, value: object, env: str, example: str) -> str | Non
     return value
 
 
-def _validate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+def _validate_headers(headers: Mapping[str, str] | None, field_name: str = "headers") -> dict[str, str]:
     if headers is None:
         return {}
     if not isinstance(headers, Mapping):
-        raise ConfigurationError("headers", "must be a mapping of header names to values", '{"X-Api-Key": "..."}')
+        raise ConfigurationError(field_name, "must be a mapping of header names to values", '{"X-Api-Key": "..."}')
     out: dict[str, str] = {}
     for k, v in headers.items():
         name = k.strip() if isinstance(k, str) else k
         if not isinstance(name, str) or not name or not _TOKEN_CHARS.issuperset(name):
             raise ConfigurationError(
-                "headers",
+                field_name,
                 f"header name {k!r} is not valid: letters, digits and -_.!#$%&'*+^`|~ only, no space or colon",
                 '{"X-Api-Key": "..."}',
             )
         if not isinstance(v, str) or not _is_header_value(v):
             raise ConfigurationError(
-                "headers",
+                field_name,
                 f"the value of header {name!r} must be a single-line string of Latin-1 characters",
                 '{"X-Api-Key": "..."}',
             )
