@@ -82,8 +82,9 @@ class QueueSpanProcessor(SpanProcessor):
     """Bounded backlog on the app side, one export thread on the other.
 
     Finished spans go through three stages: the span queue (``on_end`` appends to a deque),
-    encoded pieces (protobuf bytes) compressed in segments into the next request body
-    (:class:`GzipRequest`, sealed at the request size limit: bigger batches when behind), and
+    encoded pieces (protobuf bytes, content finished just before) compressed in segments into
+    the next request body (:mod:`.compression`, sealed at the request size limit: bigger
+    batches when behind), and
     sealed bodies waiting to be sent or retried. The export thread sends, and encodes and
     compresses what the application threads have not.
 
