@@ -302,7 +302,8 @@ def build_destination(
     ):
         raise ConfigurationError("sample_rate", f"must be a number from 0.0 to 1.0, not {sample_rate!r}", "0.25")
     clean_headers = merge_headers(
-        _validate_headers(headers), _validate_headers(env_headers(), "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        _validate_headers(headers),
+        _validate_headers(env_headers(), "OTEL_EXPORTER_OTLP_TRACES_HEADERS or OTEL_EXPORTER_OTLP_HEADERS"),
     )
     if export_timeout is None:
         export_timeout = env_timeout() or DEFAULT_EXPORT_TIMEOUT
