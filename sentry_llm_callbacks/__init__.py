@@ -85,7 +85,7 @@ def configure(
     max_queue_size: int = 100_000,
     max_queue_bytes: int = MAX_QUEUE_BYTES,
     max_batch_size: int = 512,
-    export_timeout: float = 10.0,
+    export_timeout: float | None = None,
     exit_timeout: float = 5.0,
     run_timeout: float = 3600.0,
     max_open_runs: int = 100_000,
@@ -101,6 +101,11 @@ def configure(
     ``SENTRY_LLM_PRIVACY_MODE`` and ``OTEL_SERVICE_NAME``. An explicit ``otlp_endpoint``
     without ``dsn`` sends to any OTLP/HTTP traces endpoint (an OpenTelemetry Collector, say),
     with ``headers`` for its auth, and does not read ``SENTRY_DSN``.
+    The standard OTLP exporter variables that apply to a traces endpoint are honoured as
+    OpenTelemetry's OTLP/HTTP exporter reads them (``OTEL_EXPORTER_OTLP_TRACES_HEADERS``,
+    ``..._TIMEOUT``, ``..._COMPRESSION``, ``..._CERTIFICATE``, ``..._CLIENT_CERTIFICATE``,
+    ``..._CLIENT_KEY``, each falling back to its ``OTEL_EXPORTER_OTLP_*`` form); ``headers`` and
+    ``export_timeout`` given here win.
 
     With ``verify=True`` the destination is tested first (:func:`test_connection`); if the
     test fails, :class:`ConnectionTestError` is raised and the previous destination is kept.

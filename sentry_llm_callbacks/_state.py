@@ -1,4 +1,4 @@
-"""Process-wide state: the current destination, its export pipeline, and the recorder.
+"""Process-wide state: the current destination, its export pipeline, the recorder and its reaper.
 
 One pipeline per process, created on first use and shared by every handler of every
 framework. ``configure()`` swaps it atomically; the old one is flushed and closed in the
@@ -25,6 +25,7 @@ from .config import Destination, build_destination
 from .errors import ConfigurationError
 from .export import ExportPipeline
 from .issues import SentryIssues
+from .reaper import RunReaper
 from .recorder import Recorder
 
 _lock: threading.RLock = fork_safe(sys.modules[__name__], "_lock", threading.RLock)
@@ -55,15 +56,10 @@ def _create_pipeline() -> ExportPipeline | None:
             except ConfigurationError as exc:
                 warn_user("not-configured", NOT_CONFIGURED.format(problem=exc.problem))
                 return None
-        _pipeline = ExportPipeline(_destination, maintenance=_maintenance)
+        _pipeline = ExportPipeline(_destination)
+        reaper.start(_destination.run_timeout)
         logger.debug("Export pipeline created for %r", _destination)
         return _pipeline
-
-
-def _maintenance() -> None:
-    pipeline = _pipeline
-    if pipeline is not None:
-        recorder.reap(pipeline.destination.run_timeout)
 
 
 def current_destination() -> Destination | None:
@@ -91,6 +87,7 @@ def reset() -> None:
         _destination = None
         _pipeline = None
         _env_checked = False
+    reaper.stop()
     if old is not None:
         old.shutdown(0.5)
 
@@ -111,6 +108,7 @@ def flush(timeout: float | None = None) -> bool:
     pipeline = _pipeline
     if pipeline is None:
         return True
+    reaper.sweep()  # runs already past their time limit are delivered with this flush
     return pipeline.flush(deadline_seconds(timeout, pipeline.destination.exit_timeout))
 
 
@@ -121,6 +119,8 @@ def shutdown(timeout: float | None = None) -> bool:
         _pipeline = None
     if pipeline is None:
         return True
+    reaper.sweep()
+    reaper.stop()
     return pipeline.shutdown(deadline_seconds(timeout, pipeline.destination.exit_timeout))
 
 
@@ -128,6 +128,7 @@ def _at_exit() -> None:
     pipeline = _pipeline
     if pipeline is not None:
         with contextlib.suppress(Exception):  # interpreter teardown: never raise
+            reaper.sweep()
             pipeline.shutdown(pipeline.destination.exit_timeout)
 
 
@@ -157,6 +158,7 @@ class _ChildExit:
 
 
 recorder = Recorder(get_pipeline, failure_reporter=SentryIssues())
+reaper = RunReaper(recorder.reap)
 atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -43,7 +43,6 @@ OP_FUNCTION = "function"  # chains, graph nodes, retrievers: never gen_ai.*, or 
 OPERATION_NAME = _S.GEN_AI_OPERATION_NAME
 CONVERSATION_ID = _S.GEN_AI_CONVERSATION_ID
 AGENT_NAME = _S.GEN_AI_AGENT_NAME
-PIPELINE_NAME = _S.GEN_AI_PIPELINE_NAME
 PROVIDER_NAME = _S.GEN_AI_PROVIDER_NAME
 TOOL_NAME = _S.GEN_AI_TOOL_NAME
 TOOL_DESCRIPTION = _S.GEN_AI_TOOL_DESCRIPTION
@@ -150,7 +149,6 @@ NON_CONTENT: frozenset[str] = frozenset(
         OPERATION_NAME,
         CONVERSATION_ID,
         AGENT_NAME,
-        PIPELINE_NAME,
         PROVIDER_NAME,
         TOOL_NAME,
         # Not TOOL_DESCRIPTION: a tool's description is part of the prompt the model receives.

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from ._version import __version__
 from .errors import ConfigurationError
 from .options import BY_NAME, KEPT, MAX_QUEUE_BYTES, check_options, is_header_value, with_defaults
+from .otlp_env import TransportSettings, env_transport
 
 __all__ = [
     "DSN_EXAMPLE",
@@ -210,6 +211,8 @@ class Destination:
 
     endpoint: str
     dsn: Dsn | None = field(repr=False)
+    #: Compression and TLS files, from the standard OTLP exporter environment variables.
+    transport: TransportSettings = field(repr=False)
 
     if TYPE_CHECKING:  # the option fields are added from the options' definition
 
@@ -246,7 +249,7 @@ def build_destination(**given: Any) -> Destination:
     """
     values = with_defaults(given)
     endpoint, dsn = _resolve_target(values["dsn"], values["otlp_endpoint"], values["allow_insecure_http"])
-    return Destination(endpoint=endpoint, dsn=dsn, **check_options(values))
+    return Destination(endpoint=endpoint, dsn=dsn, transport=env_transport(), **check_options(values))
 
 
 def _resolve_target(dsn: str | None, otlp_endpoint: str | None, allow_insecure_http: bool) -> tuple[str, Dsn | None]:

@@ -11,11 +11,9 @@ from . import _state
 from . import attributes as attr
 from .config import Destination, build_destination
 from .errors import ConfigurationError
-from .export import classify_status, server_text
 from .recorder import CHAIN, CHAT
+from .transport import classify_status, server_text
 from .usage import Usage
-
-REASONS = ("ok", "unauthorized", "not_found", "rate_limited", "server_error", "unreachable", "invalid_config")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +142,12 @@ def check_destination(destination: Destination, timeout: float = 5.0) -> Connect
     with requests.Session() as session:
         try:
             response = session.post(  # an empty ExportTraceServiceRequest is b""
-                destination.endpoint, data=b"", headers=destination.request_headers(), timeout=timeout
+                destination.endpoint,
+                data=b"",
+                headers=destination.request_headers(),
+                timeout=timeout,
+                verify=destination.transport.verify,
+                cert=destination.transport.cert,
             )
         except requests.RequestException as exc:
             return ConnectionResult(

@@ -14,7 +14,7 @@ import enum
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._logging import log_once
@@ -200,34 +200,41 @@ class LazyContent:
 RenderCache = dict[tuple[int, Any, ContentPolicy], tuple[Any, "str | None"]]
 
 
-def resolve_content(attributes: dict[str, Any], cache: RenderCache | None = None) -> None:
-    """Render every :class:`LazyContent` value in place (dropping those that render to nothing).
+def finished_attributes(attributes: Mapping[str, Any], cache: RenderCache | None = None) -> dict[str, Any] | None:
+    """A copy of ``attributes`` with every :class:`LazyContent` value rendered (and dropped where
+    it renders to nothing); None when nothing in them is lazy, so the caller keeps what it has.
 
     With a ``cache`` (one per export batch), content captured from the same object with equal
     contents (a LangGraph state seen by a node and by the steps inside it) is rendered once.
     """
-    for key, value in list(attributes.items()):
+    finished: dict[str, Any] | None = None
+    for key, value in attributes.items():
         if type(value) is not LazyContent:
             continue
-        text: str | None
-        if cache is not None and value.source:
-            cache_key = (value.source, value.convert, value.policy)
-            hit = cache.get(cache_key)
-            try:
-                same = hit is not None and hit[0] == value.value
-            except Exception:
-                same = False
-            if same:
-                text = hit[1]  # type: ignore[index]
-            else:
-                text = value.render()
-                cache[cache_key] = (value.value, text)
-        else:
-            text = value.render()
+        if finished is None:
+            finished = dict(attributes)
+        text = _rendered(value, cache)
         if text is None:
-            del attributes[key]
+            del finished[key]
         else:
-            attributes[key] = text
+            finished[key] = text
+    return finished
+
+
+def _rendered(value: LazyContent, cache: RenderCache | None) -> str | None:
+    if cache is None or not value.source:
+        return value.render()
+    cache_key = (value.source, value.convert, value.policy)
+    hit = cache.get(cache_key)
+    try:
+        same = hit is not None and hit[0] == value.value
+    except Exception:
+        same = False
+    if same:
+        return hit[1]  # type: ignore[index]
+    text = value.render()
+    cache[cache_key] = (value.value, text)
+    return text
 
 
 def _data_placeholder(match: re.Match[str]) -> str:

@@ -1,54 +1,47 @@
-"""The process-wide export pipeline: spans in, OTLP/HTTP requests to Sentry out.
+"""The process-wide export pipeline: finished spans in, OTLP/HTTP requests out.
 
-Parts, each with one job:
+Parts, each with one job, arrows pointing one way (recorder -> pipeline -> endpoint):
 
-* :class:`OtlpHttpSender` encodes finished spans as OTLP protobuf in pieces under
-  :data:`~sentry_llm_callbacks.config.MAX_REQUEST_BYTES`, gzips requests and POSTs them,
-  classifying the answer (:func:`classify_status`) as delivered, retryable (429, 5xx, network)
-  or rejected.
-* :class:`Backoff` decides when to try again: exponential backoff honouring ``Retry-After``,
-  and a circuit breaker that stops trying for a while after repeated failures.
+* :class:`ExportPipeline` wires the parts for one destination: the resource and the head
+  sampler, and the span processors every finished span is handed to, in order: the taps
+  (:mod:`.taps`), the OTLP queue, and one batching processor per extra exporter
+  (:mod:`.extra_exporters`).
 * :class:`QueueSpanProcessor` takes finished spans on the application's thread (an append to a
   deque, never blocking) and exports them from one background thread, within a backlog bounded
   in spans and bytes (full means whole traces dropped and counted). ``flush`` and ``shutdown``
-  wait on a deadline, never on the network.
-* :class:`ExportPipeline` owns a private ``TracerProvider`` (the global one is never touched)
-  wired to the processor.
+  wait on a deadline, never on the network. On the way out, each batch goes through the content
+  policy's stage (:mod:`.finishing`), the encoder (:mod:`.otlp`), the body compression
+  (:mod:`.compression`) and the sender with its backoff (:mod:`.transport`).
+
+Nothing here calls back into the recorder: its housekeeping is its own timer (:mod:`.reaper`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import random
-import struct
 import threading
 import time
-import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, TraceIdRatioBased
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import attributes as attr
 from ._logging import DROP_ADVICE, UNAUTHORIZED, fork_safe, log_once, redact_url, warn_user
 from ._version import __version__
-from .config import MAX_REQUEST_BYTES
-from .content import RenderCache, resolve_content
+from .compression import GzipRequest as GzipRequest
+from .compression import crc32_combine as crc32_combine
+from .compression import deflate_segment as deflate_segment
+from .config import Destination
+from .content import RenderCache
+from .extra_exporters import ExtraExporterProcessor
+from .finishing import finish_span
 from .options import default
-from .otlp import encode_request
-
-if TYPE_CHECKING:
-    import requests
-
-    from .config import Destination
+from .taps import TAPS
+from .transport import Backoff, OtlpHttpSender, classify_status
+from .transport import parse_retry_after as parse_retry_after
 
 
 class Counters:
@@ -79,352 +72,8 @@ class Counters:
 #: One set of counters for the process; a new ``configure()`` does not reset them.
 COUNTERS = Counters()
 
-#: Callables shown every finished span before it is queued (the notebook summary uses one).
-#: Empty in normal use, so the hot path pays one truth test.
-SPAN_TAPS: list[Callable[[ReadableSpan], None]] = []
 
-
-# --------------------------------------------------------------------------- sending
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    delivered: bool
-    retryable: bool
-    status_code: int | None = None
-    retry_after: float | None = None
-    detail: str = ""
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
-    return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
-
-
-@dataclass(frozen=True, slots=True)
-class StatusClass:
-    """What an HTTP status from an OTLP endpoint means, for the exporter and for ``test_connection``."""
-
-    delivered: bool
-    retryable: bool
-    #: One of :data:`sentry_llm_callbacks.connection.REASONS`.
-    reason: str
-
-
-def classify_status(status: int) -> StatusClass:
-    """Any 2xx is success; 429 and 5xx are retried; anything else is rejected.
-
-    >>> classify_status(503)
-    StatusClass(delivered=False, retryable=True, reason='server_error')
-    """
-    if 200 <= status < 300:
-        return StatusClass(True, False, "ok")
-    if status == 429:
-        return StatusClass(False, True, "rate_limited")
-    if status >= 500:
-        return StatusClass(False, True, "server_error")
-    if status in (401, 403):
-        return StatusClass(False, False, "unauthorized")
-    if status == 404:
-        return StatusClass(False, False, "not_found")
-    return StatusClass(False, False, "invalid_config")
-
-
-#: How much of an error response's body is kept for a log line or a message.
-SERVER_TEXT_CHARS = 200
-
-
-def server_text(body: bytes, content_type: str, secrets: Sequence[str] = ()) -> str:
-    """What an error response says, in one short line: a JSON body's ``detail``/``message``/
-    ``error``, else its text; cut to :data:`SERVER_TEXT_CHARS`, with ``secrets`` masked.
-
-    >>> server_text(b'{"detail": "invalid span"}', "application/json")
-    'invalid span'
-    """
-    text = body[: SERVER_TEXT_CHARS * 8].decode("utf-8", "replace")
-    if "json" in content_type:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            pass
-        else:
-            if isinstance(data, dict):
-                for key in ("detail", "message", "error"):
-                    value = data.get(key)
-                    if isinstance(value, dict):
-                        value = value.get("message", value)
-                    if value:
-                        text = value if isinstance(value, str) else json.dumps(value)
-                        break
-    if "html" in content_type:
-        return ""  # a proxy's error page says nothing useful in one line
-    for secret in secrets:
-        if len(secret) >= 8:
-            text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= SERVER_TEXT_CHARS else text[: SERVER_TEXT_CHARS - 1] + "\u2026"
-
-
-class OtlpHttpSender:
-    """Encodes spans as OTLP/HTTP protobuf (with :mod:`.otlp`) and POSTs them, gzip-compressed.
-
-    Encoding happens in small chunks, releasing the interpreter lock between them, so that
-    the application's threads are not held up behind a large batch. Chunks are concatenated:
-    concatenated protobuf messages of one type merge into one message.
-    """
-
-    CHUNK = 32
-
-    def __init__(
-        self,
-        endpoint: str,
-        headers: dict[str, str],
-        *,
-        timeout: float,
-        max_request_bytes: int = MAX_REQUEST_BYTES,
-    ) -> None:
-        self.endpoint = endpoint
-        self._headers = {**headers, "Content-Encoding": "gzip"}
-        self._timeout = timeout
-        self._max_request_bytes = max_request_bytes
-        #: Header values a server might echo back, masked in what we log from its answers.
-        self._secrets = tuple(v for k, v in headers.items() if k.lower() not in ("content-type",))
-        self._session: requests.Session | None = None
-        self._template: tuple[requests.PreparedRequest, dict[str, Any]] | None = None
-
-    @property
-    def max_request_bytes(self) -> int:
-        return self._max_request_bytes
-
-    def warm_up(self) -> None:
-        """Import the HTTP client, create the session and prepare the request now (a failure is
-        left for ``post`` to report)."""
-        with contextlib.suppress(Exception):
-            self._request_template()
-
-    def _request_template(self) -> tuple[requests.PreparedRequest, dict[str, Any]]:
-        """The request, prepared once with the settings ``requests`` would otherwise look up again
-        for every request (``.netrc``, proxy environment): file system calls that each give the
-        interpreter lock away, which the export thread may wait long to get back under load."""
-        if self._template is None:
-            import requests
-
-            session = self._get_session()
-            prepared = session.prepare_request(requests.Request("POST", self.endpoint, headers=self._headers))
-            settings = session.merge_environment_settings(self.endpoint, {}, None, None, None)
-            self._template = (prepared, settings)
-        return self._template
-
-    def _get_session(self) -> requests.Session:
-        if self._session is None:
-            import requests
-
-            self._session = requests.Session()
-        return self._session
-
-    def encode(self, spans: Sequence[ReadableSpan]) -> tuple[list[tuple[bytes, int]], int]:
-        """Request pieces (uncompressed, each a whole request under the size limit) with the number
-        of spans in each, and the number of spans left out for being over the limit alone.
-        Concatenated pieces are one valid request."""
-        pieces: list[tuple[bytes, int]] = []
-        oversize = 0
-        for i in range(0, len(spans), self.CHUNK):
-            oversize += self._encode_chunk(spans[i : i + self.CHUNK], pieces)
-        return pieces, oversize
-
-    def _encode_chunk(self, chunk: Sequence[ReadableSpan], out: list[tuple[bytes, int]]) -> int:
-        data = encode_request(chunk)
-        if len(data) <= self.max_request_bytes:
-            out.append((data, len(chunk)))
-            return 0
-        if len(chunk) == 1:
-            return 1
-        mid = len(chunk) // 2
-        return self._encode_chunk(chunk[:mid], out) + self._encode_chunk(chunk[mid:], out)
-
-    def post(self, data: bytes, *, timeout: float | None = None) -> SendResult:
-        """POST one gzipped body and classify the answer. Never raises: a request that cannot be
-        built (a header value the HTTP library refuses, say) is a rejection, with its reason."""
-        import requests
-
-        try:
-            template, settings = self._request_template()
-            prepared = template.copy()
-            prepared.prepare_body(data, None)
-            response = self._get_session().send(prepared, timeout=timeout or self._timeout, **settings)
-        except requests.RequestException as exc:
-            return SendResult(False, True, None, None, type(exc).__name__)
-        except Exception as exc:
-            return SendResult(False, False, None, None, type(exc).__name__)
-        try:
-            status = classify_status(response.status_code)
-            retry_after = parse_retry_after(response.headers.get("Retry-After")) if status.retryable else None
-            detail = response.reason or ""
-            if not status.delivered and not status.retryable:
-                said = server_text(response.content, response.headers.get("Content-Type", ""), self._secrets)
-                detail = f"{detail}: {said}" if said else detail
-        finally:
-            response.close()
-        return SendResult(status.delivered, status.retryable, response.status_code, retry_after, detail)
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-
-
-_CRC_POLY = 0xEDB88320  # CRC-32 (gzip), reflected
-
-
-def _crc_multiply(a: int, b: int) -> int:
-    """``a * b`` modulo the CRC-32 polynomial (bit-reflected, as zlib does it)."""
-    m = 1 << 31
-    p = 0
-    while True:
-        if a & m:
-            p ^= b
-            if not a & (m - 1):
-                return p
-        m >>= 1
-        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
-
-
-def _crc_powers() -> list[int]:
-    """x^(2^n) modulo the polynomial, n = 0..31."""
-    powers = [1 << 30]  # x^1
-    for _ in range(31):
-        powers.append(_crc_multiply(powers[-1], powers[-1]))
-    return powers
-
-
-_CRC_POWERS = _crc_powers()
-
-
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)`` (zlib's
-    ``crc32_combine``, which Python's zlib does not expose).
-
-    >>> crc32_combine(zlib.crc32(b"abc"), zlib.crc32(b"def"), 3) == zlib.crc32(b"abcdef")
-    True
-    """
-    shift = 1 << 31  # x^0
-    n, k = len2, 3  # len2 bytes: x^(8 * len2)
-    while n:
-        if n & 1:
-            shift = _crc_multiply(_CRC_POWERS[k & 31], shift)
-        n >>= 1
-        k += 1
-    return _crc_multiply(shift, crc1) ^ crc2
-
-
-def deflate_segment(data: bytes) -> bytes:
-    """``data`` as raw deflate ending on a byte boundary with no final block: segments made
-    apart, by any thread, concatenate into one deflate stream (:class:`GzipRequest`)."""
-    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)  # level 1: fast; -15: no header
-    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-
-
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no time
-_FINAL_BLOCK = zlib.compressobj(1, zlib.DEFLATED, -15).flush()  # an empty last block
-
-
-class GzipRequest:
-    """One request body held compressed, as deflate segments (:func:`deflate_segment`) with
-    the running CRC: sealed, it is ONE gzip member (what Relay decompresses). A backlog held this
-    way takes about a tenth of the memory of the encoded spans (and a twentieth of the span
-    objects'). Segments are compressed by whichever thread made them, with no lock held:
-    compression gives the interpreter lock away, and under load getting it back can take
-    seconds, during which nobody else must be kept from compressing."""
-
-    __slots__ = ("_crc", "_parts", "count", "raw_bytes", "size")
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._crc = 0
-        self.count = 0  #: spans in it
-        self.raw_bytes = 0  #: uncompressed size (the request limit applies to it)
-        self.size = 0  #: compressed bytes held
-
-    def add(self, segment: bytes, crc: int, raw: int, count: int) -> None:
-        """Append one compressed segment (pure Python: the caller may hold a lock)."""
-        self._parts.append(segment)
-        self._crc = crc32_combine(self._crc, crc, raw)
-        self.count += count
-        self.raw_bytes += raw
-        self.size += len(segment)
-
-    def seal(self) -> bytes:
-        """The finished gzip body (``size`` then counts all of it)."""
-        trailer = _FINAL_BLOCK + struct.pack("<II", self._crc, self.raw_bytes & 0xFFFFFFFF)
-        body = b"".join([_GZIP_HEADER, *self._parts, trailer])
-        self._parts = []
-        self.size = len(body)
-        return body
-
-
-# --------------------------------------------------------------------------- when to retry
-
-
-class Backoff:
-    """Exponential backoff with jitter, honouring ``Retry-After``, plus a circuit breaker.
-
-    After ``breaker_threshold`` consecutive failures the breaker opens: nothing is sent for
-    ``breaker_cooldown`` seconds, then a single request probes the endpoint.
-    """
-
-    def __init__(
-        self,
-        *,
-        base: float = 0.5,
-        maximum: float = 30.0,
-        breaker_threshold: int = 5,
-        breaker_cooldown: float = 60.0,
-        max_retry_after: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
-        jitter: Callable[[float, float], float] = random.uniform,
-    ) -> None:
-        self._clock = clock
-        self._jitter = jitter
-        self.base = base
-        self.maximum = maximum
-        self.breaker_threshold = breaker_threshold
-        self.breaker_cooldown = breaker_cooldown
-        self.max_retry_after = max_retry_after
-        self.failures = 0
-        self.next_attempt = 0.0
-
-    @property
-    def breaker_open(self) -> bool:
-        return self.failures >= self.breaker_threshold and self._clock() < self.next_attempt
-
-    def ready(self, now: float | None = None) -> bool:
-        return (now if now is not None else self._clock()) >= self.next_attempt
-
-    def success(self) -> None:
-        self.failures = 0
-        self.next_attempt = 0.0
-
-    def failure(self, retry_after: float | None = None) -> float:
-        """Record a failure; returns the delay before the next attempt."""
-        self.failures += 1
-        if retry_after is not None:
-            delay = min(retry_after, self.max_retry_after)
-        else:
-            delay = min(self.maximum, self.base * 2 ** (self.failures - 1)) * self._jitter(0.8, 1.2)
-        if self.failures >= self.breaker_threshold:
-            delay = max(delay, self.breaker_cooldown)
-        self.next_attempt = self._clock() + delay
-        return delay
+# --------------------------------------------------------------------------- queue and worker
 
 
 # --------------------------------------------------------------------------- queue and worker
@@ -434,8 +83,9 @@ class QueueSpanProcessor(SpanProcessor):
     """Bounded backlog on the app side, one export thread on the other.
 
     Finished spans go through three stages: the span queue (``on_end`` appends to a deque),
-    encoded pieces (protobuf bytes) compressed in segments into the next request body
-    (:class:`GzipRequest`, sealed at the request size limit: bigger batches when behind), and
+    encoded pieces (protobuf bytes, content finished just before) compressed in segments into
+    the next request body (:mod:`.compression`, sealed at the request size limit: bigger
+    batches when behind), and
     sealed bodies waiting to be sent or retried. The export thread sends, and encodes and
     compresses what the application threads have not.
 
@@ -469,24 +119,19 @@ class QueueSpanProcessor(SpanProcessor):
         self,
         sender: OtlpHttpSender,
         *,
-        extra_exporters: Sequence[object] = (),
         max_queue_size: int = default("max_queue_size"),
         max_queue_bytes: int = default("max_queue_bytes"),
         max_batch_size: int = default("max_batch_size"),
         schedule_delay: float = 1.0,
-        maintenance: Callable[[], None] | None = None,
-        maintenance_interval: float = 5.0,
         backoff: Backoff | None = None,
     ) -> None:
         self._sender = sender
-        self._extra = tuple(extra_exporters)
+        self._compression = sender.compression
         self._queue: deque[ReadableSpan] = deque()
         self._max_queue = max_queue_size
         self._max_bytes = max_queue_bytes
         self._batch = max_batch_size
         self._delay = schedule_delay
-        self._maintenance = maintenance
-        self._maintenance_interval = maintenance_interval
         self.backoff = backoff or Backoff()
         fork_safe(self, "_wake", threading.Event)
         fork_safe(self, "_idle", threading.Condition)
@@ -497,7 +142,7 @@ class QueueSpanProcessor(SpanProcessor):
         #: Encoded pieces (uncompressed) with their span counts, waiting to be compressed.
         self._encoded: deque[tuple[bytes, int]] = deque()
         #: The request being built.
-        self._open = GzipRequest()
+        self._open = self._compression.new_request()
         #: Sealed bodies with span count and held bytes; a request to retry goes back to the front.
         self._ready: deque[tuple[bytes, int, int]] = deque()
         #: Spans taken from the queue and not yet delivered or dropped.
@@ -517,7 +162,6 @@ class QueueSpanProcessor(SpanProcessor):
         self._lost_since_flush = 0
         self._stopping = False
         self._stopped = False
-        self._flush_waiters = 0
         self._last_error: str | None = None
         self._thread: threading.Thread | None = None
 
@@ -527,12 +171,6 @@ class QueueSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if SPAN_TAPS:
-            for tap in SPAN_TAPS:
-                try:
-                    tap(span)
-                except Exception as exc:
-                    log_once("tap", logging.DEBUG, "A span tap failed: %r", exc)
         if self._stopped:
             self._drop(1, "they ended after shutdown")
             return
@@ -553,7 +191,7 @@ class QueueSpanProcessor(SpanProcessor):
             # Only when the export thread has fallen well behind (it was woken a batch ago and has
             # not caught up: other threads hold the interpreter lock): then this thread helps.
             # In steady state the export thread does all of it, off the application's path.
-            if waiting >= self.HELP_AFTER_BATCHES * self._batch and not self._extra:
+            if waiting >= self.HELP_AFTER_BATCHES * self._batch:
                 self._encode_some(self.HELP_CHUNK)
                 self._help_compress()
 
@@ -632,8 +270,6 @@ class QueueSpanProcessor(SpanProcessor):
                 self._drop(taken - len(kept), "the rest of their trace was dropped at the backlog bound")
                 chunk = kept
             self._resolve_content(chunk)
-            if self._extra:
-                self._export_extra(chunk)
             pieces, oversize = self._sender.encode(chunk)
         except Exception as exc:  # a span the encoder cannot read must not stop the others
             self._release(len(chunk), 0)
@@ -687,8 +323,7 @@ class QueueSpanProcessor(SpanProcessor):
         if not pieces:
             return False
         data = b"".join(pieces)
-        segment = deflate_segment(data)
-        crc = zlib.crc32(data)
+        segment, crc = self._compression.segment(data)
         self._add_segment(segment, crc, raw, count, epoch)
         return True
 
@@ -716,7 +351,7 @@ class QueueSpanProcessor(SpanProcessor):
         body = request.seal()
         self._held_bytes += request.size - before
         self._ready.append((body, request.count, request.size))
-        self._open = GzipRequest()
+        self._open = self._compression.new_request()
 
     def _has_outgoing(self) -> bool:
         return bool(self._ready or self._encoded or self._open.count)
@@ -727,12 +362,11 @@ class QueueSpanProcessor(SpanProcessor):
             self._held_bytes -= size
 
     def _resolve_content(self, batch: list[ReadableSpan]) -> None:
-        """Render lazily captured content, a few spans at a time."""
+        """The content policy's stage (:mod:`.finishing`), a few spans at a time: each span
+        holding lazily captured content is replaced in ``batch`` by its finished copy."""
         cache: RenderCache = {}
         for i, span in enumerate(batch):
-            attributes = span._attributes
-            if isinstance(attributes, dict):
-                resolve_content(attributes, cache)
+            batch[i] = finish_span(span, cache)
             if i % 16 == 15:
                 self._pause()
 
@@ -744,36 +378,15 @@ class QueueSpanProcessor(SpanProcessor):
         if len(self._queue) + self._held_spans < self.HELP_AFTER_BATCHES * self._batch:
             time.sleep(0)
 
-    def _export_extra(self, batch: list[ReadableSpan]) -> None:
-        for exporter in self._extra:
-            try:
-                exporter.export(batch)  # type: ignore[attr-defined]
-            except Exception as exc:
-                log_once(
-                    f"extra-{type(exporter).__name__}",
-                    logging.WARNING,
-                    "Exporter %s failed: %r",
-                    type(exporter).__name__,
-                    exc,
-                )
-
     # -- export thread ------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_maintenance = time.monotonic() + self._maintenance_interval
         while True:
             wait = self._delay
             if self.backoff.failures and self._has_outgoing():
                 wait = min(wait, max(0.01, self.backoff.next_attempt - time.monotonic()))
             self._wake.wait(wait)
             self._wake.clear()
-            now = time.monotonic()
-            if self._maintenance is not None and (now >= next_maintenance or self._flush_waiters):
-                next_maintenance = now + self._maintenance_interval
-                try:
-                    self._maintenance()
-                except Exception as exc:  # the reaper must never kill the export thread
-                    log_once("maintenance", logging.WARNING, "Run reaper failed: %r", exc)
             try:
                 self._drain()
             except Exception as exc:  # last resort: whatever was in hand is lost, and counted
@@ -867,7 +480,7 @@ class QueueSpanProcessor(SpanProcessor):
             self._epoch += 1
             self._encoded.clear()
             self._ready.clear()
-            self._open = GzipRequest()
+            self._open = self._compression.new_request()
             self._held_spans = 0
             self._held_bytes = 0
             self._raw_bytes = 0
@@ -894,33 +507,24 @@ class QueueSpanProcessor(SpanProcessor):
         deadline = time.monotonic() + seconds
         if self._thread is None and not self._settled():
             self._start_thread()
-        self._flush_waiters += 1
-        try:
-            with self._idle:
-                while True:
-                    if self._settled():
-                        lost, self._lost_since_flush = self._lost_since_flush, 0
-                        return self._last_error is None and not lost
-                    if self.backoff.failures and self.backoff.next_attempt > deadline:
-                        return False  # the next attempt is after our deadline: don't wait for nothing
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    self._wake.set()
-                    self._idle.wait(min(remaining, 0.05))
-        finally:
-            self._flush_waiters -= 1
+        with self._idle:
+            while True:
+                if self._settled():
+                    lost, self._lost_since_flush = self._lost_since_flush, 0
+                    return self._last_error is None and not lost
+                if self.backoff.failures and self.backoff.next_attempt > deadline:
+                    return False  # the next attempt is after our deadline: don't wait for nothing
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.set()
+                self._idle.wait(min(remaining, 0.05))
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         ok = self.flush_within(timeout)
         self._stopping = True
         self._stopped = True
         self._wake.set()
-        for exporter in self._extra:
-            try:
-                exporter.shutdown()  # type: ignore[attr-defined]
-            except Exception as exc:
-                log_once("extra-shutdown", logging.WARNING, "Exporter shutdown failed: %r", exc)
         if self._thread is None or not self._thread.is_alive():
             self._discard_remaining()
             self._sender.close()
@@ -940,55 +544,100 @@ class QueueSpanProcessor(SpanProcessor):
 # --------------------------------------------------------------------------- the pipeline
 
 
-class ExportPipeline:
-    """A private tracer provider wired to the queue processor for one destination.
+class SpanFanOut(SpanProcessor):
+    """Hands each finished span to several processors, in order (what the recorder holds)."""
 
-    The recorder builds finished spans itself and hands them to ``processor``; the provider
-    holds the resource and the sampler, and serves anyone who wants a tracer for this
-    destination. The global tracer provider is never touched.
+    def __init__(self, processors: tuple[SpanProcessor, ...]) -> None:
+        self._processors = processors
+
+    def on_start(self, span, parent_context=None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self._processors:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class ExportPipeline:
+    """The span processors for one destination, with what every span of it shares.
+
+    The recorder builds finished spans itself and hands them to ``span_processor``: the taps,
+    the OTLP queue (``processor``), then each extra exporter's batching. ``is_sampled`` is the
+    head sampling decision, from the trace id. The global tracer provider is never touched.
     """
 
-    def __init__(self, destination: Destination, maintenance: Callable[[], None] | None = None) -> None:
+    def __init__(self, destination: Destination) -> None:
         self.destination = destination
-        resource = {
-            attr.SERVICE_NAME: destination.service_name,
-            attr.TELEMETRY_SDK_NAME: "sentry-llm-callbacks",
-            attr.TELEMETRY_SDK_VERSION: __version__,
-            attr.TELEMETRY_SDK_LANGUAGE: "python",
-        }
-        if destination.environment:
-            resource[attr.DEPLOYMENT_ENVIRONMENT] = destination.environment
-        if destination.release:
-            resource[attr.SERVICE_VERSION] = destination.release
+        self.resource = Resource.create(_resource_attributes(destination))
+        self.scope = InstrumentationScope("sentry_llm_callbacks", __version__)
+        transport = destination.transport
         self.sender = OtlpHttpSender(
-            destination.endpoint, destination.request_headers(), timeout=destination.export_timeout
+            destination.endpoint,
+            destination.request_headers(),
+            timeout=destination.export_timeout,
+            compression=transport.compression,
+            verify=transport.verify,
+            cert=transport.cert,
         )
         # Import the HTTP stack here, once, rather than on the export thread at its first request:
         # under a burst that thread waits for the interpreter lock at every step of an import.
         self.sender.warm_up()
         self.processor = QueueSpanProcessor(
             self.sender,
-            extra_exporters=destination.exporters,
             max_queue_size=destination.max_queue_size,
             max_queue_bytes=destination.max_queue_bytes,
             max_batch_size=destination.max_batch_size,
-            maintenance=maintenance,
         )
-        self.sampler = ALWAYS_ON if destination.sample_rate >= 1.0 else TraceIdRatioBased(destination.sample_rate)
-        self.provider = TracerProvider(resource=Resource.create(resource), sampler=self.sampler, shutdown_on_exit=False)
-        self.provider.add_span_processor(self.processor)
-        self.resource = self.provider.resource
-        self.scope = InstrumentationScope("sentry_llm_callbacks", __version__)
-        self._always = destination.sample_rate >= 1.0
+        self.extra = tuple(
+            ExtraExporterProcessor(exporter, max_batch_size=destination.max_batch_size)
+            for exporter in destination.exporters
+        )
+        self.span_processor = SpanFanOut((TAPS, self.processor, *self.extra))
+        self._sampler = TraceIdRatioBased(destination.sample_rate) if destination.sample_rate < 1.0 else None
 
     def is_sampled(self, trace_id: int) -> bool:
         """Per trace, from the trace id alone, so every span of a trace agrees (in any process)."""
-        if self._always:
+        if self._sampler is None:
             return True
-        return self.sampler.should_sample(None, trace_id, "root").decision.is_sampled()
+        return self._sampler.should_sample(None, trace_id, "root").decision.is_sampled()
 
     def flush(self, timeout: float) -> bool:
-        return self.processor.flush_within(timeout)
+        """Deliver what is queued within ``timeout`` seconds. True when everything reached the
+        OTLP endpoint; extra exporters are given the same deadline, and do not change the answer."""
+        deadline = time.monotonic() + timeout
+        extra = [p.start_flush() for p in self.extra]
+        ok = self.processor.flush_within(timeout)
+        _wait_until(extra, deadline)
+        return ok
 
     def shutdown(self, timeout: float) -> bool:
-        return self.processor.shutdown(timeout)
+        deadline = time.monotonic() + timeout
+        extra = [p.start_shutdown() for p in self.extra]
+        ok = self.processor.shutdown(timeout)
+        _wait_until(extra, deadline)
+        return ok
+
+
+def _wait_until(events: list[threading.Event], deadline: float) -> None:
+    for event in events:
+        event.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _resource_attributes(destination: Destination) -> dict[str, str]:
+    resource = {
+        attr.SERVICE_NAME: destination.service_name,
+        attr.TELEMETRY_SDK_NAME: "sentry-llm-callbacks",
+        attr.TELEMETRY_SDK_VERSION: __version__,
+        attr.TELEMETRY_SDK_LANGUAGE: "python",
+    }
+    if destination.environment:
+        resource[attr.DEPLOYMENT_ENVIRONMENT] = destination.environment
+    if destination.release:
+        resource[attr.SERVICE_VERSION] = destination.release
+    return resource

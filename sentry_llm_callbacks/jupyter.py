@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _state, sentry_sdk_interop
-from .export import SPAN_TAPS
+from .taps import TAPS
 from .waterfall import (
     MODEL,
     SpanSummary,
@@ -151,16 +151,14 @@ class NotebookTracing:
         from . import set_global_handler
 
         set_global_handler(**self.handler_kwargs)
-        if self.collector not in SPAN_TAPS:
-            SPAN_TAPS.append(self.collector)
+        TAPS.add(self.collector)
         self.shell.events.register("post_run_cell", self.post_run_cell)
 
     def stop(self) -> None:
         from . import unset_global_handler
 
         unset_global_handler()
-        if self.collector in SPAN_TAPS:
-            SPAN_TAPS.remove(self.collector)
+        TAPS.remove(self.collector)
         with contextlib.suppress(ValueError):  # not registered
             self.shell.events.unregister("post_run_cell", self.post_run_cell)
 

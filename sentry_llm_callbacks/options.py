@@ -24,10 +24,15 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigurationError
+from .otlp_env import HEADERS_VARIABLES, TIMEOUT_VARIABLES, env_headers, merge_headers, parse_timeout
 from .pricing import PriceTable
 
 #: Default bound on the export backlog, in compressed bytes (see ``max_queue_bytes``).
 MAX_QUEUE_BYTES = 4 * 1024 * 1024
+
+#: Seconds one export request may take, when neither ``export_timeout`` nor the OTLP timeout
+#: variable is given.
+DEFAULT_EXPORT_TIMEOUT = 10.0
 
 #: ``service.name`` when neither ``service_name`` nor ``OTEL_SERVICE_NAME`` is given.
 DEFAULT_SERVICE_NAME = "llm-app"
@@ -55,6 +60,9 @@ class Option:
     env: tuple[str, ...] = ()
     #: Turns an environment variable's text into a value (None: treat it as unset).
     parse_env: Callable[[str], Any] = str
+    #: The check reads ``env`` itself and merges it with the given value (headers do: the
+    #: variable's headers are sent too, the given ones win name by name).
+    merges_env: bool = False
     #: A right value, shown in a ConfigurationError; the default's repr when empty.
     example: str = ""
     #: Whether the Destination keeps the checked value, as an attribute of its own.
@@ -135,6 +143,10 @@ def _positive_int(option: Option, value: object) -> int:
     return value
 
 
+def _seconds_or_default(option: Option, value: object) -> float:
+    return DEFAULT_EXPORT_TIMEOUT if value is None else _seconds(option, value)
+
+
 def _seconds(option: Option, value: object) -> float:
     if not _is_number(value) or not (0 < value < math.inf):  # type: ignore[operator]
         raise option.fail(f"must be a positive, finite number of seconds, not {value!r}")
@@ -150,22 +162,29 @@ def is_header_value(value: str) -> bool:
     return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
 
 
-def _headers(option: Option, value: object) -> Mapping[str, str]:
+def _header_map(value: object, fail: Callable[[str], ConfigurationError]) -> dict[str, str]:
     if value is None:
-        return MappingProxyType({})
+        return {}
     if not isinstance(value, Mapping):
-        raise option.fail("must be a mapping of header names to values")
+        raise fail("must be a mapping of header names to values")
     out: dict[str, str] = {}
     for k, v in value.items():
         name = k.strip() if isinstance(k, str) else k
         if not isinstance(name, str) or not name or not _TOKEN_CHARS.issuperset(name):
-            raise option.fail(
-                f"header name {k!r} is not valid: letters, digits and -_.!#$%&'*+^`|~ only, no space or colon"
-            )
+            raise fail(f"header name {k!r} is not valid: letters, digits and -_.!#$%&'*+^`|~ only, no space or colon")
         if not isinstance(v, str) or not is_header_value(v):
-            raise option.fail(f"the value of header {name!r} must be a single-line string of Latin-1 characters")
+            raise fail(f"the value of header {name!r} must be a single-line string of Latin-1 characters")
         out[name] = v
-    return MappingProxyType(out)
+    return out
+
+
+def _headers(option: Option, value: object) -> Mapping[str, str]:
+    """The given headers over the OTLP headers variable's (names compared without case)."""
+    given = _header_map(value, option.fail)
+    from_env = _header_map(
+        env_headers(), lambda problem: ConfigurationError(" or ".join(option.env), problem, "x-api-key=abc123")
+    )
+    return MappingProxyType(merge_headers(given, from_env))
 
 
 def _exporters(option: Option, value: Any) -> tuple[Any, ...]:
@@ -258,8 +277,11 @@ OPTIONS: tuple[Option, ...] = (
         "headers",
         "Mapping[str, str] | None",
         None,
-        "extra HTTP headers on every request (for a Collector's auth)",
+        "extra HTTP headers on every request (for a Collector's auth); the variable's are sent too, "
+        "these win name by name",
         check=_headers,
+        env=HEADERS_VARIABLES,
+        merges_env=True,
         example=_HEADERS_EXAMPLE,
         stored_type="Mapping[str, str]",
     ),
@@ -304,7 +326,17 @@ OPTIONS: tuple[Option, ...] = (
         check=_positive_int,
     ),
     Option("max_batch_size", "int", 512, "spans per export request", check=_positive_int),
-    Option("export_timeout", "float", 10.0, "seconds per export request (finite, positive)", check=_seconds),
+    Option(
+        "export_timeout",
+        "float | None",
+        None,
+        f"seconds per export request (finite, positive); {DEFAULT_EXPORT_TIMEOUT:g} when neither is set",
+        check=_seconds_or_default,
+        env=TIMEOUT_VARIABLES,
+        parse_env=parse_timeout,
+        example="10.0",
+        stored_type="float",
+    ),
     Option(
         "exit_timeout",
         "float",
@@ -388,7 +420,7 @@ def check_options(values: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for option in KEPT:
         value = values[option.name]
-        if value is None and option.env:
+        if value is None and option.env and not option.merges_env:
             value = option.from_environment()
         out[option.attribute] = option.check(option, value) if option.check is not None else value
     return out

@@ -9,7 +9,7 @@ It never attaches or detaches OpenTelemetry context: parents are passed explicit
 ambient parent (the app's own OpenTelemetry or Sentry span) is read once, at the root.
 
 A run holds only its ids, name and the attributes gathered so far; when it ends, the recorder
-builds the finished ``ReadableSpan`` in one go and hands it to the pipeline's processor. This
+builds the finished ``ReadableSpan`` in one go and hands it to the pipeline's span processors. This
 skips the SDK's live-span machinery (a lock, a sampler call and attribute validation per span),
 which is most of the cost of a span: sampling is decided once per trace, at the root, and the
 attribute values are valid by construction.
@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace as otel_trace
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from . import attributes as attr
 from . import sentry_sdk_interop
 from ._logging import log_once, warn_user
 from .content import ContentPolicy, LazyContent, clean_str, content_source, scalar_or_json, snapshot
-from .export import COUNTERS, QueueSpanProcessor
+from .export import COUNTERS
 from .metadata import (
     ENVIRONMENT,
     GENERATION_NAME,
@@ -105,7 +105,7 @@ def _fit_name(name: str) -> str:
 class TraceState:
     """What every span of one trace shares, resolved once at its root."""
 
-    processor: QueueSpanProcessor
+    processor: SpanProcessor
     resource: Resource
     scope: InstrumentationScope
     sampled: bool
@@ -357,7 +357,7 @@ class Recorder:
         if destination.sample_rate < 1.0:
             attributes[attr.CLIENT_SAMPLE_RATE] = destination.sample_rate
         state = TraceState(
-            processor=pipeline.processor,
+            processor=pipeline.span_processor,
             resource=pipeline.resource,
             scope=pipeline.scope,
             sampled=(parent_sampled or pipeline.is_sampled(trace_id)) and pipeline.processor.accepts_new_trace(),

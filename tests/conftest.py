@@ -19,6 +19,11 @@ ENV_VARS = (
     "SENTRY_RELEASE",
     "SENTRY_LLM_PRIVACY_MODE",
     "OTEL_SERVICE_NAME",
+    *(
+        f"OTEL_EXPORTER_OTLP_{signal}{name}"
+        for signal in ("", "TRACES_")
+        for name in ("HEADERS", "TIMEOUT", "COMPRESSION", "CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY")
+    ),
 )
 
 

@@ -15,7 +15,7 @@ import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.config import Destination, build_destination
 from sentry_llm_callbacks.content import ContentPolicy
 from sentry_llm_callbacks.export import QueueSpanProcessor
-from sentry_llm_callbacks.options import BY_NAME, KEPT, OPTIONS, markdown_table
+from sentry_llm_callbacks.options import BY_NAME, DEFAULT_EXPORT_TIMEOUT, KEPT, OPTIONS, markdown_table
 from sentry_llm_callbacks.pricing import PriceTable
 from sentry_llm_callbacks.receiver import LocalReceiver
 
@@ -53,9 +53,12 @@ FROM_ENV: dict[str, tuple[str, Any, Any]] = {
     "release": ("r1", "r1", "r2"),
     "privacy_mode": ("true", True, False),
     "service_name": ("support-bot", "support-bot", "billing-bot"),
+    "export_timeout": ("7", 7.0, 3.0),
 }
 #: Read from the environment together, with their own rules (tests/test_destination.py).
 WHERE = ("dsn", "otlp_endpoint")
+#: Merged with the environment's, name by name (tests/test_pipeline_parts.py).
+MERGED = ("headers",)
 
 
 def _parameter_line(option: Any) -> str:
@@ -82,14 +85,22 @@ def test_unknown_options_are_refused() -> None:
 
 def test_the_destination_has_one_field_per_kept_option() -> None:
     names = [f.name for f in dataclasses.fields(Destination)]
-    assert names == ["endpoint", "dsn", *(option.attribute for option in KEPT)]
+    assert names == ["endpoint", "dsn", "transport", *(option.attribute for option in KEPT)]
     assert "verify" not in names and "allow_insecure_http" not in names
     destination = slc.configure(dsn=DSN)
     for option in KEPT:
-        if option.check is None or option.name in ("headers", "pricing", "exporters", "service_name", "privacy_mode"):
+        if option.check is None or option.name in (
+            "headers",
+            "pricing",
+            "exporters",
+            "service_name",
+            "privacy_mode",
+            "export_timeout",
+        ):
             continue  # kept in another form; checked below
         assert getattr(destination, option.attribute) == option.default, option.name
     assert destination.headers == {} and destination.exporters == ()
+    assert destination.export_timeout == DEFAULT_EXPORT_TIMEOUT
     assert destination.privacy_mode is False and destination.service_name == "llm-app"
     assert isinstance(destination.prices, PriceTable)
 
@@ -140,7 +151,7 @@ def test_each_right_value_shown_is_accepted() -> None:
 
 def test_every_option_read_from_the_environment_is_covered() -> None:
     with_env = {option.name for option in OPTIONS if option.env}
-    assert with_env == set(FROM_ENV) | set(WHERE)
+    assert with_env == set(FROM_ENV) | set(WHERE) | set(MERGED)
     variables = {name for option in OPTIONS for name in option.env}
     assert variables <= set(ENV_VARS), "tests/conftest.py must clear every option's variable between tests"
 
