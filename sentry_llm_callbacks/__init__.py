@@ -93,6 +93,7 @@ def configure(
     mask: Callable[[str], str] | None = None,
     pricing: Mapping[str, Any] | None = None,
     capture_errors: bool = True,
+    keep: Mapping[str, Any] | None = None,
 ) -> Destination:
     """Set the process-wide destination every handler sends to, and return it.
 
@@ -118,6 +119,17 @@ def configure(
     captured while sentry-sdk's own LangChain integration is active (it captures these
     errors itself).
 
+    ``sample_rate`` keeps a share of traces, decided from the trace id. ``keep`` adds rules
+    decided when a trace's root run ends, which keep a trace whatever ``sample_rate`` said:
+    ``{"errors": True}`` (any span failed, was cancelled or abandoned), ``{"slower_than": 30.0}``
+    (seconds the root took), ``{"costlier_than": 0.05}`` (USD its model calls cost, from
+    ``gen_ai.cost.total_tokens``). Until then the trace's finished spans wait in memory, at most
+    ``max_buffered_spans`` (20 000) and ``max_buffered_bytes`` (64 MiB, estimated) for the
+    process (keys of the same dict); a trace that would go over decides at once with what is
+    known. Traces kept by a rule carry ``sentry.client_sample_rate`` 1.0 (they were certain to
+    be kept), so Sentry's extrapolated counts stay right. With ``sample_rate=1.0`` the rules
+    have nothing to add and nothing is buffered.
+
     The export backlog is bounded: at most ``max_queue_size`` finished spans waiting to be
     encoded, and ``max_queue_bytes`` (4 MiB) of encoded spans waiting to be sent (for instance
     while Sentry is unreachable). When the backlog is full, new traces are dropped whole and
@@ -133,7 +145,8 @@ def configure(
     Example::
 
         slc.configure(dsn="https://PUBLICKEY@o123.ingest.us.sentry.io/456",
-                      environment="production", release="v2.1.0")
+                      environment="production", release="v2.1.0",
+                      sample_rate=0.1, keep={"errors": True, "slower_than": 30.0})
     """
     # The parameters, by name, exactly as given: the options' definition checks them.
     options = dict(locals())
@@ -176,6 +189,13 @@ def stats() -> dict[str, int]:
     """Counters since the process started: ``spans_started``, ``spans_exported``,
     ``spans_dropped`` (queue full or sampled out), ``exports_failed``, ``runs_abandoned``,
     ``generations_without_usage``; plus ``spans_queued`` and ``runs_open`` right now.
+
+    While ``sample_rate`` is below 1, each trace's decision is counted once:
+    ``traces_kept_by_head``, ``traces_kept_by_parent`` (a sampled app span it joined),
+    ``traces_kept_by_errors`` / ``traces_kept_by_slower_than`` / ``traces_kept_by_costlier_than``
+    (the first ``keep`` rule it met), ``traces_dropped_by_sampling``; and
+    ``traces_decided_early`` counts traces decided before their root ended because the buffer
+    was full (also counted under their outcome).
 
     Example::
 

@@ -54,6 +54,14 @@ class Counters:
         "exports_failed",
         "runs_abandoned",
         "generations_without_usage",
+        # Sampling decisions, one per trace (see sampling.py); none while sample_rate is 1.0.
+        "traces_kept_by_head",
+        "traces_kept_by_parent",
+        "traces_kept_by_errors",
+        "traces_kept_by_slower_than",
+        "traces_kept_by_costlier_than",
+        "traces_dropped_by_sampling",
+        "traces_decided_early",
     )
 
     def __init__(self) -> None:

@@ -40,6 +40,8 @@ DEFAULT_SERVICE_NAME = "llm-app"
 #: RFC 9110 token characters: what a header name may contain.
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _HEADERS_EXAMPLE = '{"X-Api-Key": "..."}'
+#: A right value of ``keep``, shown in each of its ConfigurationErrors.
+KEEP_EXAMPLE = '{"errors": True, "slower_than": 30.0, "costlier_than": 0.05}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,12 @@ def _mask(option: Option, value: object) -> Callable[[str], str] | None:
     if value is not None and not callable(value):
         raise option.fail("must be a callable taking a string and returning a string")
     return value
+
+
+def _keep(option: Option, value: object) -> Any:
+    from .sampling import parse_keep  # here: sampling imports the export side, which imports these options
+
+    return parse_keep(value)
 
 
 def _prices(option: Option, value: object) -> PriceTable:
@@ -386,6 +394,16 @@ OPTIONS: tuple[Option, ...] = (
         "errors a run absorbed become Sentry issues through the app's `sentry_sdk`",
         check=_flag,
         example="False",
+    ),
+    Option(
+        "keep",
+        "Mapping[str, Any] | None",
+        None,
+        "rules that keep errored, slow or costly traces at any `sample_rate` "
+        "(see [Sampling that keeps what matters](#sampling-that-keeps-what-matters))",
+        check=_keep,
+        example=KEEP_EXAMPLE,
+        stored_type="KeepRules | None",
     ),
 )
 

@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from . import attributes as attr
-from . import sentry_sdk_interop
+from . import sampling, sentry_sdk_interop
 from ._logging import log_once, warn_user
 from .content import ContentPolicy, LazyContent, clean_str, content_source, scalar_or_json, snapshot
 from .export import COUNTERS
@@ -119,6 +119,8 @@ class TraceState:
     #: Exceptions runs of this trace failed with, kept until the local root ends (None: not kept).
     failures: list[Failure] | None = None
     root_span_id: int = 0
+    #: Waiting for the tail decision made when the local root ends (None: already decided).
+    tail: sampling.PendingTrace | None = None
 
 
 #: Kept per trace at most; more failures in one trace are not reported.
@@ -356,11 +358,13 @@ class Recorder:
         attributes = _trace_attributes(layer, destination.environment, destination.release)
         if destination.sample_rate < 1.0:
             attributes[attr.CLIENT_SAMPLE_RATE] = destination.sample_rate
+        sampled, tail = sampling.root_decision(pipeline, trace_id, parent_sampled)
+        sampled = sampled and pipeline.processor.accepts_new_trace()
         state = TraceState(
             processor=pipeline.span_processor,
             resource=pipeline.resource,
             scope=pipeline.scope,
-            sampled=(parent_sampled or pipeline.is_sampled(trace_id)) and pipeline.processor.accepts_new_trace(),
+            sampled=sampled,
             max_open_runs=destination.max_open_runs,
             attributes=attributes,
             trace_name=trace.get(TRACE_NAME),
@@ -373,6 +377,7 @@ class Recorder:
             ),
             prices=destination.prices,
             failures=[] if destination.capture_errors and self._wants_failures() else None,
+            tail=tail if sampled else None,
         )
         span_name, is_default = self._name(kind, name, explicit_name, state, root=True)
         return state, trace_id, parent, span_name, is_default
@@ -653,7 +658,10 @@ class Recorder:
             end_time=time.time_ns(),
             instrumentation_scope=state.scope,
         )
-        state.processor.on_end(span)
+        if state.tail is None:
+            state.processor.on_end(span)
+        else:
+            state.tail.finished(span, attrs, root=run.context.span_id == state.root_span_id)
 
     # -- housekeeping -----------------------------------------------------------------
 

@@ -44,6 +44,7 @@ WRONG: dict[str, Any] = {
     "mask": "not callable",
     "pricing": ["gpt-4o"],
     "capture_errors": "no",
+    "keep": {"slower_than": -1},
 }
 
 #: Per option read from the environment: the variable's text, the value it gives, an argument
