@@ -39,9 +39,9 @@ from .options import KEEP_EXAMPLE
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 
-    from .export import ExportPipeline, QueueSpanProcessor
+    from .export import ExportPipeline
 
 #: Default bound on the spans pending traces hold, per process (``keep={"max_buffered_spans": ...}``).
 MAX_BUFFERED_SPANS = 20_000
@@ -169,7 +169,7 @@ def _sampler_for(pipeline: ExportPipeline, rules: KeepRules) -> TailSampler:
     with _samplers_lock:
         current = _current
         if current is None or current[0]() is not pipeline:
-            current = (weakref.ref(pipeline), TailSampler(pipeline.processor, rules))
+            current = (weakref.ref(pipeline), TailSampler(pipeline.span_processor, rules))
             _current = current
     return current[1]
 
@@ -189,7 +189,7 @@ class TailSampler:
     assignments per span, never while a span is built or exported.
     """
 
-    def __init__(self, processor: QueueSpanProcessor, rules: KeepRules) -> None:
+    def __init__(self, processor: SpanProcessor, rules: KeepRules) -> None:
         fork_safe(self, "lock")
         self.processor = processor
         self.rules = rules

@@ -20,9 +20,9 @@ from langchain_core.tools import tool
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state, sampling
-from sentry_llm_callbacks.export import SPAN_TAPS
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
+from sentry_llm_callbacks.taps import TAPS
 
 from .conftest import delivered
 from .invariants import check_trace, check_traces
@@ -307,9 +307,9 @@ def span_taps() -> Iterator[list[str]]:
     def tap(span: Any) -> None:
         seen.append(span.name)
 
-    SPAN_TAPS.append(tap)
+    TAPS.add(tap)
     yield seen
-    SPAN_TAPS.remove(tap)
+    TAPS.remove(tap)
 
 
 @pytest.mark.parametrize(
@@ -446,7 +446,7 @@ def test_reaper_decides_a_trace_whose_root_never_ends(
     handler.on_chain_end({"a": 1}, run_id=child, parent_run_id=root)
     assert slc.flush(5) and receiver.spans == []
     assert buffered()[0] == 1
-    assert _state.recorder.reap(60.0, now=time.monotonic() + 120.0) == 1  # as the export thread's reaper does
+    assert _state.recorder.reap(60.0, now=time.monotonic() + 120.0) == 1  # as the recorder's reaper timer does
     assert buffered() == (0, 0)
     spans = delivered(receiver)
     if kept:
