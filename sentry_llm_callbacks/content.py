@@ -225,33 +225,33 @@ class ContentPolicy:
         return self
 
 
-def snapshot(value: Any) -> Any:
-    """A copy of ``value``'s containers, cheap enough for the application's thread: dicts are
-    copied two levels deep, lists and tuples shallowly; the objects inside are shared (framework
-    messages and documents are not changed after they are made)."""
+def capture(value: Any) -> tuple[Any, int]:
+    """A snapshot of ``value`` and where it came from, in one pass (it runs on the application's
+    thread for every content attribute).
+
+    The snapshot copies ``value``'s containers, cheap enough for the application's thread: dicts
+    two levels deep, lists and tuples shallowly; the objects inside are shared (framework messages
+    and documents are not changed after they are made). The source, for reusing a rendering: a
+    dict by its keys and the identity of its values (LangGraph hands each step a new state dict
+    around the same message list), anything else by its identity. Equality of the snapshots is
+    still checked before a rendering is reused.
+    """
     kind = type(value)
     if kind is dict:
-        return {
-            k: (dict(v) if type(v) is dict else list(v) if type(v) in (list, tuple) else v) for k, v in value.items()
-        }
-    if kind in (list, tuple):
-        return list(value)
-    return value
-
-
-def content_source(value: Any) -> int:
-    """Where content came from, for reusing a rendering: a dict by its keys and the identity of its
-    values (LangGraph hands each step a new state dict around the same message list), anything
-    else by its identity. Equality is still checked before a rendering is reused."""
-    if type(value) is dict:
-        return hash((tuple(value), tuple(map(id, value.values()))))
-    return id(value)
+        copy: dict[Any, Any] = {}
+        for k, v in value.items():
+            inner = type(v)
+            copy[k] = v.copy() if inner is dict else list(v) if inner is list or inner is tuple else v
+        return copy, hash((tuple(value), tuple(map(id, value.values()))))
+    if kind is list or kind is tuple:
+        return list(value), id(value)
+    return value, id(value)
 
 
 class LazyContent:
     """Content captured on the application's thread, converted and rendered on the export thread.
 
-    ``value`` must be a snapshot (see :func:`snapshot`), so that later changes by the application
+    ``value`` must be a snapshot (see :func:`capture`), so that later changes by the application
     do not leak into the span; ``convert`` (framework objects to plain data) runs at render time.
     """
 
@@ -263,7 +263,7 @@ class LazyContent:
         self.value = value
         self.policy = policy
         self.convert = convert
-        self.source = source  # see content_source()
+        self.source = source  # see capture()
 
     def render(self) -> str | None:
         value = self.value
