@@ -6,9 +6,9 @@
 ``render``: records the spans of N invocations (content captured, not yet rendered), then times
 what the export thread does with them, ``resolve_content`` in chunks of 64 spans as the export
 thread takes them, with orjson and with the standard encoder; thread CPU time, the best of 15
-repetitions, per invocation. ``callbacks``: application-thread CPU time per invocation with our
-handler against none, interleaved in rounds; with ``--profile``, a cProfile of the traced loop
-(the callbacks' own functions sorted by their total time).
+repetitions, per invocation. ``callbacks``: records the callbacks LangChain makes for one
+invocation and replays them on our handler (fresh run ids each time), timing the application
+thread's CPU; with ``--profile``, a cProfile of those replays (our functions by total time).
 
 To compare two trees, run the same command with ``PYTHONPATH`` pointing at each.
 """
@@ -101,37 +101,88 @@ def render(args: argparse.Namespace) -> None:
         )
 
 
+class Recording:
+    """The callbacks LangChain makes for one invocation, to replay on our handler alone."""
+
+    def __init__(self, workload: str) -> None:
+        from langchain_core.callbacks import BaseCallbackHandler
+
+        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.calls = calls
+
+        class Recorder(BaseCallbackHandler):
+            run_inline = True
+
+            def __getattribute__(self, name: str) -> Any:
+                if name.startswith("on_") and name not in ("on_text", "on_retry", "on_custom_event"):
+                    return lambda *args, **kwargs: calls.append((name, args, kwargs))
+                return object.__getattribute__(self, name)
+
+        WORKLOADS[workload]()({"callbacks": [Recorder()]})
+
+    def prepared(self) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+        """The calls with fresh run ids (so that each replay is a new trace), made before timing."""
+        from uuid import uuid4
+
+        fresh: dict[Any, Any] = {}
+        calls = []
+        for name, args, kwargs in self.calls:
+            kwargs = dict(kwargs)
+            for key in ("run_id", "parent_run_id"):
+                old = kwargs.get(key)
+                if old is not None:
+                    if old not in fresh:
+                        fresh[old] = uuid4()
+                    kwargs[key] = fresh[old]
+            calls.append((name, args, kwargs))
+        return calls
+
+
+def replay(handler: Any, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
+    for name, args, kwargs in calls:
+        getattr(handler, name)(*args, **kwargs)
+
+
 def callbacks(args: argparse.Namespace) -> None:
-    traced_run, config = traced(args.workload)
-    plain_run = WORKLOADS[args.workload]()
-    for _ in range(30):
-        traced_run(config)
-        plain_run({})
-    if args.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(args.invocations):
-            traced_run(config)
-        profiler.disable()
-        profiler.dump_stats(args.profile)
-        stats = pstats.Stats(args.profile)
-        stats.sort_stats("tottime").print_stats(r"sentry_llm_callbacks", 30)
-        return
-    per_round = max(1, args.invocations // 10)
-    added: list[float] = []
-    for _ in range(10):
+    """Our handler's CPU on the application thread: the recorded callbacks of one invocation
+    replayed on it, without the framework around them (the export thread drains between rounds
+    so that application threads never help it)."""
+    import sentry_llm_callbacks as slc
+    from sentry_llm_callbacks.langchain import SentryCallbackHandler
+
+    if args.workload not in LANGCHAIN_WORKLOADS:
+        raise SystemExit("callbacks: LangChain workloads only")
+    recording = Recording(args.workload)
+    sink = Sink()
+    slc.configure(otlp_endpoint=f"http://127.0.0.1:{sink.port}/v1/traces")
+    handler = SentryCallbackHandler()
+    per_round = 50
+    for _ in range(per_round):
+        replay(handler, recording.prepared())
+    slc.flush(30)
+    profiler = cProfile.Profile() if args.profile else None
+    times: list[float] = []
+    gc.disable()
+    for _ in range(max(1, args.invocations // per_round)):
+        replays = [recording.prepared() for _ in range(per_round)]
+        if profiler is not None:
+            profiler.enable()
         started = time.thread_time_ns()
-        for _ in range(per_round):
-            plain_run({})
-        plain = time.thread_time_ns() - started
-        started = time.thread_time_ns()
-        for _ in range(per_round):
-            traced_run(config)
-        added.append((time.thread_time_ns() - started - plain) / per_round / 1e3)
+        for calls in replays:
+            replay(handler, calls)
+        times.append((time.thread_time_ns() - started) / per_round / 1e3)
+        if profiler is not None:
+            profiler.disable()
+        slc.flush(30)
+    gc.enable()
     print(
-        f"callbacks {args.workload}: application-thread CPU added per invocation: median "
-        f"{statistics.median(added):.0f} us, best {min(added):.0f} us (10 rounds of {per_round})"
+        f"callbacks {args.workload}: {len(recording.calls)} callbacks per invocation; application-thread "
+        f"CPU per invocation: best {min(times):.0f} us, median {statistics.median(times):.0f} us "
+        f"({len(times)} rounds of {per_round}{', profiled' if profiler else ''})"
     )
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(r"sentry_llm_callbacks", 30)
 
 
 def main() -> None:
