@@ -8,6 +8,11 @@
 Each (mode, workload) runs in its own process, interleaved in rounds (A B C ... A B C ...), all
 exporting to a local sink that counts the spans that really arrived. Added time is measured
 against the "none" mode of the same rounds. Prints a Markdown table.
+
+Floors: ``otel_floor`` runs the workload untraced and creates the spans we deliver for it directly
+with the OpenTelemetry SDK (no framework callback dispatch); "x floor" divides by it.
+``otel_bare`` creates one SDK span per framework run from a callback handler (dispatch included);
+"x bare" divides by it.
 """
 
 from __future__ import annotations
@@ -35,9 +40,23 @@ PEER_PACKAGES = [
     "opentelemetry-instrumentation-llamaindex",
     "sentry-sdk",
 ]
-MODES = ["none", "noop", "otel_bare", "ours", "ours_privacy", "openllmetry", "langfuse", "openinference", "sentry_sdk"]
-WORKLOADS = ["lc_chain", "lg_agent", "lc_async20", "li_query"]
+MODES = [
+    "none",
+    "noop",
+    "otel_floor",
+    "otel_bare",
+    "ours",
+    "ours_privacy",
+    "ours_tail",
+    "openllmetry",
+    "langfuse",
+    "openinference",
+    "sentry_sdk",
+]
+WORKLOADS = ["lc_chain", "lg_agent", "lc_stream", "lc_async20", "li_query", "lg_agent_paced"]
 UNSUPPORTED = {("sentry_sdk", "li_query"), ("noop", "li_query")}
+#: Slow workloads run a tenth of the iterations.
+SLOW = ("lc_async20", "lg_agent", "lg_agent_paced")
 
 
 def python() -> str:
@@ -79,6 +98,8 @@ def run_one(py: str, mode: str, workload: str, iterations: int, sink_mode: str =
         if proc.returncode != 0:
             return {"mode": mode, "workload": workload, "error": proc.stderr.strip().splitlines()[-1:]}
         result = json.loads(proc.stdout.strip().splitlines()[-1])
+        if "unsupported" in result:
+            return result
         time.sleep(0.3)
         result["spans_received"] = sink.spans
         return result
@@ -112,22 +133,18 @@ def main() -> None:
     workloads = args.workloads.split(",")
     results: dict[tuple[str, str], list[dict]] = {}
     for workload in workloads:
-        iterations = max(20, args.iterations // 10) if workload in ("lc_async20", "lg_agent") else args.iterations
+        iterations = max(20, args.iterations // 10) if workload in SLOW else args.iterations
         for r in range(args.rounds):
             for mode in modes:
                 if (mode, workload) in UNSUPPORTED:
                     continue
                 res = run_one(py, mode, workload, iterations)
                 results.setdefault((mode, workload), []).append(res)
-                print(
-                    f"round {r + 1} {workload:10} {mode:13} "
-                    + (
-                        f"median {statistics.median(res['times_ns']) / 1e3:9.1f} us"
-                        if "times_ns" in res
-                        else f"ERROR {res.get('error')}"
-                    ),
-                    file=sys.stderr,
-                )
+                if "times_ns" in res:
+                    outcome = f"median {statistics.median(res['times_ns']) / 1e3:9.1f} us"
+                else:
+                    outcome = f"unsupported: {res['unsupported']}" if "unsupported" in res else f"ERROR {res['error']}"
+                print(f"round {r + 1} {workload:14} {mode:13} {outcome}", file=sys.stderr)
     print(report(results, modes, workloads, args))
 
 
@@ -135,7 +152,11 @@ def report(results: dict, modes: list[str], workloads: list[str], args: argparse
     lines = [
         f"Run on {date.today()} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
         f"Python {platform.python_version()} · {args.rounds} rounds · {args.iterations} iterations "
-        "(lg_agent, lc_async20: a tenth) · interleaved, one process per run",
+        f"({', '.join(SLOW)}: a tenth) · interleaved, one process per run",
+        "",
+        "x floor: added median / `otel_floor`'s (the spans we deliver, made directly with the SDK, no "
+        "framework dispatch); x bare: / `otel_bare`'s (one SDK span per framework run, from a callback). "
+        "CPU added: process CPU per invocation (every thread, the final flush included) against `none`.",
         "",
     ]
     for workload in workloads:
@@ -144,14 +165,16 @@ def report(results: dict, modes: list[str], workloads: list[str], args: argparse
         if not base:
             continue
         base_med, base_p99 = statistics.median(base), pct(base, 0.99)
-        floor = results.get(("otel_bare", workload), [])
-        floor_times = [t for r in floor for t in r.get("times_ns", [])]
-        floor_added = statistics.median(floor_times) - base_med if floor_times else None
+        base_cpu = statistics.median(r["cpu_ns_per_invocation"] for r in base_runs if "cpu_ns_per_invocation" in r)
+        floor_added = added_median(results, "otel_floor", workload, base_med)
+        bare_added = added_median(results, "otel_bare", workload, base_med)
         lines += [
-            f"### {workload} (no tracing: median {base_med / 1e3:.0f} us, p99 {base_p99 / 1e3:.0f} us)",
+            f"### {workload} (no tracing: median {base_med / 1e3:.0f} us, p99 {base_p99 / 1e3:.0f} us, "
+            f"CPU {base_cpu / 1e3:.0f} us)",
             "",
-            "| mode | added median | added p99 | x floor | spans delivered / invocation | RSS growth MB |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| mode | added median | added p99 | x floor | x bare | CPU added | spans delivered / invocation "
+            "| RSS growth MB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for mode in modes:
             runs = results.get((mode, workload))
@@ -159,18 +182,38 @@ def report(results: dict, modes: list[str], workloads: list[str], args: argparse
                 continue
             times = [t for r in runs for t in r.get("times_ns", [])]
             if not times:
-                lines.append(f"| {mode} | error: {runs[0].get('error')} | | | | |")
+                first = runs[0]
+                why = f"unsupported: {first['unsupported']}" if "unsupported" in first else f"error: {first['error']}"
+                lines.append(f"| {LABELS.get(mode, mode)} | {why} | | | | | | |")
                 continue
             added = statistics.median(times) - base_med
             added_p99 = pct(times, 0.99) - base_p99
-            ratio = f"{added / floor_added:.2f}" if floor_added and floor_added > 0 else "-"
+            cpu = statistics.median(r["cpu_ns_per_invocation"] for r in runs) - base_cpu
             spans = sum(r["spans_received"] for r in runs) / sum(r["invocations"] for r in runs)
             rss = statistics.median(r["rss_after_mb"] - r["rss_before_mb"] for r in runs)
             lines.append(
-                f"| {mode} | {added / 1e3:+.0f} us | {added_p99 / 1e3:+.0f} us | {ratio} | {spans:.2f} | {rss:.1f} |"
+                f"| {LABELS.get(mode, mode)} | {added / 1e3:+.0f} us | {added_p99 / 1e3:+.0f} us | "
+                f"{ratio(added, floor_added)} | {ratio(added, bare_added)} | {cpu / 1e3:+.0f} us | "
+                f"{spans:.2f} | {rss:.1f} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+LABELS = {
+    "otel_floor": "otel_floor (SDK spans, no dispatch)",
+    "otel_bare": "otel_bare (SDK spans from a callback)",
+    "ours_tail": "ours_tail (rate 0.1, keep; 1% errors)",
+}
+
+
+def added_median(results: dict, mode: str, workload: str, base_med: float) -> float | None:
+    times = [t for r in results.get((mode, workload), []) for t in r.get("times_ns", [])]
+    return statistics.median(times) - base_med if times else None
+
+
+def ratio(added: float, floor: float | None) -> str:
+    return f"{added / floor:.2f}" if floor and floor > 0 else "-"
 
 
 def faults(py: str, iterations: int) -> None:

@@ -17,9 +17,16 @@ from uuid import UUID
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from workloads import LANGCHAIN_WORKLOADS, WORKLOADS
+from workloads import DELIVERED_SPANS, FAIL, LANGCHAIN_WORKLOADS, PACING, WORKLOADS
 
 WARMUP = 30
+#: ours_tail: one invocation in this many raises (caught here), so the tail rule has errors to keep.
+FAIL_EVERY = 100
+TAIL_KEEP = {"errors": True, "slower_than": 30.0, "costlier_than": 0.05}
+
+
+class Unsupported(Exception):
+    """This mode cannot run this workload (yet); reported as such instead of a figure."""
 
 
 def rss_mb() -> float:
@@ -35,6 +42,35 @@ def otel_provider(port: int) -> Any:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces")))
     return provider
+
+
+def floor_run(run: Callable[[dict[str, Any]], Any], tracer: Any, workload: str) -> Callable[[dict[str, Any]], Any]:
+    """The no-dispatch floor: the workload untraced, and as many spans as we deliver for it
+    created directly with the SDK, nested (each under the one before it in a binary tree),
+    2 attributes each; each trace's root spans the invocation."""
+    from opentelemetry import trace
+
+    traces, per_trace = DELIVERED_SPANS[workload]
+
+    def invoke(config: dict[str, Any]) -> Any:
+        roots = [tracer.start_span("invocation", attributes={"bench.kind": "root", "bench.index": 0})]
+        roots += [
+            tracer.start_span("invocation", attributes={"bench.kind": "root", "bench.index": 0})
+            for _ in range(traces - 1)
+        ]
+        result = run(config)
+        for root in roots:
+            spans = [root]
+            for i in range(1, per_trace):
+                parent = trace.set_span_in_context(spans[(i - 1) // 2])
+                spans.append(
+                    tracer.start_span(f"step {i}", context=parent, attributes={"bench.kind": "step", "bench.index": i})
+                )
+            for span in reversed(spans):
+                span.end()
+        return result
+
+    return invoke
 
 
 class BareOtelHandler:
@@ -147,10 +183,20 @@ def setup(mode: str, workload: str, port: int) -> tuple[dict[str, Any], Callable
 
         get_dispatcher().add_span_handler(BareSpans())
         return {}, lambda: provider.force_flush()
-    if mode in ("ours", "ours_privacy"):
+    if mode in ("ours", "ours_privacy", "ours_tail"):
         import sentry_llm_callbacks as slc
 
-        slc.configure(otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces", privacy_mode=mode == "ours_privacy")
+        endpoint = f"http://127.0.0.1:{port}/v1/traces"
+        if mode == "ours_tail":
+            import inspect
+
+            if "keep" not in inspect.signature(slc.configure).parameters:
+                raise Unsupported("configure(keep=...) does not exist yet")
+            if not langchain:
+                raise Unsupported("no error injection for LlamaIndex workloads")
+            slc.configure(otlp_endpoint=endpoint, sample_rate=0.1, keep=TAIL_KEEP)  # type: ignore[call-arg]
+        else:
+            slc.configure(otlp_endpoint=endpoint, privacy_mode=mode == "ours_privacy")
         if langchain:
             from sentry_llm_callbacks.langchain import SentryCallbackHandler
 
@@ -211,17 +257,50 @@ def setup(mode: str, workload: str, port: int) -> tuple[dict[str, Any], Callable
     raise SystemExit(f"unknown mode {mode}")
 
 
+def prepare(mode: str, workload: str, port: int) -> tuple[Callable[[dict[str, Any]], Any], dict[str, Any], Callable]:
+    """The invocation to time, its config and the flush function for ``mode``."""
+    run = WORKLOADS[workload]()
+    if mode == "otel_floor":
+        provider = otel_provider(port)
+        return floor_run(run, provider.get_tracer("floor"), workload), {}, lambda: provider.force_flush()
+    config, flush = setup(mode, workload, port)
+    if mode != "ours_tail":
+        return run, config, flush
+    failing = {**config, "metadata": {**config.get("metadata", {}), FAIL: True}}
+    count = 0
+
+    def sometimes_failing(config: dict[str, Any]) -> Any:
+        nonlocal count
+        count += 1
+        if count % FAIL_EVERY:
+            return run(config)
+        try:
+            return run(failing)
+        except Exception:  # the application handles it; the trace keeps its error
+            return None
+
+    return sometimes_failing, config, flush
+
+
 def main() -> None:
     mode, workload, iterations, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    run = WORKLOADS[workload]()
-    config, flush = setup(mode, workload, port)
+    try:
+        run, config, flush = prepare(mode, workload, port)
+    except Unsupported as exc:
+        print(json.dumps({"mode": mode, "workload": workload, "unsupported": str(exc)}))
+        return
+    pacing = PACING.get(workload, 0.0)
     for _ in range(WARMUP):
         run(config)
+    flush()  # the warm-up's export is not counted in the CPU time below
     gc.collect()
     rss_before = rss_mb()
     times = []
     perf = time.perf_counter_ns
+    cpu_started = time.process_time_ns()
     for _ in range(iterations):
+        if pacing:
+            time.sleep(pacing)
         start = perf()
         run(config)
         times.append(perf() - start)
@@ -229,6 +308,8 @@ def main() -> None:
     started = time.monotonic()
     flush()
     flush_s = time.monotonic() - started
+    # process CPU (every thread: the export thread's rendering, encoding and sending included)
+    cpu_ns = time.process_time_ns() - cpu_started
     print(
         json.dumps(
             {
@@ -236,6 +317,7 @@ def main() -> None:
                 "workload": workload,
                 "times_ns": times,
                 "invocations": WARMUP + iterations,
+                "cpu_ns_per_invocation": cpu_ns / iterations,
                 "rss_before_mb": rss_before,
                 "rss_after_mb": rss_after,
                 "flush_s": flush_s,

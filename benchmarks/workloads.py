@@ -10,9 +10,17 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+#: Set in an invocation's ``config["metadata"]`` to make the model raise (errored traces).
+FAIL = "bench_fail"
+
+
+class ModelError(RuntimeError):
+    pass
+
 
 class EchoChatModel(BaseChatModel):
-    """Answers at once, with usage; calls the tool first when given one (for the agent)."""
+    """Answers at once, with usage; calls the tool first when given one (for the agent). Raises
+    when the invocation's metadata carries ``FAIL``."""
 
     tool_name: str | None = None
 
@@ -26,6 +34,8 @@ class EchoChatModel(BaseChatModel):
     def _generate(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
+        if run_manager is not None and run_manager.metadata.get(FAIL):
+            raise ModelError("the model failed")
         usage = {"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
         if self.tool_name and not isinstance(messages[-1], ToolMessage):
             message = AIMessage(
@@ -39,16 +49,26 @@ class EchoChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
-def lc_chain() -> Callable[[dict[str, Any]], Any]:
+def _chain() -> Any:
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    chain = (
+    return (
         ChatPromptTemplate.from_messages([("system", "You are terse."), ("human", "{q}")])
         | EchoChatModel()
         | StrOutputParser()
     )
+
+
+def lc_chain() -> Callable[[dict[str, Any]], Any]:
+    chain = _chain()
     return lambda config: chain.invoke({"q": "What is 2 + 3?"}, config=config)
+
+
+def lc_stream() -> Callable[[dict[str, Any]], Any]:
+    """The chain with ``.stream()``, read to the end."""
+    chain = _chain()
+    return lambda config: "".join(chain.stream({"q": "What is 2 + 3?"}, config=config))
 
 
 def lg_agent() -> Callable[[dict[str, Any]], Any]:
@@ -94,5 +114,25 @@ def li_query() -> Callable[[dict[str, Any]], Any]:
     return lambda config: engine.query("How do I restart the pod?")
 
 
-WORKLOADS = {"lc_chain": lc_chain, "lg_agent": lg_agent, "lc_async20": lc_async20, "li_query": li_query}
-LANGCHAIN_WORKLOADS = {"lc_chain", "lg_agent", "lc_async20"}
+WORKLOADS = {
+    "lc_chain": lc_chain,
+    "lg_agent": lg_agent,
+    "lc_stream": lc_stream,
+    "lc_async20": lc_async20,
+    "li_query": li_query,
+    "lg_agent_paced": lg_agent,
+}
+LANGCHAIN_WORKLOADS = {"lc_chain", "lg_agent", "lc_stream", "lc_async20", "lg_agent_paced"}
+#: Seconds the worker waits between invocations (not timed): the export thread then works while
+#: the application is idle, as in a service between requests.
+PACING = {"lg_agent_paced": 0.005}
+#: The spans we deliver per invocation, as (traces, spans per trace): what the no-dispatch floor
+#: creates directly with the OpenTelemetry SDK.
+DELIVERED_SPANS = {
+    "lc_chain": (1, 4),
+    "lg_agent": (1, 15),
+    "lc_stream": (1, 4),
+    "lc_async20": (20, 4),
+    "li_query": (1, 5),
+    "lg_agent_paced": (1, 15),
+}

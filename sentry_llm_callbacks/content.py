@@ -4,7 +4,8 @@
 Privacy Mode it admits nothing (and no content is even serialised); otherwise it applies the
 user's ``mask``, replaces base64 ``data:`` blobs with a placeholder and cuts strings to a size
 limit with a visible marker. ``to_json`` turns framework objects into compact JSON, never
-raising.
+raising: with ``orjson`` when it is importable and gives the very string the standard encoder
+would (see ``_fast_json``), else with the standard library's encoder.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from typing import Any
 
 from ._logging import log_once
 from .options import default
+
+try:  # installed wherever LangChain is (langsmith needs it); optional here
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None  # type: ignore[assignment]
 
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(;[\w-]+=[\w.-]+)*;base64,[A-Za-z0-9+/=\s]{16,}")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -59,10 +65,11 @@ def _default(obj: Any) -> Any:
         return list(obj)
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return f"<{len(obj)} bytes>"
+    if isinstance(obj, enum.Enum):  # its value, as IntEnum and StrEnum members are written anyway
+        return obj.value
     kind = type(obj)
     if any(c.__name__ in _SIMPLE for c in kind.__mro__):
-        value = getattr(obj, "value", None) if isinstance(obj, enum.Enum) else None
-        return value if isinstance(value, (str, int, float)) else str(obj)
+        return str(obj)
     fields = _public_fields(obj)
     if fields is not None:
         return {"type": kind.__name__, **fields}
@@ -89,15 +96,87 @@ def _public_fields(obj: Any) -> dict[str, Any] | None:
 _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
 
 
+def _orjson_default(obj: Any) -> Any:
+    """For orjson: what the standard encoder writes for the types orjson hands over.
+
+    The standard encoder writes subclasses of str, int and float by their built-in value, lists
+    and tuples (subclasses too) through iteration and dict subclasses through ``items()``; orjson
+    is told to pass those, dataclasses and datetimes here, so that both end up writing the same.
+    """
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, int):  # bool is never a subclass
+        return int.__int__(obj)
+    if isinstance(obj, float):
+        return float.__float__(obj)
+    if isinstance(obj, (list, tuple)):
+        return list(obj)
+    if isinstance(obj, dict):
+        return dict(obj.items())
+    return _default(obj)
+
+
+#: A number token the two encoders may spell differently (exponents, the tiny decimals orjson
+#: writes where Python uses an exponent), or null (orjson writes NaN and infinities as null).
+#: Compact JSON has a number or null only at the start or after ``:``, ``,`` or ``[``; a match
+#: inside a string only costs the standard path.
+_AMBIGUOUS = re.compile(r"(?:^|[:,\[])(?:-?\d[\d.]*[eE]|-?0\.0000|null)")
+#: What every such token contains (orjson writes an exponent with its sign, as Python does):
+#: substring tests are ten times cheaper than the pattern, which runs only after one of them.
+_SUSPECT = ("null", "e-", "e+", "0.0000")
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+    if orjson is not None
+    else 0
+)
+
+
+def _fast_json(value: Any) -> str | None:
+    """``value`` as orjson writes it, or None where that might differ from the standard encoder
+    (orjson refuses non-str keys, integers beyond 64 bits, lone surrogates and deep nesting; the
+    float spellings and null are checked in its output)."""
+    try:
+        text = orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTIONS).decode()
+    except Exception:
+        return None
+    for suspect in _SUSPECT:
+        if suspect in text:
+            return None if _AMBIGUOUS.search(text) else text
+    return text
+
+
+def _orjson_agrees() -> bool:
+    """orjson's float spelling has changed between its versions: use it only if, on the edge
+    cases, this one writes what the standard encoder writes or ``_fast_json`` declines."""
+    probes: list[Any] = [0.1, 1e15, 1e16, 1e22, 1.5e300, 123456789012345680.0, 1.7976931348623157e308]
+    probes += [1e-4, 1e-5, 1.5e-7, 5e-324]
+    probes += [-x for x in probes] + [0.0, -0.0, 2**63 - 1, 2**64 - 1, -(2**63), '\x00\x1f\x7f\u2028é"\\/']
+    for probe in probes:
+        try:
+            fast = orjson.dumps(probe).decode()
+        except Exception:
+            continue
+        if fast != _ENCODER.encode(probe) and _fast_json(probe) is not None:
+            return False
+    return True
+
+
 def to_json(value: Any) -> str:
     """Compact JSON for any value; strings are returned as they are."""
     if isinstance(value, str):
         return value
+    if _FAST:
+        text = _fast_json(value)
+        if text is not None:
+            return text
     try:
         return _ENCODER.encode(value)
     except Exception as exc:  # circular references, hostile model_dump, ...
         log_once("json", logging.DEBUG, "Could not serialise a %s as JSON: %r", type(value).__name__, exc)
         return f"<unserialisable {type(value).__name__}>"
+
+
+_FAST = orjson is not None and _orjson_agrees()
 
 
 def scalar_or_json(value: Any) -> str | bool | int | float:
@@ -147,33 +226,33 @@ class ContentPolicy:
         return self
 
 
-def snapshot(value: Any) -> Any:
-    """A copy of ``value``'s containers, cheap enough for the application's thread: dicts are
-    copied two levels deep, lists and tuples shallowly; the objects inside are shared (framework
-    messages and documents are not changed after they are made)."""
+def capture(value: Any) -> tuple[Any, int]:
+    """A snapshot of ``value`` and where it came from, in one pass (it runs on the application's
+    thread for every content attribute).
+
+    The snapshot copies ``value``'s containers, cheap enough for the application's thread: dicts
+    two levels deep, lists and tuples shallowly; the objects inside are shared (framework messages
+    and documents are not changed after they are made). The source, for reusing a rendering: a
+    dict by its keys and the identity of its values (LangGraph hands each step a new state dict
+    around the same message list), anything else by its identity. Equality of the snapshots is
+    still checked before a rendering is reused.
+    """
     kind = type(value)
     if kind is dict:
-        return {
-            k: (dict(v) if type(v) is dict else list(v) if type(v) in (list, tuple) else v) for k, v in value.items()
-        }
-    if kind in (list, tuple):
-        return list(value)
-    return value
-
-
-def content_source(value: Any) -> int:
-    """Where content came from, for reusing a rendering: a dict by its keys and the identity of its
-    values (LangGraph hands each step a new state dict around the same message list), anything
-    else by its identity. Equality is still checked before a rendering is reused."""
-    if type(value) is dict:
-        return hash((tuple(value), tuple(map(id, value.values()))))
-    return id(value)
+        copy: dict[Any, Any] = {}
+        for k, v in value.items():
+            inner = type(v)
+            copy[k] = v.copy() if inner is dict else list(v) if inner is list or inner is tuple else v
+        return copy, hash((tuple(value), tuple(map(id, value.values()))))
+    if kind is list or kind is tuple:
+        return list(value), id(value)
+    return value, id(value)
 
 
 class LazyContent:
     """Content captured on the application's thread, converted and rendered on the export thread.
 
-    ``value`` must be a snapshot (see :func:`snapshot`), so that later changes by the application
+    ``value`` must be a snapshot (see :func:`capture`), so that later changes by the application
     do not leak into the span; ``convert`` (framework objects to plain data) runs at render time.
     """
 
@@ -185,7 +264,7 @@ class LazyContent:
         self.value = value
         self.policy = policy
         self.convert = convert
-        self.source = source  # see content_source()
+        self.source = source  # see capture()
 
     def render(self) -> str | None:
         value = self.value
@@ -197,7 +276,10 @@ class LazyContent:
         return self.policy.render(value)
 
 
-RenderCache = dict[tuple[int, Any, ContentPolicy], tuple[Any, "str | None"]]
+#: (source, convert, id(policy)) -> (snapshot, policy, text). The entry keeps its policy alive,
+#: so that the policy's id in the key cannot be reused (hashing the policy's fields each time
+#: cost more than a tenth of a cached lookup); a trace's runs share one policy object.
+RenderCache = dict[tuple[int, Any, int], tuple[Any, ContentPolicy, "str | None"]]
 
 
 def finished_attributes(attributes: Mapping[str, Any], cache: RenderCache | None = None) -> dict[str, Any] | None:
@@ -224,16 +306,16 @@ def finished_attributes(attributes: Mapping[str, Any], cache: RenderCache | None
 def _rendered(value: LazyContent, cache: RenderCache | None) -> str | None:
     if cache is None or not value.source:
         return value.render()
-    cache_key = (value.source, value.convert, value.policy)
+    cache_key = (value.source, value.convert, id(value.policy))
     hit = cache.get(cache_key)
     try:
-        same = hit is not None and hit[0] == value.value
+        same = hit is not None and hit[1] is value.policy and hit[0] == value.value
     except Exception:
         same = False
     if same:
-        return hit[1]  # type: ignore[index]
+        return hit[2]  # type: ignore[index]
     text = value.render()
-    cache[cache_key] = (value.value, text)
+    cache[cache_key] = (value.value, value.policy, text)
     return text
 
 

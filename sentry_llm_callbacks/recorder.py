@@ -34,7 +34,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from . import attributes as attr
 from . import sampling, sentry_sdk_interop
 from ._logging import log_once, warn_user
-from .content import ContentPolicy, LazyContent, clean_str, content_source, scalar_or_json, snapshot
+from .content import ContentPolicy, LazyContent, capture, clean_str, scalar_or_json
 from .export import COUNTERS
 from .metadata import (
     ENVIRONMENT,
@@ -460,7 +460,8 @@ class Recorder:
         """
         if run.policy.private or value is None:
             return
-        run.attributes[key] = LazyContent(snapshot(value), run.policy, convert, content_source(value))
+        copy, source = capture(value)
+        run.attributes[key] = LazyContent(copy, run.policy, convert, source)
 
     def mark_first_chunk(self, key: Hashable) -> None:
         run = self._runs.get(key)

@@ -1,0 +1,204 @@
+"""CPU time of our two halves on their own, steady enough to decide by on a shared machine.
+
+    python benchmarks/cpu.py render [--workload lg_agent] [--invocations 300]
+    python benchmarks/cpu.py callbacks [--workload lg_agent] [--invocations 2000] [--profile out.prof]
+
+``render``: records the spans of N invocations (content captured, not yet rendered), then times
+what the export thread does with them, ``resolve_content`` in chunks of 64 spans as the export
+thread takes them, with orjson and with the standard encoder; thread CPU time, the best of 15
+repetitions, per invocation. ``callbacks``: records the callbacks LangChain makes for one
+invocation and replays them on our handler (fresh run ids each time), timing the application
+thread's CPU; with ``--profile``, a cProfile of those replays (our functions by total time).
+
+To compare two trees, run the same command with ``PYTHONPATH`` pointing at each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import os
+import pstats
+import statistics
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from sink import Sink
+from workloads import LANGCHAIN_WORKLOADS, WORKLOADS
+
+CHUNK = 64  # spans the export thread renders with one cache
+
+
+def record(workload: str, invocations: int) -> list[dict[str, Any]]:
+    """The attributes of every span of ``invocations`` runs, as the export thread receives them."""
+    from sentry_llm_callbacks.export import SPAN_TAPS
+
+    captured: list[dict[str, Any]] = []
+
+    def tap(span: Any) -> None:
+        captured.append(dict(span._attributes))
+
+    run, config = traced(workload)
+    for _ in range(10):
+        run(config)
+    SPAN_TAPS.append(tap)
+    try:
+        for _ in range(invocations):
+            run(config)
+    finally:
+        SPAN_TAPS.remove(tap)
+    return captured
+
+
+def traced(workload: str) -> tuple[Any, dict[str, Any]]:
+    import sentry_llm_callbacks as slc
+
+    sink = Sink()
+    slc.configure(otlp_endpoint=f"http://127.0.0.1:{sink.port}/v1/traces")
+    run = WORKLOADS[workload]()
+    if workload in LANGCHAIN_WORKLOADS:
+        from sentry_llm_callbacks.langchain import SentryCallbackHandler
+
+        return run, {"callbacks": [SentryCallbackHandler()]}
+    slc.set_global_handler(frameworks=("llamaindex",))
+    return run, {}
+
+
+def render_once(spans: list[dict[str, Any]]) -> int:
+    from sentry_llm_callbacks.content import resolve_content
+
+    copies = [dict(a) for a in spans]
+    started = time.thread_time_ns()
+    for i in range(0, len(copies), CHUNK):
+        cache: dict[Any, Any] = {}
+        for attributes in copies[i : i + CHUNK]:
+            resolve_content(attributes, cache)
+    return time.thread_time_ns() - started
+
+
+def render(args: argparse.Namespace) -> None:
+    from sentry_llm_callbacks import content
+
+    spans = record(args.workload, args.invocations)
+    fast = getattr(content, "_FAST", None)
+    variants = {"orjson": True, "stdlib": False} if fast else {"as installed": fast}
+    times: dict[str, list[int]] = {name: [] for name in variants}
+    gc.disable()
+    for _ in range(15):
+        for name, flag in variants.items():
+            if flag is not None:
+                content._FAST = flag
+            times[name].append(render_once(spans))
+    for name, values in times.items():
+        print(
+            f"render {args.workload}: {name:12} best {min(values) / args.invocations / 1e3:7.1f} us, "
+            f"median {statistics.median(values) / args.invocations / 1e3:7.1f} us CPU per invocation "
+            f"({len(spans) / args.invocations:.0f} spans)"
+        )
+
+
+class Recording:
+    """The callbacks LangChain makes for one invocation, to replay on our handler alone."""
+
+    def __init__(self, workload: str) -> None:
+        from langchain_core.callbacks import BaseCallbackHandler
+
+        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.calls = calls
+
+        class Recorder(BaseCallbackHandler):
+            run_inline = True
+
+            def __getattribute__(self, name: str) -> Any:
+                if name.startswith("on_") and name not in ("on_text", "on_retry", "on_custom_event"):
+                    return lambda *args, **kwargs: calls.append((name, args, kwargs))
+                return object.__getattribute__(self, name)
+
+        WORKLOADS[workload]()({"callbacks": [Recorder()]})
+
+    def prepared(self) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+        """The calls with fresh run ids (so that each replay is a new trace), made before timing."""
+        from uuid import uuid4
+
+        fresh: dict[Any, Any] = {}
+        calls = []
+        for name, args, kwargs in self.calls:
+            kwargs = dict(kwargs)
+            for key in ("run_id", "parent_run_id"):
+                old = kwargs.get(key)
+                if old is not None:
+                    if old not in fresh:
+                        fresh[old] = uuid4()
+                    kwargs[key] = fresh[old]
+            calls.append((name, args, kwargs))
+        return calls
+
+
+def replay(handler: Any, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
+    for name, args, kwargs in calls:
+        getattr(handler, name)(*args, **kwargs)
+
+
+def callbacks(args: argparse.Namespace) -> None:
+    """Our handler's CPU on the application thread: the recorded callbacks of one invocation
+    replayed on it, without the framework around them (the export thread drains between rounds
+    so that application threads never help it)."""
+    import sentry_llm_callbacks as slc
+    from sentry_llm_callbacks.langchain import SentryCallbackHandler
+
+    if args.workload not in LANGCHAIN_WORKLOADS:
+        raise SystemExit("callbacks: LangChain workloads only")
+    recording = Recording(args.workload)
+    sink = Sink()
+    slc.configure(otlp_endpoint=f"http://127.0.0.1:{sink.port}/v1/traces")
+    handler = SentryCallbackHandler()
+    per_round = 50
+    for _ in range(per_round):
+        replay(handler, recording.prepared())
+    slc.flush(30)
+    profiler = cProfile.Profile() if args.profile else None
+    times: list[float] = []
+    gc.disable()
+    for _ in range(max(1, args.invocations // per_round)):
+        replays = [recording.prepared() for _ in range(per_round)]
+        if profiler is not None:
+            profiler.enable()
+        started = time.thread_time_ns()
+        for calls in replays:
+            replay(handler, calls)
+        times.append((time.thread_time_ns() - started) / per_round / 1e3)
+        if profiler is not None:
+            profiler.disable()
+        slc.flush(30)
+    gc.enable()
+    print(
+        f"callbacks {args.workload}: {len(recording.calls)} callbacks per invocation; application-thread "
+        f"CPU per invocation: best {min(times):.0f} us, median {statistics.median(times):.0f} us "
+        f"({len(times)} rounds of {per_round}{', profiled' if profiler else ''})"
+    )
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(r"sentry_llm_callbacks", 30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=("render", "callbacks"))
+    parser.add_argument("--workload", default="lg_agent", choices=sorted(WORKLOADS))
+    parser.add_argument("--invocations", type=int, default=0)
+    parser.add_argument("--profile", default="")
+    args = parser.parse_args()
+    if args.what == "render":
+        args.invocations = args.invocations or 300
+        render(args)
+    else:
+        args.invocations = args.invocations or 2000
+        callbacks(args)
+
+
+if __name__ == "__main__":
+    main()
