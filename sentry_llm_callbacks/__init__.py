@@ -23,8 +23,8 @@ from ._logging import SentryLlmCallbacksWarning
 from ._version import __version__
 from .config import Destination, build_destination
 from .connection import ConnectionResult, TestTraceResult, check_destination, send_test_trace, test_connection
+from .counters import COUNTERS
 from .errors import ConfigurationError, ConnectionTestError
-from .export import COUNTERS
 from .metadata import trace_context, trace_id_for
 from .options import MAX_QUEUE_BYTES
 
@@ -195,7 +195,8 @@ def stats() -> dict[str, int]:
     ``traces_kept_by_errors`` / ``traces_kept_by_slower_than`` / ``traces_kept_by_costlier_than``
     (the first ``keep`` rule it met), ``traces_dropped_by_sampling``; and
     ``traces_decided_early`` counts traces decided before their root ended because the buffer
-    was full (also counted under their outcome).
+    was full (also counted under their outcome). ``extra_exporter_spans_dropped`` counts spans an
+    extra exporter (``configure(exporters=...)``) was too far behind to take.
 
     Example::
 

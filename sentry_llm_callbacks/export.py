@@ -36,53 +36,13 @@ from .compression import crc32_combine as crc32_combine
 from .compression import deflate_segment as deflate_segment
 from .config import Destination
 from .content import RenderCache
+from .counters import COUNTERS as COUNTERS
 from .extra_exporters import ExtraExporterProcessor
 from .finishing import finish_span
 from .options import default
 from .taps import TAPS
 from .transport import Backoff, OtlpHttpSender, classify_status
 from .transport import parse_retry_after as parse_retry_after
-
-
-class Counters:
-    """Thread-safe counters behind :func:`sentry_llm_callbacks.stats`."""
-
-    NAMES = (
-        "spans_started",
-        "spans_exported",
-        "spans_dropped",
-        "exports_failed",
-        "runs_abandoned",
-        "generations_without_usage",
-        # Sampling decisions, one per trace (see sampling.py); none while sample_rate is 1.0.
-        "traces_kept_by_head",
-        "traces_kept_by_parent",
-        "traces_kept_by_errors",
-        "traces_kept_by_slower_than",
-        "traces_kept_by_costlier_than",
-        "traces_dropped_by_sampling",
-        "traces_decided_early",
-    )
-
-    def __init__(self) -> None:
-        fork_safe(self, "_lock")  # taken on every span start: a child forked mid-update must not hang
-        self._values = dict.fromkeys(self.NAMES, 0)
-
-    def add(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._values[name] += n
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._values)
-
-
-#: One set of counters for the process; a new ``configure()`` does not reset them.
-COUNTERS = Counters()
-
-
-# --------------------------------------------------------------------------- queue and worker
-
 
 # --------------------------------------------------------------------------- queue and worker
 

@@ -3,9 +3,10 @@
 Each one runs on its own thread, through OpenTelemetry's ``BatchSpanProcessor``, beside the
 OTLP queue: a slow or hanging exporter delays only itself, never delivery to Sentry. It is
 shown spans with their content finished (:mod:`.finishing`), as the OTLP queue sends them.
-Its failures are logged once, never raised; ``flush()`` and ``shutdown()`` wait for it only
-until their deadline (the SDK's own ``force_flush`` and ``shutdown`` would wait on a hanging
-exporter indefinitely).
+Its failures are logged once, never raised; spans it had no room for are counted in
+``stats()["extra_exporter_spans_dropped"]`` (apart from ``spans_dropped``, which is about
+Sentry). ``flush()`` and ``shutdown()`` wait for it only until their deadline (the SDK's own
+``force_flush`` and ``shutdown`` would wait on a hanging exporter indefinitely).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Callable, Sequence
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from ._logging import log_once
+from ._logging import fork_safe, log_once, warn_user
+from .counters import COUNTERS
 from .finishing import finish_spans
 
 #: Spans an extra exporter may have waiting; past it the oldest are dropped (with the SDK's warning).
@@ -31,8 +33,11 @@ class FinishingExporter(SpanExporter):
     def __init__(self, exporter: SpanExporter) -> None:
         self.exporter = exporter
         self._name = type(exporter).__name__
+        #: Called with the number of spans taken from the batching queue, before they are exported.
+        self.taken: Callable[[int], None] = lambda n: None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.taken(len(spans))
         try:
             return self.exporter.export(finish_spans(spans))
         except Exception as exc:
@@ -58,9 +63,18 @@ class ExtraExporterProcessor(SpanProcessor):
     """One extra exporter with its own batching thread."""
 
     def __init__(self, exporter: SpanExporter, *, max_batch_size: int, schedule_delay: float = 1.0) -> None:
+        fork_safe(self, "_lock")
+        self._name = type(exporter).__name__
+        self._capacity = max(EXTRA_QUEUE_SIZE, max_batch_size)
+        #: Spans handed to the batching queue and not yet taken out for export. The SDK's queue
+        #: drops its oldest span when full, with a log line only: this count is how we see it.
+        self._waiting = 0
+        self._closed = False
+        finishing = FinishingExporter(exporter)
+        finishing.taken = self._taken
         self._batching = BatchSpanProcessor(
-            FinishingExporter(exporter),
-            max_queue_size=max(EXTRA_QUEUE_SIZE, max_batch_size),
+            finishing,
+            max_queue_size=self._capacity,
             schedule_delay_millis=schedule_delay * 1000,
             max_export_batch_size=max_batch_size,
         )
@@ -69,7 +83,22 @@ class ExtraExporterProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            dropped = self._closed or self._waiting >= self._capacity
+            if not dropped:
+                self._waiting += 1
+        if dropped:
+            COUNTERS.add("extra_exporter_spans_dropped")
+            warn_user(
+                f"extra-exporter-full-{self._name}",
+                f"The extra exporter {self._name} is not keeping up: spans it had no room for are dropped "
+                "(counted in stats()['extra_exporter_spans_dropped']); delivery to Sentry is not affected.",
+            )
         self._batching.on_end(span)
+
+    def _taken(self, n: int) -> None:
+        with self._lock:
+            self._waiting = max(0, self._waiting - n)
 
     def start_flush(self) -> threading.Event:
         """Export what is waiting, on a thread of its own; the event is set when that is done."""
@@ -77,6 +106,7 @@ class ExtraExporterProcessor(SpanProcessor):
 
     def start_shutdown(self) -> threading.Event:
         """Export what is waiting and shut the exporter down, on a thread of its own."""
+        self._closed = True
         return _in_background(self._batching.shutdown, "shutdown")
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

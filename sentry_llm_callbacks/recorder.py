@@ -35,7 +35,7 @@ from . import attributes as attr
 from . import sampling, sentry_sdk_interop
 from ._logging import log_once, warn_user
 from .content import ContentPolicy, LazyContent, capture, clean_str, scalar_or_json
-from .export import COUNTERS
+from .counters import COUNTERS
 from .metadata import (
     ENVIRONMENT,
     GENERATION_NAME,

@@ -32,8 +32,8 @@ from opentelemetry.trace import StatusCode
 from . import attributes as attr
 from ._logging import fork_safe
 from .content import LazyContent
+from .counters import COUNTERS
 from .errors import ConfigurationError
-from .export import COUNTERS
 from .options import KEEP_EXAMPLE
 
 if TYPE_CHECKING:

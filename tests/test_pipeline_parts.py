@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, TraceFlags
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks import _state
+from sentry_llm_callbacks import _state, extra_exporters
 from sentry_llm_callbacks import attributes as attr
 from sentry_llm_callbacks.compression import Compression, adler32_combine
 from sentry_llm_callbacks.content import ContentPolicy, LazyContent
@@ -140,6 +140,26 @@ def test_a_hanging_extra_exporter_does_not_hold_up_delivery_to_sentry(receiver: 
     assert gated.exported.wait(10)
     assert slc.flush(timeout=10)
     assert len(gated.spans) == 3 * SPANS_PER_CHAIN
+
+
+def test_spans_a_stuck_extra_exporter_has_no_room_for_are_counted(
+    receiver: LocalReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(extra_exporters, "EXTRA_QUEUE_SIZE", 8)
+    gated = Gated()
+    slc.configure(dsn=receiver.dsn, exporters=[gated], max_batch_size=4)
+    before = slc.stats()["extra_exporter_spans_dropped"]
+    try:
+        run_chain(count=5)
+        assert slc.flush(timeout=5.0)  # Sentry got everything; the extra exporter is stuck
+        check_traces(receiver.wait_for_spans(5 * SPANS_PER_CHAIN), 5, generations=1)
+    finally:
+        gated.release.set()
+    assert gated.exported.wait(10)
+    slc.flush(timeout=10)
+    dropped = slc.stats()["extra_exporter_spans_dropped"] - before
+    assert dropped > 0
+    assert len(gated.spans) + dropped == 5 * SPANS_PER_CHAIN  # every span delivered or counted
 
 
 def test_an_extra_exporter_gets_finished_content_as_sentry_does(receiver: LocalReceiver) -> None:
