@@ -1,9 +1,12 @@
 """The framework-neutral recorder: runs in, OpenTelemetry spans out.
 
-Framework adapters translate their events into calls on :class:`Recorder` (start a run of some
-kind, add attributes and content, record usage, end it or fail it). The recorder keeps the
-map from run key to open span, resolves the trace's metadata once at the root, names spans,
-applies the content policy, and hands finished spans to the shared export pipeline.
+Framework adapters translate their events into calls on :class:`Recorder`: start a run of some
+kind (with the run's own metadata as a neutral :class:`~.metadata.MetadataLayer`), record what
+it carried as the neutral values of :mod:`.calls` (a model request and response, a tool call, a
+retrieval, a chain's input and output), end it or fail it. The recorder alone turns those values
+into span attributes. It keeps the map from run key to open span, resolves the trace's metadata
+once at the root, names spans, applies the content policy (Privacy Mode is decided in one place,
+:meth:`Recorder.set_content`), and hands finished spans to the shared export pipeline.
 
 It never attaches or detaches OpenTelemetry context: parents are passed explicitly, and the
 ambient parent (the app's own OpenTelemetry or Sentry span) is read once, at the root.
@@ -34,8 +37,18 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from . import attributes as attr
 from . import sentry_sdk_interop
 from ._logging import log_once, warn_user
+from .calls import (
+    ModelRequest,
+    ModelResponse,
+    Payload,
+    RequestParameters,
+    Retrieval,
+    ToolCall,
+    ToolResult,
+)
 from .content import ContentPolicy, LazyContent, clean_str, content_source, scalar_or_json, snapshot
 from .export import COUNTERS, QueueSpanProcessor
+from .message_shapes import prompt_messages, tool_definitions
 from .metadata import (
     ENVIRONMENT,
     GENERATION_NAME,
@@ -62,6 +75,8 @@ if TYPE_CHECKING:
     from .export import ExportPipeline
 
 MAX_NAME = 128
+#: Longest tool description kept, in characters.
+MAX_DESCRIPTION = 1024
 
 # Run kinds and what Sentry calls them: (sentry.op, gen_ai.operation.name or None)
 AGENT = "agent"
@@ -177,10 +192,6 @@ class Run:
     under_hidden: bool = False
     #: Usage reported before the run ends (LlamaIndex reports it in an event before the span exits).
     usage: Usage | None = None
-    #: The span's end waits for an event (a streamed response ends after its method returned).
-    end_deferred: bool = False
-    #: Free for the adapter that opened the run (LlamaIndex: which component instance).
-    tag: Any = None
     #: The nearest enclosing agent run (Sentry filters every span of an agent by its name).
     agent: Run | None = None
     #: The recorded run this one nests under, and how many runs nest under this one right now
@@ -224,7 +235,9 @@ class Recorder:
     def open_runs(self) -> int:
         return len(self._runs) + len(self._hidden)
 
-    def _resolve_parent(self, parent_key: Hashable | None) -> Run | None:
+    def resolve_parent(self, parent_key: Hashable | None) -> Run | None:
+        """The recorded run a child of ``parent_key`` nests under: that run, or the nearest
+        recorded ancestor of a hidden run; None when ``parent_key`` is not a run of this recorder."""
         while parent_key is not None:
             run = self._runs.get(parent_key)
             if run is not None:
@@ -259,22 +272,32 @@ class Recorder:
         name: str | None,
         explicit_name: bool,
         handler_layer: MetadataLayer | None,
-        run_metadata: Mapping[str, Any] | None,
+        run_metadata: MetadataLayer | None = None,
+        steers_own_trace: bool = False,
+        agent_name: str | None = None,
         attributes: dict[str, Any] | None = None,
         under_hidden: bool = False,
     ) -> Run | None:
         """Open a span for a run. Returns None when the run is not traced (not configured,
-        sampled out, or too many open runs)."""
+        sampled out, or too many open runs).
+
+        ``handler_layer`` is the metadata of the handler that saw the run, ``run_metadata`` the
+        run's own (the invocation's); a root run layers them over ``trace_context()``, a nested
+        run takes only a tightened Privacy Mode from its own. ``steers_own_trace``: the run's
+        metadata names its trace or parent span, so it never nests under another framework's
+        run. ``agent_name`` names an agent run (default: ``name``). ``attributes`` are
+        framework-specific marks (a LangGraph node and step).
+        """
         subject = name
-        parent = self._resolve_parent(parent_key)
-        if parent is None and self.ambient_parents and not _steers_its_own_trace(run_metadata):
-            ambient = self._ambient_run()
+        parent = self.resolve_parent(parent_key)
+        if parent is None and self.ambient_parents and not steers_own_trace:
+            ambient = self.ambient_run()
             if ambient is not None:  # nesting across frameworks: a child of the other framework's run
                 parent = ambient
         if parent is not None:
             trace_state = parent.trace
             policy = parent.policy
-            if run_metadata and run_metadata.get("privacy_mode") not in (None, False):
+            if run_metadata is not None and run_metadata.privacy_mode:
                 policy = policy.tightened(True)
             parent_context: SpanContext | None = parent.context
             trace_id = parent_context.trace_id
@@ -319,6 +342,8 @@ class Recorder:
         )
         if attributes:
             run.attributes.update(attributes)
+        if kind == AGENT:
+            run.attributes[attr.AGENT_NAME] = clean_str(agent_name or run.subject)
         if parent is not None:
             parent.open_children += 1
         self._runs[key] = run
@@ -330,7 +355,7 @@ class Recorder:
         name: str | None,
         explicit_name: bool,
         handler_layer: MetadataLayer | None,
-        run_metadata: Mapping[str, Any] | None,
+        run_metadata: MetadataLayer | None,
     ) -> tuple[TraceState, int, SpanContext | None, str, bool] | None:
         pipeline = self._get_pipeline()
         if pipeline is None:
@@ -340,15 +365,8 @@ class Recorder:
         context_layer = current_context_layer()
         if context_layer is not None:
             layer = context_layer.over(layer)
-        if run_metadata:
-            run_layer = MetadataLayer.build(
-                user=run_metadata.get("user"),
-                session_id=run_metadata.get("session_id"),
-                trace=run_metadata.get("trace"),
-                privacy_mode=run_metadata.get("privacy_mode"),
-                strict=False,
-            )
-            layer = run_layer.over(layer)
+        if run_metadata is not None:
+            layer = run_metadata.over(layer)
         trace = layer.trace
         trace_id, parent, parent_sampled = self._root_parent(trace)
         if sentry_sdk_interop.duplicate_warning is None and "sentry_sdk" in sys.modules:
@@ -411,8 +429,10 @@ class Recorder:
             return ambient.trace_id, _remote(ambient.trace_id, ambient.span_id), True
         return ambient.trace_id, None, False
 
-    def _ambient_run(self) -> Run | None:
-        """The innermost recorded run active where a root run starts (from another framework)."""
+    def ambient_run(self) -> Run | None:
+        """The innermost recorded run whose code is running now, as the frameworks' lookups in
+        :attr:`ambient_parents` report it (a LangChain tool calling LlamaIndex, say), or None.
+        A root run of the other framework nests under it."""
         best: Run | None = None
         for provider in self.ambient_parents:
             try:
@@ -420,7 +440,7 @@ class Recorder:
             except Exception as exc:
                 log_once("ambient-provider", logging.DEBUG, "Ambient parent lookup failed: %r", exc)
                 continue
-            run = self._resolve_parent(found) if found is not None else None
+            run = self.resolve_parent(found) if found is not None else None
             if run is not None and (best is None or run.started > best.started):
                 best = run
         return best
@@ -450,12 +470,115 @@ class Recorder:
     def set_content(self, run: Run, key: str, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
         """Add a content attribute (prompt, completion, I/O) if the run's policy lets it out.
 
-        Only a snapshot of ``value``'s containers is taken here; ``convert`` and the rendering to
-        text run on the export thread, so that serialising content costs the app next to nothing.
+        This is where Privacy Mode keeps content in the process: every content attribute and
+        event of every framework passes here (:meth:`_admits_content`), and in Privacy Mode not
+        even a snapshot is taken. Only a snapshot of ``value``'s containers is taken here;
+        ``convert`` and the rendering to text run on the export thread, so that serialising
+        content costs the app next to nothing.
         """
-        if run.policy.private or value is None:
+        if value is None or not _admits_content(run):
             return
         run.attributes[key] = LazyContent(snapshot(value), run.policy, convert, content_source(value))
+
+    # -- neutral values to attributes -------------------------------------------------------
+
+    def record_request(self, run: Run | None, request: ModelRequest) -> None:
+        """A model call's request: model, provider, parameters, and as content its messages
+        (system instructions apart), prompt, tool definitions and embedding inputs.
+
+        Example::
+
+            recorder.record_request(run, ModelRequest(model="gpt-4o", provider="openai"))
+        """
+        if run is None:
+            return
+        attrs = run.attributes
+        if request.model:
+            attrs[attr.REQUEST_MODEL] = request.model
+        if request.provider:
+            attrs[attr.PROVIDER_NAME] = request.provider
+        if request.parameters is not None:
+            _write_parameters(attrs, request.parameters)
+        if request.embedding_inputs is not None:
+            attrs[attr.EMBEDDINGS_INPUT_COUNT] = len(request.embedding_inputs)
+        if not _admits_content(run):
+            return
+        shapes = request.shapes
+        if request.messages is not None and shapes is not None:
+            self.set_content(run, attr.SYSTEM_INSTRUCTIONS, request.messages, shapes.system_parts)
+            self.set_content(run, attr.INPUT_MESSAGES, request.messages, shapes.conversation)
+        if request.prompt is not None and attr.INPUT_MESSAGES not in attrs:  # a chat's messages stay
+            self.set_content(run, attr.INPUT_MESSAGES, request.prompt, prompt_messages)
+        if request.tools:
+            self.set_content(run, attr.TOOL_DEFINITIONS, request.tools, tool_definitions)
+        self.set_content(run, attr.EMBEDDINGS_INPUT, request.embedding_inputs)
+
+    def record_response(self, run: Run | None, response: ModelResponse) -> None:
+        """A model call's response: response model, id and finish reasons, the output messages
+        as content, and its usage (costed when the run ends).
+
+        Example::
+
+            recorder.record_response(run, ModelResponse(model="gpt-4o-2024-08-06", finish_reasons=["stop"]))
+        """
+        if run is None:
+            return
+        attrs = run.attributes
+        if response.model:
+            attrs[attr.RESPONSE_MODEL] = response.model
+        if response.response_id:
+            attrs[attr.RESPONSE_ID] = response.response_id
+        if response.finish_reasons:
+            attrs[attr.RESPONSE_FINISH_REASONS] = list(response.finish_reasons)
+        if response.usage is not None:
+            run.usage = response.usage
+        if response.outputs and response.shapes is not None:
+            self.set_content(run, attr.OUTPUT_MESSAGES, response.outputs, response.shapes.output_messages)
+
+    def record_tool_call(self, run: Run | None, call: ToolCall) -> None:
+        """A tool run's tool (name, description cut to 1024 characters) and its arguments.
+
+        Example::
+
+            recorder.record_tool_call(run, ToolCall(name="search", arguments={"q": "otlp"}))
+        """
+        if run is None:
+            return
+        if call.name:
+            run.attributes[attr.TOOL_NAME] = call.name
+        if call.description:
+            run.attributes[attr.TOOL_DESCRIPTION] = call.description[:MAX_DESCRIPTION]
+        self.set_content(run, attr.TOOL_CALL_ARGUMENTS, call.arguments, call.convert)
+
+    def record_tool_result(self, run: Run | None, result: ToolResult) -> None:
+        """What a tool returned, as content."""
+        if run is not None:
+            self.set_content(run, attr.TOOL_CALL_RESULT, result.result, result.convert)
+
+    def record_retrieval(self, run: Run | None, retrieval: Retrieval) -> None:
+        """A retriever run's query and, as content, the documents it found, with their count.
+
+        Example::
+
+            recorder.record_retrieval(run, Retrieval(query="key rotation"))
+        """
+        if run is None:
+            return
+        if retrieval.document_count is not None:
+            run.attributes[attr.RETRIEVAL_DOCUMENT_COUNT] = retrieval.document_count
+        self.set_content(run, attr.INPUT_VALUE, retrieval.query)
+        if retrieval.documents is not None and retrieval.shapes is not None:
+            self.set_content(run, attr.RETRIEVAL_DOCUMENTS, retrieval.documents, retrieval.shapes.documents)
+
+    def record_input(self, run: Run | None, payload: Payload) -> None:
+        """What a chain, graph node, agent or query took, as content."""
+        if run is not None:
+            self.set_content(run, attr.INPUT_VALUE, payload.value, payload.convert)
+
+    def record_output(self, run: Run | None, payload: Payload) -> None:
+        """What a chain, graph node, agent or query returned, as content."""
+        if run is not None:
+            self.set_content(run, attr.OUTPUT_VALUE, payload.value, payload.convert)
 
     def mark_first_chunk(self, key: Hashable) -> None:
         run = self._runs.get(key)
@@ -480,7 +603,7 @@ class Recorder:
         if run is None:
             return
         event_attrs = dict(attributes or {})
-        if content and not run.policy.private:
+        if content and _admits_content(run):
             for k, v in content.items():
                 text = run.policy.render(v)
                 if text is not None:
@@ -564,14 +687,14 @@ class Recorder:
         if cancelled:
             run.attributes[attr.RUN_CANCELLED] = True
             description = "cancelled"
-        elif run.policy.private:
+        elif not _admits_content(run):
             description = error_type
         else:
             description = clean_str(f"{error_type}: {error}"[:1024])
         run.status = Status(StatusCode.ERROR, description)
         if run.events is None:
             run.events = []
-        run.events.append(Event("exception", _exception_event(error, private=run.policy.private)))
+        run.events.append(Event("exception", _exception_event(error, private=not _admits_content(run))))
         if run.kind in GENERATIONS:
             self._finish_generation(run, None, count_missing=False)
         self._finish(run)
@@ -636,7 +759,7 @@ class Recorder:
         if run.attributes:
             _make_valid(run.attributes)  # the trace's own attributes were made valid at the root
             attrs.update(run.attributes)
-        if run.policy.private:
+        if not _admits_content(run):  # the allowlist: whatever reached the run, only non-content leaves
             attrs = {k: v for k, v in attrs.items() if not attr.is_content(k)}
             if run.kind in (CHAT, COMPLETION):
                 attrs.update(dict.fromkeys(attr.PRIVATE_PLACEHOLDERS, attr.FILTERED))
@@ -687,6 +810,34 @@ class Recorder:
         self._hidden.clear()
 
 
+def _admits_content(run: Run) -> bool:
+    """Privacy Mode's one test: may this run's content (prompts, completions, I/O, documents,
+    exception messages) leave the process?"""
+    return not run.policy.private
+
+
+#: Each request parameter and the attribute it becomes.
+_PARAMETERS: tuple[tuple[str, str], ...] = (
+    ("temperature", attr.REQUEST_TEMPERATURE),
+    ("max_tokens", attr.REQUEST_MAX_TOKENS),
+    ("top_p", attr.REQUEST_TOP_P),
+    ("top_k", attr.REQUEST_TOP_K),
+    ("frequency_penalty", attr.REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", attr.REQUEST_PRESENCE_PENALTY),
+    ("seed", attr.REQUEST_SEED),
+    ("reasoning_level", attr.REQUEST_REASONING_LEVEL),
+)
+
+
+def _write_parameters(attrs: dict[str, Any], parameters: RequestParameters) -> None:
+    for field_name, key in _PARAMETERS:
+        value = getattr(parameters, field_name)
+        if value is not None:
+            attrs[key] = value
+    if parameters.stop_sequences:
+        attrs[attr.REQUEST_STOP_SEQUENCES] = list(parameters.stop_sequences)
+
+
 def _keep_failure(run: Run, error: Exception) -> None:
     failures = run.trace.failures
     if failures is None:
@@ -694,12 +845,9 @@ def _keep_failure(run: Run, error: Exception) -> None:
     if len(failures) >= MAX_FAILURES_PER_TRACE:
         log_once("failures-per-trace", logging.DEBUG, "More than %d failed runs in one trace.", len(failures))
         return
-    failures.append(Failure(error, run.context, run.parent, _OPS[run.kind][0], run.attributes, run.policy.private))
-
-
-def _steers_its_own_trace(run_metadata: Mapping[str, Any] | None) -> bool:
-    trace = run_metadata.get("trace") if run_metadata else None
-    return isinstance(trace, Mapping) and (TRACE_ID in trace or PARENT_SPAN_ID in trace)
+    failures.append(
+        Failure(error, run.context, run.parent, _OPS[run.kind][0], run.attributes, not _admits_content(run))
+    )
 
 
 def _trace_attributes(layer: MetadataLayer, environment: str | None, release: str | None) -> dict[str, Any]:
