@@ -111,3 +111,20 @@ class Payload:
 
     value: Any = None
     convert: Convert | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GraphStep:
+    """A run that is one step of a graph: the node it runs, and the step number when known."""
+
+    node: str
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlFlow:
+    """A run ended by the framework steering its graph, not by an error: an interrupt waiting
+    for input, or (``handoff``) a hand-over to another node, ``target`` when it is one name."""
+
+    handoff: bool = False
+    target: str | None = None

@@ -41,9 +41,18 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from . import _state
-from . import attributes as attr
 from ._logging import guarded, isolated
-from .calls import ModelRequest, ModelResponse, Payload, RequestParameters, Retrieval, ToolCall, ToolResult
+from .calls import (
+    ControlFlow,
+    GraphStep,
+    ModelRequest,
+    ModelResponse,
+    Payload,
+    RequestParameters,
+    Retrieval,
+    ToolCall,
+    ToolResult,
+)
 from .message_shapes import (
     ContentShapes,
     Document,
@@ -132,7 +141,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         name: str | None,
         explicit: bool,
         agent_name: str | None = None,
-        attributes: dict[str, Any] | None = None,
+        graph_step: GraphStep | None = None,
     ) -> Run | None:
         under_hidden = False
         if HIDDEN_TAG in tags:
@@ -153,7 +162,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             run_metadata=layer,
             steers_own_trace=steers,
             agent_name=agent_name,
-            attributes=attributes,
+            graph_step=graph_step,
             under_hidden=under_hidden,
         )
 
@@ -165,9 +174,9 @@ class SentryCallbackHandler(BaseCallbackHandler):
             self._recorder.end_run(run_id)
 
     def _error(self, error: BaseException, run_id: UUID) -> None:
-        control = isolated(_control_flow_attributes, error, default=None)
+        control = isolated(_control_flow, error, default=None)
         if control is not None:
-            self._recorder.end_run(run_id, attributes=control)
+            self._recorder.end_by_control_flow(run_id, control)
         else:
             self._recorder.fail_run(run_id, error)
 
@@ -187,8 +196,8 @@ class SentryCallbackHandler(BaseCallbackHandler):
     ) -> None:
         meta, tag_list = _mapping(metadata), _tag_list(tags)
         name = isolated(_chain_name, kwargs.get("name"), serialized, default=None) or "chain"
-        kind, attributes = isolated(_graph_role, name, meta, tag_list, default=(CHAIN, {}))
-        if attr.LANGGRAPH_NODE in attributes and parent_run_id is not None:
+        kind, step = isolated(_graph_role, name, meta, tag_list, default=(CHAIN, None))
+        if step is not None and parent_run_id is not None:
             # a node's parent is a graph: a (sub)graph is an agent
             self._recorder.promote_to_agent(parent_run_id, _text(meta.get("lc_agent_name")))
         run = self._start(
@@ -200,7 +209,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             name=name,
             explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
             agent_name=_text(meta.get("lc_agent_name")) if kind == AGENT else None,
-            attributes=attributes,
+            graph_step=step,
         )
         self._recorder.record_input(run, Payload(inputs, _plain))
 
@@ -392,29 +401,21 @@ class SentryCallbackHandler(BaseCallbackHandler):
     @_on_callback
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
         tool = getattr(action, "tool", None)
-        self._recorder.add_event(
-            run_id,
-            "agent_action",
-            {attr.TOOL_NAME: str(tool)} if tool else None,
-            content={attr.TOOL_CALL_ARGUMENTS: _plain(getattr(action, "tool_input", None))},
-        )
+        call = ToolCall(name=str(tool) if tool else None, arguments=getattr(action, "tool_input", None), convert=_plain)
+        self._recorder.record_agent_action(run_id, call)
 
     @_on_callback
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.add_event(
-            run_id, "agent_finish", content={attr.OUTPUT_VALUE: getattr(finish, "return_values", None)}
-        )
+        self._recorder.record_agent_finish(run_id, Payload(getattr(finish, "return_values", None)))
 
     @_on_callback
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         attempt = getattr(retry_state, "attempt_number", None)
-        self._recorder.add_event(
-            run_id, "retry", {attr.EVENT_RETRY_ATTEMPT: attempt} if isinstance(attempt, int) else None
-        )
+        self._recorder.record_retry(run_id, attempt if isinstance(attempt, int) else None)
 
     @_on_callback
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.add_event(run_id, str(name), None, content={attr.EVENT_CUSTOM_DATA: data})
+        self._recorder.record_custom_event(run_id, str(name), data)
 
 
 # --------------------------------------------------------------------------- global handler
@@ -519,37 +520,33 @@ def _run_layer(values: tuple[Any, Any, Any, Any], parent_run_id: UUID | None) ->
     return layer
 
 
-def _control_flow_attributes(error: BaseException) -> dict[str, Any] | None:
-    """The marks of LangGraph control flow (not an error), or None for a real error.
+def _control_flow(error: BaseException) -> ControlFlow | None:
+    """LangGraph control flow (not an error), or None for a real error.
 
-    A ``Command(graph=Command.PARENT, goto=...)`` hands off to the parent graph: marked with the
-    target node when it is one name; interrupts and other bubbling signals are interrupts."""
+    A ``Command(graph=Command.PARENT, goto=...)`` hands off to the parent graph, to the target
+    node when it is one name; interrupts and other bubbling signals are interrupts."""
     names = {cls.__name__ for cls in type(error).__mro__}
     if names.isdisjoint(_CONTROL_FLOW):
         return None
     if _HANDOFF in names:
         command = error.args[0] if error.args else None
-        goto = getattr(command, "goto", None)
-        return {attr.LANGGRAPH_HANDOFF: goto if isinstance(goto, str) and goto else True}
-    return {attr.LANGGRAPH_INTERRUPTED: True}
+        return ControlFlow(handoff=True, target=_text(getattr(command, "goto", None)))
+    return ControlFlow()
 
 
 def _chain_name(given: Any, serialized: Mapping[str, Any] | None) -> str | None:
     return _text(given) or _serialized_name(serialized)
 
 
-def _graph_role(name: str, meta: Mapping[str, Any], tags: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """A chain's kind and LangGraph attributes: a graph is an agent, a graph step is a node."""
+def _graph_role(name: str, meta: Mapping[str, Any], tags: Sequence[str]) -> tuple[str, GraphStep | None]:
+    """A chain's kind and graph step: a graph is an agent, a graph step is a node."""
     node = meta.get("langgraph_node")
     if name in _AGENT_CHAINS or (meta.get("ls_integration") == "langgraph" and node is None):
-        return AGENT, {}
-    attributes: dict[str, Any] = {}
-    if node is not None and any(t.startswith(_GRAPH_STEP_TAG) for t in tags):
-        attributes[attr.LANGGRAPH_NODE] = str(node)
-        step = meta.get("langgraph_step")
-        if isinstance(step, int) and not isinstance(step, bool):
-            attributes[attr.LANGGRAPH_STEP] = step
-    return CHAIN, attributes
+        return AGENT, None
+    if node is None or not any(t.startswith(_GRAPH_STEP_TAG) for t in tags):
+        return CHAIN, None
+    step = meta.get("langgraph_step")
+    return CHAIN, GraphStep(str(node), step if isinstance(step, int) and not isinstance(step, bool) else None)
 
 
 def _document_count(documents: Sequence[Any] | None) -> int:

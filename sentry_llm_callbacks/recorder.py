@@ -38,6 +38,8 @@ from . import attributes as attr
 from . import sentry_sdk_interop
 from ._logging import log_once, warn_user
 from .calls import (
+    ControlFlow,
+    GraphStep,
     ModelRequest,
     ModelResponse,
     Payload,
@@ -275,6 +277,7 @@ class Recorder:
         run_metadata: MetadataLayer | None = None,
         steers_own_trace: bool = False,
         agent_name: str | None = None,
+        graph_step: GraphStep | None = None,
         attributes: dict[str, Any] | None = None,
         under_hidden: bool = False,
     ) -> Run | None:
@@ -285,8 +288,8 @@ class Recorder:
         run's own (the invocation's); a root run layers them over ``trace_context()``, a nested
         run takes only a tightened Privacy Mode from its own. ``steers_own_trace``: the run's
         metadata names its trace or parent span, so it never nests under another framework's
-        run. ``agent_name`` names an agent run (default: ``name``). ``attributes`` are
-        framework-specific marks (a LangGraph node and step).
+        run. ``agent_name`` names an agent run (default: ``name``); ``graph_step`` marks a
+        graph node's run. ``attributes`` are written as they are.
         """
         subject = name
         parent = self.resolve_parent(parent_key)
@@ -344,6 +347,8 @@ class Recorder:
             run.attributes.update(attributes)
         if kind == AGENT:
             run.attributes[attr.AGENT_NAME] = clean_str(agent_name or run.subject)
+        if graph_step is not None:
+            _write_graph_step(run.attributes, graph_step)
         if parent is not None:
             parent.open_children += 1
         self._runs[key] = run
@@ -612,6 +617,29 @@ class Recorder:
             run.events = []
         run.events.append(Event(clean_str(name)[:MAX_NAME], event_attrs))
 
+    def record_agent_action(self, key: Hashable, call: ToolCall) -> None:
+        """An agent chose a tool: an ``agent_action`` event on its run (arguments as content)."""
+        run = self._runs.get(key)
+        if run is None:
+            return
+        content = None
+        if call.arguments is not None and _admits_content(run):
+            arguments = call.convert(call.arguments) if call.convert is not None else call.arguments
+            content = {attr.TOOL_CALL_ARGUMENTS: arguments}
+        self.add_event(key, "agent_action", {attr.TOOL_NAME: call.name} if call.name else None, content=content)
+
+    def record_agent_finish(self, key: Hashable, output: Payload) -> None:
+        """An agent returned: an ``agent_finish`` event on its run (the output as content)."""
+        self.add_event(key, "agent_finish", content={attr.OUTPUT_VALUE: output.value})
+
+    def record_retry(self, key: Hashable, attempt: int | None) -> None:
+        """A run is retried: a ``retry`` event, with the attempt number when known."""
+        self.add_event(key, "retry", {attr.EVENT_RETRY_ATTEMPT: attempt} if attempt is not None else None)
+
+    def record_custom_event(self, key: Hashable, name: str, data: Any) -> None:
+        """An event the app dispatched itself: an event of that name, its data as content."""
+        self.add_event(key, name, None, content={attr.EVENT_CUSTOM_DATA: data})
+
     # -- ending -----------------------------------------------------------------------
 
     def open_descendants(self, key: Hashable) -> list[Run]:
@@ -651,6 +679,13 @@ class Recorder:
         if run.trace.failures and run.context.span_id == run.trace.root_span_id:
             self._settle_failures(run, None)
         return run
+
+    def end_by_control_flow(self, key: Hashable, flow: ControlFlow) -> Run | None:
+        """End a run the framework stopped to steer its graph: OK, not an error, marked as an
+        interrupt or as a handoff (to ``flow.target`` when known)."""
+        if flow.handoff:
+            return self.end_run(key, attributes={attr.LANGGRAPH_HANDOFF: flow.target or True})
+        return self.end_run(key, attributes={attr.LANGGRAPH_INTERRUPTED: True})
 
     def close_early(self, key: Hashable, *, attributes: dict[str, Any] | None = None) -> Run | None:
         """End a run whose consumer stopped reading its stream: not an error in the user's app,
@@ -836,6 +871,12 @@ def _write_parameters(attrs: dict[str, Any], parameters: RequestParameters) -> N
             attrs[key] = value
     if parameters.stop_sequences:
         attrs[attr.REQUEST_STOP_SEQUENCES] = list(parameters.stop_sequences)
+
+
+def _write_graph_step(attrs: dict[str, Any], step: GraphStep) -> None:
+    attrs[attr.LANGGRAPH_NODE] = step.node
+    if step.step is not None:
+        attrs[attr.LANGGRAPH_STEP] = step.step
 
 
 def _keep_failure(run: Run, error: Exception) -> None:

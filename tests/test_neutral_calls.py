@@ -371,3 +371,33 @@ def test_a_run_layer_applies_at_the_root_and_tightens_privacy_below(sentry: Loca
     (below,) = [s for s in trace.spans if s is not trace.root]
     assert "input.value" not in below.attributes
     assert slc.stats()["runs_open"] == 0
+
+
+# --------------------------------------------------------------------------- events inside a run
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_agent_retry_and_custom_events_land_on_their_run(sentry: LocalReceiver, private: bool) -> None:
+    from langchain_core.agents import AgentAction, AgentFinish
+
+    from sentry_llm_callbacks.langchain import SentryCallbackHandler
+
+    handler = SentryCallbackHandler(privacy_mode=private or None)
+    run_id = uuid.uuid4()
+    handler.on_chain_start({"name": "AgentExecutor"}, {"input": "2 + 3?"}, run_id=run_id)
+    handler.on_agent_action(AgentAction(tool="add", tool_input={"a": 2, "b": 3}, log=""), run_id=run_id)
+    handler.on_retry(type("RetryState", (), {"attempt_number": 2})(), run_id=run_id)
+    handler.on_custom_event("progress", {"done": 0.5}, run_id=run_id)
+    handler.on_agent_finish(AgentFinish(return_values={"output": "5"}, log=""), run_id=run_id)
+    handler.on_chain_end({"output": "5"}, run_id=run_id)
+    events = dict(only_span(sentry).events)
+    assert list(events) == ["agent_action", "retry", "progress", "agent_finish"]
+    assert events["agent_action"]["gen_ai.tool.name"] == "add"
+    assert events["retry"] == {"retry.attempt": 2}
+    if private:
+        assert "gen_ai.tool.call.arguments" not in events["agent_action"]
+        assert events["progress"] == events["agent_finish"] == {}
+    else:
+        assert json.loads(events["agent_action"]["gen_ai.tool.call.arguments"]) == {"a": 2, "b": 3}
+        assert json.loads(events["progress"]["data"]) == {"done": 0.5}
+        assert json.loads(events["agent_finish"]["output.value"]) == {"output": "5"}
