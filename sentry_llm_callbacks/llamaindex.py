@@ -43,7 +43,6 @@ import inspect
 import sys
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from dataclasses import replace
 from typing import Any
 
 from llama_index.core.callbacks.base_handler import BaseCallbackHandler
@@ -618,11 +617,9 @@ def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | Non
     cls = type(instance).__name__
     if role in ("llm", "embedding"):
         kind = EMBEDDINGS if role == "embedding" else CHAT if "chat" in method else COMPLETION
-        request = isolated(_model_request, instance, default=ModelRequest())
         # A component that names no model (a custom or mock LLM) is known by its class, until
         # the call's payload names one: Sentry groups generations by model.
-        if not request.model:
-            request = replace(request, model=cls)
+        request = isolated(_model_request, instance, cls, default=ModelRequest(model=cls))
         return kind, request.model or cls, request
     if role == "retriever":
         return RETRIEVER, f"{cls}.retrieve", None
@@ -651,8 +648,9 @@ def _is_chat_engine(instance: Any) -> bool:
     return any(c.__name__ == "BaseChatEngine" for c in type(instance).__mro__)
 
 
-def _model_request(instance: Any) -> ModelRequest:
-    """What a model component's own fields say of its calls: model, provider and parameters."""
+def _model_request(instance: Any, fallback_model: str) -> ModelRequest:
+    """What a model component's own fields say of its calls: model (``fallback_model`` when
+    they name none), provider and parameters."""
     fields = getattr(instance, "__dict__", None) or {}  # pydantic fields; no exception for absent ones
     model = None
     for key in ("model", "model_name", "model_id", "deployment_name"):
@@ -666,7 +664,7 @@ def _model_request(instance: Any) -> ModelRequest:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             parameters[name] = kind(value)
     return ModelRequest(
-        model=model,
+        model=model or fallback_model,
         provider=provider_name(type(instance).__name__),
         parameters=RequestParameters(**parameters) if parameters else None,
     )
