@@ -3,7 +3,9 @@
 A framework adapter reads its payloads into these values and hands them to the recorder
 (``Recorder.record_request``, ``record_response``, ``record_tool_call``, ...), which alone turns
 them into span attributes, the same way for every framework. Every field defaults to None, and a
-field left None yields no attribute: an adapter fills what its framework tells it.
+field left None yields no attribute: an adapter fills what its framework tells it. (A chain's
+input and output need no value of their own: ``Recorder.record_input(run, value, convert)``,
+on the path every chain, graph node and parser takes.)
 
 Content (messages, arguments, documents) is kept as the framework's own objects, with the
 adapter's converter (a bound method of its :class:`~.message_shapes.ContentShapes`, or a plain
@@ -103,14 +105,6 @@ class Retrieval:
     documents: Any = None
     document_count: int | None = None
     shapes: ContentShapes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """What a chain, graph node, agent or query took or returned."""
-
-    value: Any = None
-    convert: Convert | None = None
 
 
 @dataclass(frozen=True, slots=True)

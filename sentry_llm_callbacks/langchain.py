@@ -47,7 +47,6 @@ from .calls import (
     GraphStep,
     ModelRequest,
     ModelResponse,
-    Payload,
     RequestParameters,
     Retrieval,
     ToolCall,
@@ -151,7 +150,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             if not under_hidden:
                 self._recorder.hide_run(run_id, parent_run_id)
                 return None
-        layer, steers = isolated(_run_metadata, metadata, parent_run_id, default=_NO_METADATA)
+        layer, steers = _run_metadata(metadata, parent_run_id)
         return self._recorder.start_run(
             run_id,
             parent_run_id,
@@ -166,10 +165,10 @@ class SentryCallbackHandler(BaseCallbackHandler):
             under_hidden=under_hidden,
         )
 
-    def _end(self, run_id: UUID, record: Callable[[Run | None, Any], None], value: Any) -> None:
+    def _end(self, run_id: UUID, record: Callable[..., None], *values: Any) -> None:
         """End a run with what it returned; whatever recording that costs, the run ends."""
         try:
-            isolated(record, self._recorder.get(run_id), value, default=None)
+            isolated(record, self._recorder.get(run_id), *values, default=None)
         finally:
             self._recorder.end_run(run_id)
 
@@ -211,7 +210,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             agent_name=_text(meta.get("lc_agent_name")) if kind == AGENT else None,
             graph_step=step,
         )
-        self._recorder.record_input(run, Payload(inputs, _plain))
+        self._recorder.record_input(run, inputs, _plain)
 
     @_on_callback
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -220,11 +219,11 @@ class SentryCallbackHandler(BaseCallbackHandler):
             # runs still open under it are what tells the two apart.
             self._close_early(run_id, outputs)
         else:
-            self._end(run_id, self._recorder.record_output, Payload(outputs, _plain))
+            self._end(run_id, self._recorder.record_output, outputs, _plain)
 
     def _close_early(self, run_id: UUID, outputs: Any) -> None:
         try:
-            isolated(self._recorder.record_output, self._recorder.get(run_id), Payload(outputs, _plain), default=None)
+            isolated(self._recorder.record_output, self._recorder.get(run_id), outputs, _plain, default=None)
         finally:
             self._recorder.close_early(run_id)
 
@@ -406,7 +405,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
 
     @_on_callback
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.record_agent_finish(run_id, Payload(getattr(finish, "return_values", None)))
+        self._recorder.record_agent_finish(run_id, getattr(finish, "return_values", None))
 
     @_on_callback
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -500,10 +499,10 @@ def _run_metadata(metadata: Mapping[str, Any], parent_run_id: UUID | None) -> tu
     if values == (None, None, None, None):
         return _NO_METADATA
     steers = isinstance(trace, Mapping) and (TRACE_ID in trace or PARENT_SPAN_ID in trace)
-    return _run_layer(values, parent_run_id), steers
+    return isolated(_run_layer, values, parent_run_id, default=None), steers
 
 
-def _run_layer(values: tuple[Any, Any, Any, Any], parent_run_id: UUID | None) -> MetadataLayer:
+def _run_layer(values: tuple[Any, Any, Any, Any], parent_run_id: UUID | None) -> MetadataLayer | None:
     """The layer of ``(user, session_id, trace, privacy_mode)``.
 
     LangChain hands every run of an invocation the same metadata values, so a nested run reuses

@@ -55,7 +55,7 @@ from pydantic import PrivateAttr
 
 from . import _state
 from ._logging import fork_safe, guarded, isolated
-from .calls import ModelRequest, ModelResponse, Payload, RequestParameters, Retrieval, ToolCall, ToolResult
+from .calls import ModelRequest, ModelResponse, RequestParameters, Retrieval, ToolCall, ToolResult
 from .message_shapes import ContentShapes, Document, Part, content_parts, get_field, provider_name, tool_call_part
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, EMBEDDINGS, GENERATIONS, RETRIEVER, TOOL, Run
@@ -687,7 +687,7 @@ def _record_inputs(run: Run, kind: str, bound_args: inspect.BoundArguments) -> N
                 if kind == RETRIEVER:
                     _state.recorder.record_retrieval(run, Retrieval(query=query))
                 else:
-                    _state.recorder.record_input(run, Payload(query))
+                    _state.recorder.record_input(run, query)
                 break
 
 
@@ -702,7 +702,7 @@ def _record_outputs(run: Run, result: Any) -> None:
     elif run.kind in (CHAIN, AGENT):
         text = _response_text(result)
         if text is not None:
-            recorder.record_output(run, Payload(text))
+            recorder.record_output(run, text)
 
 
 def _response_text(result: Any) -> Any:
@@ -848,7 +848,7 @@ def _on_embedding_start(run: Run, event: Any) -> None:
 def _on_query_end(run: Run, event: Any) -> None:
     text = _response_text(getattr(event, "response", None))
     if isinstance(text, str):
-        _state.recorder.record_output(run, Payload(text))
+        _state.recorder.record_output(run, text)
 
 
 #: Each event's extractors, each run on its own (see ``isolated``).

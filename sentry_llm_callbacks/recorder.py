@@ -42,7 +42,6 @@ from .calls import (
     GraphStep,
     ModelRequest,
     ModelResponse,
-    Payload,
     RequestParameters,
     Retrieval,
     ToolCall,
@@ -575,15 +574,21 @@ class Recorder:
         if retrieval.documents is not None and retrieval.shapes is not None:
             self.set_content(run, attr.RETRIEVAL_DOCUMENTS, retrieval.documents, retrieval.shapes.documents)
 
-    def record_input(self, run: Run | None, payload: Payload) -> None:
-        """What a chain, graph node, agent or query took, as content."""
-        if run is not None:
-            self.set_content(run, attr.INPUT_VALUE, payload.value, payload.convert)
+    def record_input(self, run: Run | None, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
+        """What a chain, graph node, agent or query took, as content (``convert`` turns the
+        framework's objects into plain data on the export thread).
 
-    def record_output(self, run: Run | None, payload: Payload) -> None:
+        Example::
+
+            recorder.record_input(run, {"question": "How do I rotate keys?"})
+        """
+        if run is not None:
+            self.set_content(run, attr.INPUT_VALUE, value, convert)
+
+    def record_output(self, run: Run | None, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
         """What a chain, graph node, agent or query returned, as content."""
         if run is not None:
-            self.set_content(run, attr.OUTPUT_VALUE, payload.value, payload.convert)
+            self.set_content(run, attr.OUTPUT_VALUE, value, convert)
 
     def mark_first_chunk(self, key: Hashable) -> None:
         run = self._runs.get(key)
@@ -628,9 +633,9 @@ class Recorder:
             content = {attr.TOOL_CALL_ARGUMENTS: arguments}
         self.add_event(key, "agent_action", {attr.TOOL_NAME: call.name} if call.name else None, content=content)
 
-    def record_agent_finish(self, key: Hashable, output: Payload) -> None:
+    def record_agent_finish(self, key: Hashable, output: Any) -> None:
         """An agent returned: an ``agent_finish`` event on its run (the output as content)."""
-        self.add_event(key, "agent_finish", content={attr.OUTPUT_VALUE: output.value})
+        self.add_event(key, "agent_finish", content={attr.OUTPUT_VALUE: output})
 
     def record_retry(self, key: Hashable, attempt: int | None) -> None:
         """A run is retried: a ``retry`` event, with the attempt number when known."""

@@ -22,7 +22,6 @@ from sentry_llm_callbacks import llamaindex as li_adapter
 from sentry_llm_callbacks.calls import (
     ModelRequest,
     ModelResponse,
-    Payload,
     RequestParameters,
     Retrieval,
     ToolCall,
@@ -324,8 +323,8 @@ def test_a_retrieval_becomes_its_query_documents_and_count(sentry: LocalReceiver
 
 def test_chain_payloads_become_input_and_output(sentry: LocalReceiver, recorder: Any) -> None:
     def record(run: Run) -> None:
-        recorder.record_input(run, Payload({"question": "why?"}))
-        recorder.record_output(run, Payload("because", convert=str.upper))
+        recorder.record_input(run, {"question": "why?"})
+        recorder.record_output(run, "because", str.upper)
 
     one_run(recorder, CHAIN, record, name="qa")
     attrs = only_span(sentry).attributes
@@ -362,7 +361,7 @@ def test_a_run_layer_applies_at_the_root_and_tightens_privacy_below(sentry: Loca
         handler_layer=None,
         run_metadata=MetadataLayer(privacy_mode=True),
     )
-    recorder.record_input(run, Payload("secret"))
+    recorder.record_input(run, "secret")
     recorder.end_run(child)
     recorder.end_run(root)
     trace = check_trace(delivered(sentry, 2))
