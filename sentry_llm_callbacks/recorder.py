@@ -35,18 +35,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from . import attributes as attr
-from . import sentry_sdk_interop
+from . import calls, sentry_sdk_interop
 from ._logging import log_once, warn_user
-from .calls import (
-    ControlFlow,
-    GraphStep,
-    ModelRequest,
-    ModelResponse,
-    RequestParameters,
-    Retrieval,
-    ToolCall,
-    ToolResult,
-)
 from .content import ContentPolicy, LazyContent, clean_str, content_source, scalar_or_json, snapshot
 from .export import COUNTERS, QueueSpanProcessor
 from .message_shapes import prompt_messages, tool_definitions
@@ -276,7 +266,7 @@ class Recorder:
         run_metadata: MetadataLayer | None = None,
         steers_own_trace: bool = False,
         agent_name: str | None = None,
-        graph_step: GraphStep | None = None,
+        graph_step: calls.GraphStep | None = None,
         attributes: dict[str, Any] | None = None,
         under_hidden: bool = False,
     ) -> Run | None:
@@ -486,7 +476,7 @@ class Recorder:
 
     # -- neutral values to attributes -------------------------------------------------------
 
-    def record_request(self, run: Run | None, request: ModelRequest) -> None:
+    def record_request(self, run: Run | None, request: calls.ModelRequest) -> None:
         """A model call's request: model, provider, parameters, and as content its messages
         (system instructions apart), prompt, tool definitions and embedding inputs.
 
@@ -517,7 +507,7 @@ class Recorder:
             self.set_content(run, attr.TOOL_DEFINITIONS, request.tools, tool_definitions)
         self.set_content(run, attr.EMBEDDINGS_INPUT, request.embedding_inputs)
 
-    def record_response(self, run: Run | None, response: ModelResponse) -> None:
+    def record_response(self, run: Run | None, response: calls.ModelResponse) -> None:
         """A model call's response: response model, id and finish reasons, the output messages
         as content, and its usage (costed when the run ends).
 
@@ -539,7 +529,7 @@ class Recorder:
         if response.outputs and response.shapes is not None:
             self.set_content(run, attr.OUTPUT_MESSAGES, response.outputs, response.shapes.output_messages)
 
-    def record_tool_call(self, run: Run | None, call: ToolCall) -> None:
+    def record_tool_call(self, run: Run | None, call: calls.ToolCall) -> None:
         """A tool run's tool (name, description cut to 1024 characters) and its arguments.
 
         Example::
@@ -554,12 +544,12 @@ class Recorder:
             run.attributes[attr.TOOL_DESCRIPTION] = call.description[:MAX_DESCRIPTION]
         self.set_content(run, attr.TOOL_CALL_ARGUMENTS, call.arguments, call.convert)
 
-    def record_tool_result(self, run: Run | None, result: ToolResult) -> None:
+    def record_tool_result(self, run: Run | None, result: calls.ToolResult) -> None:
         """What a tool returned, as content."""
         if run is not None:
             self.set_content(run, attr.TOOL_CALL_RESULT, result.result, result.convert)
 
-    def record_retrieval(self, run: Run | None, retrieval: Retrieval) -> None:
+    def record_retrieval(self, run: Run | None, retrieval: calls.Retrieval) -> None:
         """A retriever run's query and, as content, the documents it found, with their count.
 
         Example::
@@ -622,7 +612,7 @@ class Recorder:
             run.events = []
         run.events.append(Event(clean_str(name)[:MAX_NAME], event_attrs))
 
-    def record_agent_action(self, key: Hashable, call: ToolCall) -> None:
+    def record_agent_action(self, key: Hashable, call: calls.ToolCall) -> None:
         """An agent chose a tool: an ``agent_action`` event on its run (arguments as content)."""
         run = self._runs.get(key)
         if run is None:
@@ -685,7 +675,7 @@ class Recorder:
             self._settle_failures(run, None)
         return run
 
-    def end_by_control_flow(self, key: Hashable, flow: ControlFlow) -> Run | None:
+    def end_by_control_flow(self, key: Hashable, flow: calls.ControlFlow) -> Run | None:
         """End a run the framework stopped to steer its graph: OK, not an error, marked as an
         interrupt or as a handoff (to ``flow.target`` when known)."""
         if flow.handoff:
@@ -869,7 +859,7 @@ _PARAMETERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _write_parameters(attrs: dict[str, Any], parameters: RequestParameters) -> None:
+def _write_parameters(attrs: dict[str, Any], parameters: calls.RequestParameters) -> None:
     for field_name, key in _PARAMETERS:
         value = getattr(parameters, field_name)
         if value is not None:
@@ -878,7 +868,7 @@ def _write_parameters(attrs: dict[str, Any], parameters: RequestParameters) -> N
         attrs[attr.REQUEST_STOP_SEQUENCES] = list(parameters.stop_sequences)
 
 
-def _write_graph_step(attrs: dict[str, Any], step: GraphStep) -> None:
+def _write_graph_step(attrs: dict[str, Any], step: calls.GraphStep) -> None:
     attrs[attr.LANGGRAPH_NODE] = step.node
     if step.step is not None:
         attrs[attr.LANGGRAPH_STEP] = step.step
