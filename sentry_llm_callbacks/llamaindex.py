@@ -21,6 +21,11 @@ when its component's callback manager (or ``Settings.callback_manager``) holds a
 :class:`SentryLlamaIndexHandler`, or when global tracing is on. One engine serves both, so a
 call is never recorded twice.
 
+This module is translation only: it reads LlamaIndex's spans and events into the neutral values
+of :mod:`.calls` (a model request and response, a tool call, a retrieval) and hands them to the
+shared recorder, which writes every attribute; what it must remember between events (which
+component a model call runs on, which runs end with their stream) it keeps in its own side state.
+
 One model call is one generation span, whatever the concurrency: the methods one call goes
 through (``chat`` delegating to ``complete``, ``astream_chat`` reading ``stream_chat``) are
 folded into one span by following that call, never by the component they run on.
