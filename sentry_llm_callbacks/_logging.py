@@ -24,6 +24,7 @@ warnings into errors never raises into the caller.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -31,10 +32,11 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 _PACKAGE = "sentry_llm_callbacks"
 logger = logging.getLogger(_PACKAGE)
@@ -197,3 +199,35 @@ def isolated(extractor: Callable[..., T], *args: Any, default: T) -> T:
             exc,
         )
         return default
+
+
+def guarded(framework: str) -> Callable[[F], F]:
+    """Decorate a framework's callback so that a tracing problem never reaches the user's code:
+    the exception is logged once per kind and the callback returns None. Inside, each piece read
+    from the payload goes through :func:`isolated`, and a run is ended in a ``finally``.
+
+    Example::
+
+        @guarded("LangChain")
+        def on_chain_start(self, serialized, inputs, **kwargs): ...
+    """
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:
+                log_once(
+                    f"{framework}-{method.__name__}-{type(exc).__name__}",
+                    logging.WARNING,
+                    "sentry_llm_callbacks: %s %s failed and was skipped: %r",
+                    framework,
+                    method.__name__,
+                    exc,
+                )
+                return None
+
+        return cast(F, wrapper)
+
+    return decorate

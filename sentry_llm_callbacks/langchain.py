@@ -7,11 +7,14 @@ Usage::
     handler = SentryCallbackHandler(user="user_12345", session_id="session_abc")
     chain.invoke(inputs, config={"callbacks": [handler]})
 
-The handler is thin: it reads LangChain's events and hands framework-neutral runs to the
-shared recorder. Every method swallows its own errors (logged once per kind), so tracing can
-never break the user's chain. Each piece read from a payload (model name, request parameters,
-usage, finish reasons, messages...) is read by its own small function, isolated: a malformed
-payload costs that piece and one warning, and the run is ended whatever failed.
+The handler is translation only: it reads LangChain's events into the neutral values of
+:mod:`.calls` (a model request and response, a tool call, a retrieval, a chain's input and
+output) and the run's metadata into a :class:`~.metadata.MetadataLayer`, and hands them to the
+shared recorder, which writes every attribute. Every method swallows its own errors (logged
+once per kind), so tracing can never break the user's chain. Each piece read from a payload
+(model name, request parameters, usage, finish reasons, messages...) is read by its own small
+function, isolated: a malformed payload costs that piece and one warning, and the run is ended
+whatever failed.
 
 How a run that did not finish normally ends:
 
@@ -29,20 +32,36 @@ How a run that did not finish normally ends:
 
 from __future__ import annotations
 
-import functools
-import logging
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
 from . import _state
-from . import attributes as attr
-from ._logging import isolated, log_once
-from .message_shapes import tool_definitions
-from .metadata import MetadataLayer
+from ._logging import guarded, isolated
+from .calls import (
+    ControlFlow,
+    GraphStep,
+    ModelRequest,
+    ModelResponse,
+    RequestParameters,
+    Retrieval,
+    ToolCall,
+    ToolResult,
+)
+from .message_shapes import (
+    ContentShapes,
+    Document,
+    Part,
+    content_parts,
+    provider_name,
+    tool_call_part,
+    tool_result_part,
+)
+from .metadata import PARENT_SPAN_ID, TRACE_ID, MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, RETRIEVER, TOOL, Run
 from .usage import Usage, detect, from_langchain, from_openai
 
@@ -56,68 +75,20 @@ _HANDOFF = "ParentCommand"
 _AGENT_CHAINS = frozenset({"AgentExecutor"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][\w.]*(<.*>)?")
 
-#: LangChain's ``ls_provider`` values to OpenTelemetry's ``gen_ai.provider.name`` values.
-_PROVIDERS = {
-    "openai": "openai",
-    "azure": "azure.ai.openai",
-    "azure_openai": "azure.ai.openai",
-    "anthropic": "anthropic",
-    "google_genai": "gcp.gemini",
-    "google_vertexai": "gcp.vertex_ai",
-    "google_anthropic_vertex": "gcp.vertex_ai",
-    "amazon_bedrock": "aws.bedrock",
-    "bedrock": "aws.bedrock",
-    "bedrock_converse": "aws.bedrock",
-    "mistralai": "mistral_ai",
-    "mistral": "mistral_ai",
-    "xai": "x_ai",
-    "deepseek": "deepseek",
-    "groq": "groq",
-    "cohere": "cohere",
-    "ollama": "ollama",
-    "openrouter": "openrouter",
-    "perplexity": "perplexity",
-    "fireworks": "fireworks",
-    "together": "together",
-    "ibm": "ibm.watsonx.ai",
-}
-
+#: Each request parameter, the invocation-parameter (or LangSmith metadata) keys it is read
+#: from, first found wins, and its type.
 _PARAMS: tuple[tuple[str, tuple[str, ...], type], ...] = (
-    (attr.REQUEST_TEMPERATURE, ("temperature", "ls_temperature"), float),
-    (
-        attr.REQUEST_MAX_TOKENS,
-        ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "ls_max_tokens"),
-        int,
-    ),
-    (attr.REQUEST_TOP_P, ("top_p",), float),
-    (attr.REQUEST_TOP_K, ("top_k",), int),
-    (attr.REQUEST_FREQUENCY_PENALTY, ("frequency_penalty",), float),
-    (attr.REQUEST_PRESENCE_PENALTY, ("presence_penalty",), float),
-    (attr.REQUEST_SEED, ("seed",), str),
-    (attr.REQUEST_REASONING_LEVEL, ("reasoning_effort",), str),
+    ("temperature", ("temperature", "ls_temperature"), float),
+    ("max_tokens", ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "ls_max_tokens"), int),
+    ("top_p", ("top_p",), float),
+    ("top_k", ("top_k",), int),
+    ("frequency_penalty", ("frequency_penalty",), float),
+    ("presence_penalty", ("presence_penalty",), float),
+    ("seed", ("seed",), str),
+    ("reasoning_level", ("reasoning_effort",), str),
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _guard(method: F) -> F:
-    """Never let a tracing problem reach the user's chain: log it once per kind instead."""
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except Exception as exc:
-            log_once(
-                f"langchain-{method.__name__}-{type(exc).__name__}",
-                logging.WARNING,
-                "sentry_llm_callbacks: %s failed and was skipped: %r",
-                method.__name__,
-                exc,
-            )
-            return None
-
-    return cast(F, wrapper)
+_on_callback = guarded("LangChain")
 
 
 class SentryCallbackHandler(BaseCallbackHandler):
@@ -163,12 +134,13 @@ class SentryCallbackHandler(BaseCallbackHandler):
         run_id: UUID,
         parent_run_id: UUID | None,
         tags: Sequence[str],
-        metadata: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any],
         *,
         kind: str,
         name: str | None,
         explicit: bool,
-        attributes: dict[str, Any] | None = None,
+        agent_name: str | None = None,
+        graph_step: GraphStep | None = None,
     ) -> Run | None:
         under_hidden = False
         if HIDDEN_TAG in tags:
@@ -178,6 +150,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             if not under_hidden:
                 self._recorder.hide_run(run_id, parent_run_id)
                 return None
+        layer, steers = _run_metadata(metadata, parent_run_id)
         return self._recorder.start_run(
             run_id,
             parent_run_id,
@@ -185,44 +158,30 @@ class SentryCallbackHandler(BaseCallbackHandler):
             name=name,
             explicit_name=explicit,
             handler_layer=self._layer,
-            run_metadata=metadata or None,
-            attributes=attributes,
+            run_metadata=layer,
+            steers_own_trace=steers,
+            agent_name=agent_name,
+            graph_step=graph_step,
             under_hidden=under_hidden,
         )
 
-    def _content(self, run: Run | None, key: str, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
-        if run is None or run.policy.private or value is None:
-            return
-        isolated(self._recorder.set_content, run, key, value, convert, default=None)
-
-    def _end(
-        self,
-        run_id: UUID,
-        key: str | None = None,
-        value: Any = None,
-        convert: Callable[[Any], Any] | None = None,
-        attributes: Callable[[], dict[str, Any]] | None = None,
-    ) -> None:
-        """End a run with its output; whatever reading the output costs, the run ends."""
-        extra: dict[str, Any] = {}
+    def _end(self, run_id: UUID, record: Callable[..., None], *values: Any) -> None:
+        """End a run with what it returned; whatever recording that costs, the run ends."""
         try:
-            if key is not None:
-                self._content(self._recorder.get(run_id), key, value, convert)
-            if attributes is not None:
-                extra = isolated(attributes, default={})
+            isolated(record, self._recorder.get(run_id), *values, default=None)
         finally:
-            self._recorder.end_run(run_id, attributes=extra)
+            self._recorder.end_run(run_id)
 
     def _error(self, error: BaseException, run_id: UUID) -> None:
-        control = isolated(_control_flow_attributes, error, default=None)
+        control = isolated(_control_flow, error, default=None)
         if control is not None:
-            self._recorder.end_run(run_id, attributes=control)
+            self._recorder.end_by_control_flow(run_id, control)
         else:
             self._recorder.fail_run(run_id, error)
 
     # -- chains, LangGraph graphs and nodes ---------------------------------------------
 
-    @_guard
+    @_on_callback
     def on_chain_start(
         self,
         serialized: dict[str, Any] | None,
@@ -236,8 +195,8 @@ class SentryCallbackHandler(BaseCallbackHandler):
     ) -> None:
         meta, tag_list = _mapping(metadata), _tag_list(tags)
         name = isolated(_chain_name, kwargs.get("name"), serialized, default=None) or "chain"
-        kind, attributes = isolated(_graph_role, name, meta, tag_list, default=(CHAIN, {}))
-        if attr.LANGGRAPH_NODE in attributes and parent_run_id is not None:
+        kind, step = isolated(_graph_role, name, meta, tag_list, default=(CHAIN, None))
+        if step is not None and parent_run_id is not None:
             # a node's parent is a graph: a (sub)graph is an agent
             self._recorder.promote_to_agent(parent_run_id, _text(meta.get("lc_agent_name")))
         run = self._start(
@@ -248,26 +207,27 @@ class SentryCallbackHandler(BaseCallbackHandler):
             kind=kind,
             name=name,
             explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
-            attributes=attributes,
+            agent_name=_text(meta.get("lc_agent_name")) if kind == AGENT else None,
+            graph_step=step,
         )
-        self._content(run, attr.INPUT_VALUE, inputs, _plain)
+        self._recorder.record_input(run, inputs, _plain)
 
-    @_guard
+    @_on_callback
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         if self._recorder.open_descendants(run_id):
             # LangChain ends a sync stream's run normally when its consumer stops reading; the
             # runs still open under it are what tells the two apart.
             self._close_early(run_id, outputs)
         else:
-            self._end(run_id, attr.OUTPUT_VALUE, outputs, _plain)
+            self._end(run_id, self._recorder.record_output, outputs, _plain)
 
     def _close_early(self, run_id: UUID, outputs: Any) -> None:
         try:
-            self._content(self._recorder.get(run_id), attr.OUTPUT_VALUE, outputs, _plain)
+            isolated(self._recorder.record_output, self._recorder.get(run_id), outputs, _plain, default=None)
         finally:
             self._recorder.close_early(run_id)
 
-    @_guard
+    @_on_callback
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._error(error, run_id)
 
@@ -282,14 +242,14 @@ class SentryCallbackHandler(BaseCallbackHandler):
         tags: list[str] | None,
         metadata: dict[str, Any] | None,
         kwargs: dict[str, Any],
-    ) -> Run | None:
+        *,
+        messages: Any = None,
+        prompt: Any = None,
+    ) -> None:
         params, meta = _mapping(kwargs.get("invocation_params")), _mapping(metadata)
         model = isolated(_model_name, params, meta, serialized, default=None)
-        attributes = isolated(_request_attributes, params, meta, default={})
-        if model:
-            attributes[attr.REQUEST_MODEL] = model
         explicit = _text(kwargs.get("name"))
-        return self._start(
+        run = self._start(
             run_id,
             parent_run_id,
             _tag_list(tags),
@@ -297,10 +257,21 @@ class SentryCallbackHandler(BaseCallbackHandler):
             kind=kind,
             name=explicit or model or isolated(_serialized_name, serialized, default=None) or kind,
             explicit=bool(explicit),
-            attributes=attributes,
         )
+        if run is None:
+            return
+        request = ModelRequest(
+            model=model,
+            provider=isolated(_provider, meta, default=None),
+            parameters=isolated(_parameters, params, meta, default=None),
+            messages=messages,
+            shapes=_SHAPES,
+            prompt=prompt,
+            tools=params.get("tools"),
+        )
+        self._recorder.record_request(run, request)
 
-    @_guard
+    @_on_callback
     def on_chat_model_start(
         self,
         serialized: dict[str, Any] | None,
@@ -312,16 +283,10 @@ class SentryCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        run = self._start_model(CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs)
-        if run is None or run.policy.private:
-            return
-        prompt = isolated(_first_prompt, messages, default=None)
-        self._content(run, attr.SYSTEM_INSTRUCTIONS, prompt, _system_parts)
-        self._content(run, attr.INPUT_MESSAGES, prompt, _conversation)
-        tools = _mapping(kwargs.get("invocation_params")).get("tools")
-        self._content(run, attr.TOOL_DEFINITIONS, tools or None, tool_definitions)
+        first = isolated(_first_prompt, messages, default=None)
+        self._start_model(CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs, messages=first)
 
-    @_guard
+    @_on_callback
     def on_llm_start(
         self,
         serialized: dict[str, Any] | None,
@@ -333,37 +298,29 @@ class SentryCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        run = self._start_model(COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs)
-        self._content(run, attr.INPUT_MESSAGES, isolated(_first_prompt, prompts, default=None), _prompt_messages)
+        first = isolated(_first_prompt, prompts, default=None)
+        self._start_model(COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs, prompt=first)
 
-    @_guard
+    @_on_callback
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.mark_first_chunk(run_id)
 
-    @_guard
+    @_on_callback
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        attributes: dict[str, Any] = {}
-        usage: Usage | None = None
         try:
             run = self._recorder.get(run_id)
-            if run is None:
-                return
-            generations = isolated(_generations, response, default=[])
-            llm_output = isolated(_llm_output, response, default={})
-            attributes = _response_attributes(generations, llm_output)
-            usage = isolated(_usage, generations, llm_output, default=None)
-            if generations:
-                self._content(run, attr.OUTPUT_MESSAGES, generations, _output_messages)
+            if run is not None:
+                self._recorder.record_response(run, _model_response(response))
         finally:
-            self._recorder.end_run(run_id, usage=usage, attributes=attributes)
+            self._recorder.end_run(run_id)
 
-    @_guard
+    @_on_callback
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._error(error, run_id)
 
     # -- tools and retrievers -------------------------------------------------------------
 
-    @_guard
+    @_on_callback
     def on_tool_start(
         self,
         serialized: dict[str, Any] | None,
@@ -377,10 +334,6 @@ class SentryCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         tool = isolated(_serialized_name, serialized, default=None) or "tool"
-        attributes: dict[str, Any] = {attr.TOOL_NAME: tool}
-        description = isolated(_tool_description, serialized, default=None)
-        if description:
-            attributes[attr.TOOL_DESCRIPTION] = description
         explicit = _text(kwargs.get("name"))
         run = self._start(
             run_id,
@@ -390,19 +343,24 @@ class SentryCallbackHandler(BaseCallbackHandler):
             kind=TOOL,
             name=explicit or tool,
             explicit=bool(explicit and explicit != tool),
-            attributes=attributes,
         )
-        self._content(run, attr.TOOL_CALL_ARGUMENTS, inputs if inputs is not None else input_str, _plain)
+        call = ToolCall(
+            name=tool,
+            description=isolated(_tool_description, serialized, default=None),
+            arguments=inputs if inputs is not None else input_str,
+            convert=_plain,
+        )
+        self._recorder.record_tool_call(run, call)
 
-    @_guard
+    @_on_callback
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, attr.TOOL_CALL_RESULT, output, _tool_output)
+        self._end(run_id, self._recorder.record_tool_result, ToolResult(output, _tool_output))
 
-    @_guard
+    @_on_callback
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._error(error, run_id)
 
-    @_guard
+    @_on_callback
     def on_retriever_start(
         self,
         serialized: dict[str, Any] | None,
@@ -425,50 +383,38 @@ class SentryCallbackHandler(BaseCallbackHandler):
             name=name,
             explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
         )
-        self._content(run, attr.INPUT_VALUE, query)
+        self._recorder.record_retrieval(run, Retrieval(query=query))
 
-    @_guard
+    @_on_callback
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(
-            run_id,
-            attr.RETRIEVAL_DOCUMENTS,
-            documents,
-            _documents,
-            attributes=functools.partial(_document_count, documents),
-        )
+        count = isolated(_document_count, documents, default=None)
+        retrieval = Retrieval(documents=documents, document_count=count, shapes=_SHAPES)
+        self._end(run_id, self._recorder.record_retrieval, retrieval)
 
-    @_guard
+    @_on_callback
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._error(error, run_id)
 
     # -- events inside a run ----------------------------------------------------------------
 
-    @_guard
+    @_on_callback
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
         tool = getattr(action, "tool", None)
-        self._recorder.add_event(
-            run_id,
-            "agent_action",
-            {attr.TOOL_NAME: str(tool)} if tool else None,
-            content={attr.TOOL_CALL_ARGUMENTS: _plain(getattr(action, "tool_input", None))},
-        )
+        call = ToolCall(name=str(tool) if tool else None, arguments=getattr(action, "tool_input", None), convert=_plain)
+        self._recorder.record_agent_action(run_id, call)
 
-    @_guard
+    @_on_callback
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.add_event(
-            run_id, "agent_finish", content={attr.OUTPUT_VALUE: getattr(finish, "return_values", None)}
-        )
+        self._recorder.record_agent_finish(run_id, getattr(finish, "return_values", None))
 
-    @_guard
+    @_on_callback
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         attempt = getattr(retry_state, "attempt_number", None)
-        self._recorder.add_event(
-            run_id, "retry", {attr.EVENT_RETRY_ATTEMPT: attempt} if isinstance(attempt, int) else None
-        )
+        self._recorder.record_retry(run_id, attempt if isinstance(attempt, int) else None)
 
-    @_guard
+    @_on_callback
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.add_event(run_id, str(name), None, content={attr.EVENT_CUSTOM_DATA: data})
+        self._recorder.record_custom_event(run_id, str(name), data)
 
 
 # --------------------------------------------------------------------------- global handler
@@ -537,46 +483,77 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _control_flow_attributes(error: BaseException) -> dict[str, Any] | None:
-    """The marks of LangGraph control flow (not an error), or None for a real error.
+_NO_METADATA: tuple[MetadataLayer | None, bool] = (None, False)
+#: The last run layer built, with the values it was built from.
+_last_layer: tuple[tuple[Any, ...], MetadataLayer] | None = None
 
-    A ``Command(graph=Command.PARENT, goto=...)`` hands off to the parent graph: marked with the
-    target node when it is one name; interrupts and other bubbling signals are interrupts."""
+
+def _run_metadata(metadata: Mapping[str, Any], parent_run_id: UUID | None) -> tuple[MetadataLayer | None, bool]:
+    """The invocation's own metadata layer (None when it sets none), and whether it steers its
+    own trace (it names the trace or the parent span, so the run starts its own trace there)."""
+    if not metadata:
+        return _NO_METADATA
+    get = metadata.get
+    trace = get("trace")
+    values = (get("user"), get("session_id"), trace, get("privacy_mode"))
+    if values == (None, None, None, None):
+        return _NO_METADATA
+    steers = isinstance(trace, Mapping) and (TRACE_ID in trace or PARENT_SPAN_ID in trace)
+    return isolated(_run_layer, values, parent_run_id, default=None), steers
+
+
+def _run_layer(values: tuple[Any, Any, Any, Any], parent_run_id: UUID | None) -> MetadataLayer | None:
+    """The layer of ``(user, session_id, trace, privacy_mode)``.
+
+    LangChain hands every run of an invocation the same metadata values, so a nested run reuses
+    the layer built for the values it carries; an invocation's first run always builds its own
+    (the app may have changed its metadata since the last one).
+    """
+    global _last_layer
+    last = _last_layer
+    if parent_run_id is not None and last is not None and all(map(operator.is_, last[0], values)):
+        return last[1]
+    user, session_id, trace, privacy_mode = values
+    layer = MetadataLayer.build(user=user, session_id=session_id, trace=trace, privacy_mode=privacy_mode, strict=False)
+    _last_layer = (values, layer)
+    return layer
+
+
+def _control_flow(error: BaseException) -> ControlFlow | None:
+    """LangGraph control flow (not an error), or None for a real error.
+
+    A ``Command(graph=Command.PARENT, goto=...)`` hands off to the parent graph, to the target
+    node when it is one name; interrupts and other bubbling signals are interrupts."""
     names = {cls.__name__ for cls in type(error).__mro__}
     if names.isdisjoint(_CONTROL_FLOW):
         return None
     if _HANDOFF in names:
         command = error.args[0] if error.args else None
-        goto = getattr(command, "goto", None)
-        return {attr.LANGGRAPH_HANDOFF: goto if isinstance(goto, str) and goto else True}
-    return {attr.LANGGRAPH_INTERRUPTED: True}
+        return ControlFlow(handoff=True, target=_text(getattr(command, "goto", None)))
+    return ControlFlow()
 
 
 def _chain_name(given: Any, serialized: Mapping[str, Any] | None) -> str | None:
     return _text(given) or _serialized_name(serialized)
 
 
-def _graph_role(name: str, meta: Mapping[str, Any], tags: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """A chain's kind and LangGraph attributes: a graph is an agent, a graph step is a node."""
+def _graph_role(name: str, meta: Mapping[str, Any], tags: Sequence[str]) -> tuple[str, GraphStep | None]:
+    """A chain's kind and graph step: a graph is an agent, a graph step is a node."""
     node = meta.get("langgraph_node")
     if name in _AGENT_CHAINS or (meta.get("ls_integration") == "langgraph" and node is None):
-        return AGENT, {attr.AGENT_NAME: _text(meta.get("lc_agent_name")) or name}
-    attributes: dict[str, Any] = {}
-    if node is not None and any(t.startswith(_GRAPH_STEP_TAG) for t in tags):
-        attributes[attr.LANGGRAPH_NODE] = str(node)
-        step = meta.get("langgraph_step")
-        if isinstance(step, int) and not isinstance(step, bool):
-            attributes[attr.LANGGRAPH_STEP] = step
-    return CHAIN, attributes
+        return AGENT, None
+    if node is None or not any(t.startswith(_GRAPH_STEP_TAG) for t in tags):
+        return CHAIN, None
+    step = meta.get("langgraph_step")
+    return CHAIN, GraphStep(str(node), step if isinstance(step, int) and not isinstance(step, bool) else None)
 
 
-def _document_count(documents: Sequence[Any] | None) -> dict[str, Any]:
-    return {attr.RETRIEVAL_DOCUMENT_COUNT: len(documents) if documents is not None else 0}
+def _document_count(documents: Sequence[Any] | None) -> int:
+    return len(documents) if documents is not None else 0
 
 
 def _tool_description(serialized: Mapping[str, Any] | None) -> str | None:
-    description = _mapping(serialized).get("description")
-    return description[:1024] if isinstance(description, str) and description else None
+    return _text(_mapping(serialized).get("description"))
 
 
 def _first_prompt(prompts: Sequence[Any]) -> Any:
@@ -627,18 +604,21 @@ def _model_name(params: Mapping[str, Any], meta: Mapping[str, Any], serialized: 
     return None
 
 
-def _request_attributes(params: Mapping[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    provider = meta.get("ls_provider")
-    if isinstance(provider, str) and provider:
-        out[attr.PROVIDER_NAME] = _PROVIDERS.get(provider.lower(), provider.lower())
+def _provider(meta: Mapping[str, Any]) -> str | None:
+    """LangSmith's ``ls_provider`` as OpenTelemetry names it (unknown ones as they are, lowercased)."""
+    provider = _text(meta.get("ls_provider"))
+    return provider_name(provider) or provider.lower() if provider else None
+
+
+def _parameters(params: Mapping[str, Any], meta: Mapping[str, Any]) -> RequestParameters:
+    found: dict[str, Any] = {}
     for name, keys, kind in _PARAMS:
         for key in keys:
             value = params.get(key) if key in params else meta.get(key)
             if value is None or isinstance(value, bool):
                 continue
             try:
-                out[name] = kind(value)
+                found[name] = kind(value)
             except (TypeError, ValueError):
                 continue
             break
@@ -646,8 +626,8 @@ def _request_attributes(params: Mapping[str, Any], meta: Mapping[str, Any]) -> d
     if isinstance(stop, str):
         stop = [stop]
     if isinstance(stop, (list, tuple)) and stop and all(isinstance(s, str) for s in stop):
-        out[attr.REQUEST_STOP_SEQUENCES] = list(stop)
-    return out
+        found["stop_sequences"] = list(stop)
+    return RequestParameters(**found)
 
 
 def _generations(response: Any) -> list[Any]:
@@ -667,18 +647,19 @@ def _response_metadata(generation: Any) -> Mapping[str, Any]:
     return _mapping(getattr(getattr(generation, "message", None), "response_metadata", None))
 
 
-def _response_attributes(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> dict[str, Any]:
-    """The response's attributes, each read on its own: one malformed field costs only itself."""
-    out: dict[str, Any] = {}
-    for key, extractor in (
-        (attr.RESPONSE_MODEL, _response_model),
-        (attr.RESPONSE_ID, _response_id),
-        (attr.RESPONSE_FINISH_REASONS, _finish_reasons),
-    ):
-        value = isolated(extractor, generations, llm_output, default=None)
-        if value:
-            out[key] = value
-    return out
+def _model_response(response: Any) -> ModelResponse:
+    """An ``LLMResult`` as a model response, each field read on its own: one malformed field
+    costs only itself."""
+    generations = isolated(_generations, response, default=[])
+    llm_output = isolated(_llm_output, response, default={})
+    return ModelResponse(
+        model=isolated(_response_model, generations, llm_output, default=None),
+        response_id=isolated(_response_id, generations, llm_output, default=None),
+        finish_reasons=isolated(_finish_reasons, generations, llm_output, default=None),
+        outputs=generations,
+        shapes=_SHAPES,
+        usage=isolated(_usage, generations, llm_output, default=None),
+    )
 
 
 def _response_model(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> str | None:
@@ -750,77 +731,31 @@ def _role(message: Any) -> str:
     return "user"
 
 
-def _parts(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "content": content}] if content else []
-    parts: list[dict[str, Any]] = []
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, str):
-                parts.append({"type": "text", "content": block})
-            elif isinstance(block, Mapping):
-                kind = block.get("type")
-                if kind == "text":
-                    parts.append({"type": "text", "content": block.get("text", "")})
-                elif kind in ("reasoning", "thinking"):
-                    parts.append({"type": "reasoning", "content": block.get("reasoning") or block.get("thinking", "")})
-                else:
-                    parts.append(dict(block))
-    return parts
-
-
-def _message(message: Any) -> dict[str, Any]:
+def _read_message(message: Any) -> tuple[str, list[Part]]:
+    """A LangChain message (or a role / content dict) as its role and content parts."""
     role = _role(message)
-    parts = _parts(getattr(message, "content", message if isinstance(message, str) else None))
-    for call in getattr(message, "tool_calls", None) or ():
-        parts.append(
-            {"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")}
-        )
     if role == "tool":
-        parts = [
-            {
-                "type": "tool_call_response",
-                "id": getattr(message, "tool_call_id", None),
-                "result": getattr(message, "content", None),
-            }
-        ]
-    return {"role": role, "parts": parts}
+        return role, [tool_result_part(getattr(message, "tool_call_id", None), getattr(message, "content", None))]
+    parts = content_parts(getattr(message, "content", message if isinstance(message, str) else None))
+    for call in getattr(message, "tool_calls", None) or ():
+        parts.append(tool_call_part(call.get("id"), call.get("name"), call.get("args")))
+    return role, parts
 
 
-def _messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
-    return [_message(m) for m in messages]
+def _read_generation(generation: Any) -> tuple[Any, Any, str | None]:
+    return getattr(generation, "message", None), getattr(generation, "text", ""), _finish_reason(generation)
 
 
-def _system_parts(messages: Sequence[Any]) -> list[dict[str, Any]] | None:
-    """The system messages' parts (Sentry's ``gen_ai.system_instructions``), or None."""
-    parts = [part for m in messages if _role(m) == "system" for part in _parts(getattr(m, "content", None))]
-    return parts or None
+def _read_document(doc: Any) -> Document:
+    metadata = getattr(doc, "metadata", None)
+    return Document(
+        text=getattr(doc, "page_content", doc),
+        id=getattr(doc, "id", None),
+        metadata=_plain(metadata) if metadata else None,
+    )
 
 
-def _conversation(messages: Sequence[Any]) -> list[dict[str, Any]]:
-    """The messages other than system instructions."""
-    return [_message(m) for m in messages if _role(m) != "system"]
-
-
-def _prompt_messages(prompt: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
-
-
-def _output_messages(generations: Sequence[Any]) -> list[dict[str, Any]]:
-    out = []
-    for gen in generations:
-        message = getattr(gen, "message", None)
-        item = (
-            _message(message)
-            if message is not None
-            else {"role": "assistant", "parts": [{"type": "text", "content": getattr(gen, "text", "")}]}
-        )
-        item["role"] = "assistant"
-        reason = _finish_reason(gen)
-        if reason:
-            item["finish_reason"] = reason
-        out.append(item)
-    return out
+_SHAPES = ContentShapes(read_message=_read_message, read_output=_read_generation, read_document=_read_document)
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -829,11 +764,11 @@ def _plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(getattr(value, "type", None), str) and hasattr(value, "content"):
-        return _message(value)
+        return _SHAPES.message(value)
     to_messages = getattr(value, "to_messages", None)
     if callable(to_messages):
         try:
-            return _messages(to_messages())
+            return _SHAPES.messages(to_messages())
         except Exception:
             return value
     if depth < 3:
@@ -847,18 +782,6 @@ def _plain(value: Any, depth: int = 0) -> Any:
 def _tool_output(output: Any) -> Any:
     content = getattr(output, "content", None)
     return _plain(content if content is not None and getattr(output, "type", None) == "tool" else output)
-
-
-def _documents(documents: Sequence[Any]) -> list[dict[str, Any]]:
-    out = []
-    for doc in documents:
-        item: dict[str, Any] = {"content": getattr(doc, "page_content", doc)}
-        if getattr(doc, "id", None):
-            item["id"] = doc.id
-        if getattr(doc, "metadata", None):
-            item["metadata"] = _plain(doc.metadata)
-        out.append(item)
-    return out
 
 
 # --------------------------------------------------------------------------- nesting across frameworks

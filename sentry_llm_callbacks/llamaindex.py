@@ -21,6 +21,11 @@ when its component's callback manager (or ``Settings.callback_manager``) holds a
 :class:`SentryLlamaIndexHandler`, or when global tracing is on. One engine serves both, so a
 call is never recorded twice.
 
+This module is translation only: it reads LlamaIndex's spans and events into the neutral values
+of :mod:`.calls` (a model request and response, a tool call, a retrieval) and hands them to the
+shared recorder, which writes every attribute; what it must remember between events (which
+component a model call runs on, which runs end with their stream) it keeps in its own side state.
+
 One model call is one generation span, whatever the concurrency: the methods one call goes
 through (``chat`` delegating to ``complete``, ``astream_chat`` reading ``stream_chat``) are
 folded into one span by following that call, never by the component they run on.
@@ -40,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
 import sys
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -55,9 +59,9 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from pydantic import PrivateAttr
 
 from . import _state
-from . import attributes as attr
-from ._logging import fork_safe, isolated, log_once
-from .message_shapes import tool_definitions
+from ._logging import fork_safe, guarded, isolated
+from .calls import ModelRequest, ModelResponse, RequestParameters, Retrieval, ToolCall, ToolResult
+from .message_shapes import ContentShapes, Document, Part, content_parts, get_field, provider_name, tool_call_part
 from .metadata import MetadataLayer
 from .recorder import AGENT, CHAIN, CHAT, COMPLETION, EMBEDDINGS, GENERATIONS, RETRIEVER, TOOL, Run
 from .usage import Usage, detect
@@ -83,26 +87,7 @@ _EMBEDDING_METHODS = frozenset(
     }
 )
 
-#: LlamaIndex LLM classes to OpenTelemetry's ``gen_ai.provider.name`` values.
-_PROVIDERS = {
-    "OpenAI": "openai",
-    "OpenAIResponses": "openai",
-    "AzureOpenAI": "azure.ai.openai",
-    "Anthropic": "anthropic",
-    "Gemini": "gcp.gemini",
-    "GoogleGenAI": "gcp.gemini",
-    "Vertex": "gcp.vertex_ai",
-    "Bedrock": "aws.bedrock",
-    "BedrockConverse": "aws.bedrock",
-    "MistralAI": "mistral_ai",
-    "Ollama": "ollama",
-    "Groq": "groq",
-    "OpenRouter": "openrouter",
-    "DeepSeek": "deepseek",
-    "Cohere": "cohere",
-    "OpenAIEmbedding": "openai",
-    "AzureOpenAIEmbedding": "azure.ai.openai",
-}
+_on_callback = guarded("LlamaIndex")
 
 
 class SentryLlamaIndexHandler(BaseCallbackHandler):
@@ -213,6 +198,11 @@ class _SpanBridge(BaseSpanHandler):
     _aliases: dict[str, str] = PrivateAttr(default_factory=dict)
     #: Model runs whose response is still streaming: run key -> (component id, its generator).
     _lazy_streams: dict[str, tuple[int, weakref.ref[Any]]] = PrivateAttr(default_factory=dict)
+    #: Open model runs: run key -> (id of the component they run on, the class name standing in
+    #: for the model until the call's payload names one, or None once a model is named).
+    _models: dict[str, tuple[int, str | None]] = PrivateAttr(default_factory=dict)
+    #: Runs whose end waits for their stream (a streamed response ends after its method returned).
+    _deferred: set[str] = PrivateAttr(default_factory=set)
 
     @classmethod
     def class_name(cls) -> str:
@@ -227,6 +217,7 @@ class _SpanBridge(BaseSpanHandler):
     def prepare_to_drop_span(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    @_on_callback
     def span_enter(
         self,
         id_: str,
@@ -236,29 +227,15 @@ class _SpanBridge(BaseSpanHandler):
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        try:
-            self._enter(id_, bound_args, instance, parent_id)
-        except Exception as exc:
-            log_once(
-                f"llamaindex-enter-{type(exc).__name__}",
-                logging.WARNING,
-                "sentry_llm_callbacks: LlamaIndex span start failed and was skipped: %r",
-                exc,
-            )
+        self._enter(id_, bound_args, instance, parent_id)
 
+    @_on_callback
     def span_exit(
         self, id_: str, bound_args: inspect.BoundArguments, instance: Any = None, result: Any = None, **kwargs: Any
     ) -> None:
-        try:
-            self._exit(id_, instance, result)
-        except Exception as exc:
-            log_once(
-                f"llamaindex-exit-{type(exc).__name__}",
-                logging.WARNING,
-                "sentry_llm_callbacks: LlamaIndex span end failed and was skipped: %r",
-                exc,
-            )
+        self._exit(id_, instance, result)
 
+    @_on_callback
     def span_drop(
         self,
         id_: str,
@@ -267,19 +244,11 @@ class _SpanBridge(BaseSpanHandler):
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
-        try:
-            self._release(id_)
-            if err is None:
-                _state.recorder.end_run(id_)
-            else:
-                _state.recorder.fail_run(id_, err)
-        except Exception as exc:
-            log_once(
-                f"llamaindex-drop-{type(exc).__name__}",
-                logging.WARNING,
-                "sentry_llm_callbacks: LlamaIndex span error failed and was skipped: %r",
-                exc,
-            )
+        self._release(id_)
+        if err is None:
+            _state.recorder.end_run(id_)
+        else:
+            _state.recorder.fail_run(id_, err)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -288,10 +257,10 @@ class _SpanBridge(BaseSpanHandler):
         parent = recorder.get(self._aliases.get(parent_id, parent_id)) if parent_id else None
         traced_tree = parent is not None or (parent_id is not None and recorder.is_under_hidden(parent_id))
         if parent is None and traced_tree:
-            parent = recorder._resolve_parent(parent_id)
+            parent = recorder.resolve_parent(parent_id)
         qualname = id_[:-_UUID_SUFFIX] if len(id_) > _UUID_SUFFIX else id_
         method = qualname.rpartition(".")[2]
-        kind, name, attributes = _classify(instance, method, parent)
+        kind, name, start = _classify(instance, method, parent)
         if kind is None:
             if traced_tree:
                 recorder.hide_run(id_, parent_id)
@@ -305,22 +274,46 @@ class _SpanBridge(BaseSpanHandler):
         layer = None
         if not traced_tree:
             layer = _handler_layer(instance)
-            if layer is None and parent is None and recorder._ambient_run() is None:
+            if layer is None and parent is None and recorder.ambient_run() is None:
                 return  # nobody asked for this run to be traced
-        run = recorder.start_run(
-            id_,
-            parent_id,
-            kind=kind,
-            name=name,
-            explicit_name=False,
-            handler_layer=layer,
-            run_metadata=None,
-            attributes=attributes,
-        )
-        if run is not None:
-            if kind in _MODEL_KINDS:
-                run.tag = (id(instance), type(instance).__name__)  # which component; its fallback model name
-            isolated(_record_inputs, run, kind, bound_args, default=None)
+        run = recorder.start_run(id_, parent_id, kind=kind, name=name, explicit_name=False, handler_layer=layer)
+        if run is None:
+            return
+        if isinstance(start, ModelRequest):
+            self._remember_model(id_, instance, start)
+            recorder.record_request(run, start)
+        elif isinstance(start, ToolCall):
+            recorder.record_tool_call(run, start)
+        isolated(_record_inputs, run, kind, bound_args, default=None)
+
+    def _remember_model(self, key: str, instance: Any, request: ModelRequest) -> None:
+        """Which component a model run runs on, and whether its model is only the class name."""
+        if len(self._models) >= _MAX_SIDE_STATE:
+            self._forget_ended_runs()
+        fallback = type(instance).__name__
+        self._models[key] = (id(instance), fallback if request.model == fallback else None)
+
+    def _defer_end(self, key: str) -> None:
+        """The run ends with its stream, not when its method returns."""
+        if len(self._deferred) >= _MAX_SIDE_STATE:
+            self._forget_ended_runs()
+        self._deferred.add(key)
+
+    def _forget_ended_runs(self) -> None:
+        """Forget the runs that ended without passing here (the reaper ended them), so that the
+        side state stays bounded."""
+        recorder = _state.recorder
+        for key in [k for k in list(self._models) if recorder.get(k) is None]:
+            self._models.pop(key, None)
+        for key in [k for k in list(self._deferred) if recorder.get(k) is None]:
+            self._deferred.discard(key)
+
+    def name_model(self, run: Run, model: str) -> None:
+        """The call's payload named its model: it replaces the class name standing in for it."""
+        component, fallback = self._models.get(run.key, (0, None))
+        if fallback is not None:
+            self._models[run.key] = (component, None)
+            _state.recorder.record_request(run, ModelRequest(model=model))
 
     def _same_call(self, instance: Any, parent: Run | None) -> str | None:
         """The open model run this model method is part of, if any.
@@ -331,7 +324,7 @@ class _SpanBridge(BaseSpanHandler):
         is the consumer's, so the call is recognised by running inside that generator). A second
         call on the same component from another task or thread is neither, and gets its own span.
         """
-        if parent is not None and parent.kind in _MODEL_KINDS and parent.tag[0] == id(instance):
+        if parent is not None and parent.kind in _MODEL_KINDS and self._models.get(parent.key, (0,))[0] == id(instance):
             return str(parent.key)
         return self._streaming_owner(instance)
 
@@ -366,12 +359,12 @@ class _SpanBridge(BaseSpanHandler):
             recorder.end_run(id_)
             return
         if run.kind in GENERATIONS and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
-            run.end_deferred = True  # ends with the stream: LLM*EndEvent or ExceptionEvent
+            self._defer_end(id_)  # ends with the stream: LLM*EndEvent or ExceptionEvent
             streams = self._lazy_streams
             streams[id_] = (id(instance), weakref.ref(result, lambda _: streams.pop(id_, None)))
             return
         if run.kind == CHAIN and isolated(_follow_stream, run, result, default=False):
-            run.end_deferred = True  # the model call happens as the user reads the stream
+            self._defer_end(id_)  # the model call happens as the user reads the stream
             return
         try:
             isolated(_record_outputs, run, result, default=None)
@@ -382,9 +375,13 @@ class _SpanBridge(BaseSpanHandler):
     def _release(self, id_: str) -> None:
         self._aliases.pop(id_, None)
         self._lazy_streams.pop(id_, None)
+        self._models.pop(id_, None)
+        self._deferred.discard(id_)
 
 
 _MAX_STACK_WALK = 256
+#: Side-state entries kept before those of runs ended elsewhere (by the reaper) are forgotten.
+_MAX_SIDE_STATE = 1024
 
 
 def _snapshot(streams: dict[str, tuple[int, weakref.ref[Any]]]) -> list[tuple[str, tuple[int, weakref.ref[Any]]]]:
@@ -502,17 +499,9 @@ class _EventBridge(BaseEventHandler):
     def class_name(cls) -> str:
         return "SentryLlmCallbacksEventBridge"
 
+    @_on_callback
     def handle(self, event: Any, **kwargs: Any) -> None:
-        try:
-            self._handle(event)
-        except Exception as exc:
-            log_once(
-                f"llamaindex-event-{type(exc).__name__}",
-                logging.WARNING,
-                "sentry_llm_callbacks: LlamaIndex event %s failed and was skipped: %r",
-                type(event).__name__,
-                exc,
-            )
+        self._handle(event)
 
     def _handle(self, event: Any) -> None:
         span_id = getattr(event, "span_id", None)
@@ -531,7 +520,7 @@ class _EventBridge(BaseEventHandler):
         finally:
             # A streamed call ends with its stream's last event, whatever its payload held; an
             # event of a nested method of the same call (an alias) does not end the call.
-            if run.end_deferred and owner_key == span_id and kind in _STREAM_END_EVENTS:
+            if owner_key == span_id and kind in _STREAM_END_EVENTS and owner_key in bridge._deferred:
                 bridge._release(owner_key)
                 error = getattr(event, "exception", None)
                 if isinstance(error, BaseException):
@@ -616,43 +605,44 @@ def _role_of(instance: Any, method: str) -> str | None:
     return role
 
 
-def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | None, str, dict[str, Any]]:
-    """The run kind for a dispatcher span, its default-name subject and its first attributes."""
+#: What :func:`_classify` knows of a run when it starts: a model request, a tool call, or nothing.
+_Start = ModelRequest | ToolCall | None
+
+
+def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | None, str, _Start]:
+    """The run kind for a dispatcher span, its default-name subject (an agent's name) and what
+    is known of it when it starts."""
     if instance is None:
         if parent is not None and parent.kind == AGENT:
-            return CHAIN, method, {}  # a workflow step
-        return None, method, {}
+            return CHAIN, method, None  # a workflow step
+        return None, method, None
     role = _role_of(instance, method)
     if role is None:
-        return None, method, {}
+        return None, method, None
     cls = type(instance).__name__
     if role in ("llm", "embedding"):
         kind = EMBEDDINGS if role == "embedding" else CHAT if "chat" in method else COMPLETION
-        attributes = isolated(_model_attributes, instance, default={})
         # A component that names no model (a custom or mock LLM) is known by its class, until
         # the call's payload names one: Sentry groups generations by model.
-        return kind, attributes.setdefault(attr.REQUEST_MODEL, cls), attributes
+        request = isolated(_model_request, instance, cls, default=ModelRequest(model=cls))
+        return kind, request.model or cls, request
     if role == "retriever":
-        return RETRIEVER, f"{cls}.retrieve", {}
+        return RETRIEVER, f"{cls}.retrieve", None
     if role == "query":
-        return CHAIN, f"{cls}.query", {}
+        return CHAIN, f"{cls}.query", None
     if role == "synthesize":
-        return CHAIN, f"{cls}.synthesize", {}
+        return CHAIN, f"{cls}.synthesize", None
     if role == "tool":
         meta = getattr(instance, "metadata", None)
         tool = getattr(meta, "name", None) or cls
-        attributes = {attr.TOOL_NAME: tool}
         description = getattr(meta, "description", None)
-        if isinstance(description, str) and description:
-            attributes[attr.TOOL_DESCRIPTION] = description[:1024]
-        return TOOL, tool, attributes
+        return TOOL, tool, ToolCall(name=tool, description=description if isinstance(description, str) else None)
     if role == "agent":
         agent = getattr(instance, "name", None)
-        agent = agent if isinstance(agent, str) and agent else cls
-        return AGENT, agent, {attr.AGENT_NAME: agent}
+        return AGENT, agent if isinstance(agent, str) and agent else cls, None
     if role == "chat_engine":
-        return CHAIN, f"{cls}.{method}", {}
-    return CHAIN, f"{cls}.postprocess", {}
+        return CHAIN, f"{cls}.{method}", None
+    return CHAIN, f"{cls}.postprocess", None
 
 
 def _is_workflow(instance: Any) -> bool:
@@ -663,65 +653,61 @@ def _is_chat_engine(instance: Any) -> bool:
     return any(c.__name__ == "BaseChatEngine" for c in type(instance).__mro__)
 
 
-def _model_attributes(instance: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    model = None
+def _model_request(instance: Any, fallback_model: str) -> ModelRequest:
+    """What a model component's own fields say of its calls: model (``fallback_model`` when
+    they name none), provider and parameters."""
     fields = getattr(instance, "__dict__", None) or {}  # pydantic fields; no exception for absent ones
+    model = None
     for key in ("model", "model_name", "model_id", "deployment_name"):
         value = fields.get(key)
         if isinstance(value, str) and value and value != "unknown":
             model = value
             break
-    if model:
-        out[attr.REQUEST_MODEL] = model
-    cls = type(instance).__name__
-    provider = _PROVIDERS.get(cls) or _PROVIDERS.get(cls.removesuffix("Embedding"))
-    if provider:
-        out[attr.PROVIDER_NAME] = provider
-    for name, key, kind in (
-        (attr.REQUEST_TEMPERATURE, "temperature", float),
-        (attr.REQUEST_MAX_TOKENS, "max_tokens", int),
-        (attr.REQUEST_TOP_P, "top_p", float),
-    ):
-        value = fields.get(key)
+    parameters = {}
+    for name, kind in (("temperature", float), ("max_tokens", int), ("top_p", float)):
+        value = fields.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = kind(value)
-    return out
+            parameters[name] = kind(value)
+    return ModelRequest(
+        model=model or fallback_model,
+        provider=provider_name(type(instance).__name__),
+        parameters=RequestParameters(**parameters) if parameters else None,
+    )
 
 
 # --------------------------------------------------------------------------- inputs and outputs
 
 
 def _record_inputs(run: Run, kind: str, bound_args: inspect.BoundArguments) -> None:
-    if run.policy.private:
-        return
     args = bound_args.arguments
     if kind == TOOL:
         payload = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in args.items() if k != "self"}
         if set(payload) == {"kwargs"} and isinstance(payload["kwargs"], Mapping):
             payload = dict(payload["kwargs"])
-        _state.recorder.set_content(run, attr.TOOL_CALL_ARGUMENTS, payload)
+        _state.recorder.record_tool_call(run, ToolCall(arguments=payload))
     elif kind in (CHAIN, RETRIEVER, AGENT):
         for key in ("str_or_query_bundle", "query", "query_str", "message", "user_msg", "input"):
             if args.get(key) is not None:
-                _state.recorder.set_content(run, attr.INPUT_VALUE, _query_text(args[key]))
+                query = _query_text(args[key])
+                if kind == RETRIEVER:
+                    _state.recorder.record_retrieval(run, Retrieval(query=query))
+                else:
+                    _state.recorder.record_input(run, query)
                 break
 
 
 def _record_outputs(run: Run, result: Any) -> None:
+    recorder = _state.recorder
     if run.kind == RETRIEVER and isinstance(result, list):
-        run.attributes[attr.RETRIEVAL_DOCUMENT_COUNT] = len(result)
-        _state.recorder.set_content(run, attr.RETRIEVAL_DOCUMENTS, result, _nodes)
+        recorder.record_retrieval(run, Retrieval(documents=result, document_count=len(result), shapes=_SHAPES))
+    elif result is None:
         return
-    if run.policy.private or result is None:
-        return
-    if run.kind == TOOL:
-        content = getattr(result, "content", result)
-        _state.recorder.set_content(run, attr.TOOL_CALL_RESULT, content)
+    elif run.kind == TOOL:
+        recorder.record_tool_result(run, ToolResult(getattr(result, "content", result)))
     elif run.kind in (CHAIN, AGENT):
         text = _response_text(result)
         if text is not None:
-            _state.recorder.set_content(run, attr.OUTPUT_VALUE, text)
+            recorder.record_output(run, text)
 
 
 def _response_text(result: Any) -> Any:
@@ -746,43 +732,34 @@ def _query_text(value: Any) -> Any:
     return getattr(value, "query_str", value)
 
 
-def _nodes(items: list[Any]) -> list[dict[str, Any]]:
-    return [_node(n) for n in items]
-
-
-def _node(item: Any) -> dict[str, Any]:
+def _read_node(item: Any) -> Document:
     node = getattr(item, "node", item)
-    out: dict[str, Any] = {"content": getattr(node, "text", None) or str(node)}
-    node_id = getattr(node, "node_id", None)
-    if node_id:
-        out["id"] = node_id
     score = getattr(item, "score", None)
-    if isinstance(score, (int, float)):
-        out["score"] = score
-    return out
+    return Document(
+        text=getattr(node, "text", None) or str(node),
+        id=getattr(node, "node_id", None),
+        score=score if isinstance(score, (int, float)) else None,
+    )
 
 
-def _message(message: Any) -> dict[str, Any]:
+def _read_message(message: Any) -> tuple[str, list[Part]]:
+    """A LlamaIndex ``ChatMessage`` as its role and content parts (tool calls included)."""
     role = getattr(getattr(message, "role", None), "value", None) or str(getattr(message, "role", "user"))
-    content = getattr(message, "content", None)
-    parts: list[dict[str, Any]] = [{"type": "text", "content": content}] if content else []
+    parts = content_parts(getattr(message, "content", None))
     extra = getattr(message, "additional_kwargs", None)
     calls = extra.get("tool_calls") if isinstance(extra, Mapping) else None
     for call in calls if isinstance(calls, (list, tuple)) else ():
-        function = _get(call, "function")
+        function = get_field(call, "function")
         parts.append(
-            {
-                "type": "tool_call",
-                "id": _get(call, "id"),
-                "name": _get(function, "name"),
-                "arguments": _get(function, "arguments"),
-            }
+            tool_call_part(get_field(call, "id"), get_field(function, "name"), get_field(function, "arguments"))
         )
-    return {"role": role, "parts": parts}
+    return role, parts
 
 
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+_SHAPES = ContentShapes(read_message=_read_message, read_document=_read_node)
+
+
+# --------------------------------------------------------------------------- events
 
 
 def _on_chat_start(run: Run, event: Any) -> None:
@@ -790,46 +767,27 @@ def _on_chat_start(run: Run, event: Any) -> None:
 
 
 def _on_chat_start_messages(run: Run, event: Any) -> None:
-    if run.policy.private:
-        return
     messages = list(getattr(event, "messages", None) or ())
-    _state.recorder.set_content(run, attr.SYSTEM_INSTRUCTIONS, messages, _system_parts)
-    _state.recorder.set_content(run, attr.INPUT_MESSAGES, messages, _conversation)
+    _state.recorder.record_request(run, ModelRequest(messages=messages, shapes=_SHAPES))
 
 
 def _on_chat_start_tools(run: Run, event: Any) -> None:
     extra = getattr(event, "additional_kwargs", None)
     tools = extra.get("tools") if isinstance(extra, Mapping) else None
-    if tools and not run.policy.private:
-        _state.recorder.set_content(run, attr.TOOL_DEFINITIONS, tools, tool_definitions)
-
-
-def _system_parts(messages: list[Any]) -> list[dict[str, Any]] | None:
-    parts = [p for m in map(_message, messages) if m["role"] == "system" for p in m["parts"]]
-    return parts or None
-
-
-def _conversation(messages: list[Any]) -> list[dict[str, Any]]:
-    converted = (_message(m) for m in messages)
-    return [m for m in converted if m["role"] != "system"]
+    _state.recorder.record_request(run, ModelRequest(tools=tools))
 
 
 def _on_completion_start(run: Run, event: Any) -> None:
     _request_from_payload(run, getattr(event, "model_dict", None))
-    if not run.policy.private and attr.INPUT_MESSAGES not in run.attributes:
-        _state.recorder.set_content(run, attr.INPUT_MESSAGES, getattr(event, "prompt", ""), _prompt_messages)
-
-
-def _prompt_messages(prompt: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+    _state.recorder.record_request(run, ModelRequest(prompt=getattr(event, "prompt", "")))
 
 
 def _request_from_payload(run: Run, model_dict: Any) -> None:
     if not isinstance(model_dict, Mapping):
         return
     model = model_dict.get("model") or model_dict.get("model_name")
-    if isinstance(model, str) and model and model != "unknown" and run.attributes.get(attr.REQUEST_MODEL) == run.tag[1]:
-        run.attributes[attr.REQUEST_MODEL] = model
+    if isinstance(model, str) and model and model != "unknown" and _bridge is not None:
+        _bridge.name_model(run, model)
 
 
 def _on_chunk(run: Run, event: Any) -> None:
@@ -839,8 +797,7 @@ def _on_chunk(run: Run, event: Any) -> None:
 def _on_llm_end(run: Run, event: Any) -> None:
     """The usage of a finished call (the last event of a stream carries the last chunk)."""
     usage = usage_from_response(getattr(event, "response", None))
-    if usage is not None:
-        run.usage = usage
+    _state.recorder.record_response(run, ModelResponse(usage=usage))
 
 
 def _on_llm_end_response(run: Run, event: Any) -> None:
@@ -848,33 +805,30 @@ def _on_llm_end_response(run: Run, event: Any) -> None:
     raw = getattr(getattr(event, "response", None), "raw", None)
     if raw is None:
         return
-    model = _get(raw, "model")
-    if isinstance(model, str) and model:
-        run.attributes[attr.RESPONSE_MODEL] = model
-    response_id = _get(raw, "id")
-    if isinstance(response_id, str) and response_id:
-        run.attributes[attr.RESPONSE_ID] = response_id
-    choices = _get(raw, "choices")
-    if isinstance(choices, list) and choices:
-        reasons = [r for r in (_get(c, "finish_reason") for c in choices) if isinstance(r, str)]
-        if reasons:
-            run.attributes[attr.RESPONSE_FINISH_REASONS] = reasons
+    response = ModelResponse(
+        model=isolated(_raw_text, raw, "model", default=None),
+        response_id=isolated(_raw_text, raw, "id", default=None),
+        finish_reasons=isolated(_finish_reasons, raw, default=None),
+    )
+    _state.recorder.record_response(run, response)
+
+
+def _raw_text(raw: Any, key: str) -> str | None:
+    value = get_field(raw, key)
+    return value if isinstance(value, str) else None
+
+
+def _finish_reasons(raw: Any) -> list[str] | None:
+    choices = get_field(raw, "choices")
+    if not isinstance(choices, list):
+        return None
+    return [r for r in (get_field(c, "finish_reason") for c in choices) if isinstance(r, str)]
 
 
 def _on_llm_end_output(run: Run, event: Any) -> None:
     response = getattr(event, "response", None)
-    if response is not None and not run.policy.private:
-        _state.recorder.set_content(run, attr.OUTPUT_MESSAGES, response, _output_messages)
-
-
-def _output_messages(response: Any) -> list[dict[str, Any]]:
-    message = getattr(response, "message", None)
-    if message is not None:
-        output = _message(message)
-        output["role"] = "assistant"
-    else:
-        output = {"role": "assistant", "parts": [{"type": "text", "content": getattr(response, "text", "")}]}
-    return [output]
+    if response is not None:
+        _state.recorder.record_response(run, ModelResponse(outputs=[response], shapes=_SHAPES))
 
 
 def usage_from_response(response: Any) -> Usage | None:
@@ -889,8 +843,7 @@ def usage_from_response(response: Any) -> Usage | None:
 
 def _on_embedding_end(run: Run, event: Any) -> None:
     chunks = getattr(event, "chunks", None) or ()
-    run.attributes[attr.EMBEDDINGS_INPUT_COUNT] = len(chunks)
-    _state.recorder.set_content(run, attr.EMBEDDINGS_INPUT, chunks)
+    _state.recorder.record_request(run, ModelRequest(embedding_inputs=chunks))
 
 
 def _on_embedding_start(run: Run, event: Any) -> None:
@@ -900,7 +853,7 @@ def _on_embedding_start(run: Run, event: Any) -> None:
 def _on_query_end(run: Run, event: Any) -> None:
     text = _response_text(getattr(event, "response", None))
     if isinstance(text, str):
-        _state.recorder.set_content(run, attr.OUTPUT_VALUE, text)
+        _state.recorder.record_output(run, text)
 
 
 #: Each event's extractors, each run on its own (see ``isolated``).

@@ -1,9 +1,12 @@
 """The framework-neutral recorder: runs in, OpenTelemetry spans out.
 
-Framework adapters translate their events into calls on :class:`Recorder` (start a run of some
-kind, add attributes and content, record usage, end it or fail it). The recorder keeps the
-map from run key to open span, resolves the trace's metadata once at the root, names spans,
-applies the content policy, and hands finished spans to the shared export pipeline.
+Framework adapters translate their events into calls on :class:`Recorder`: start a run of some
+kind (with the run's own metadata as a neutral :class:`~.metadata.MetadataLayer`), record what
+it carried as the neutral values of :mod:`.calls` (a model request and response, a tool call, a
+retrieval, a chain's input and output), end it or fail it. The recorder alone turns those values
+into span attributes. It keeps the map from run key to open span, resolves the trace's metadata
+once at the root, names spans, applies the content policy (Privacy Mode is decided in one place,
+:meth:`Recorder.set_content`), and hands finished spans to the shared export pipeline.
 
 It never attaches or detaches OpenTelemetry context: parents are passed explicitly, and the
 ambient parent (the app's own OpenTelemetry or Sentry span) is read once, at the root.
@@ -32,10 +35,11 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from . import attributes as attr
-from . import sampling, sentry_sdk_interop
+from . import calls, sampling, sentry_sdk_interop
 from ._logging import log_once, warn_user
 from .content import ContentPolicy, LazyContent, capture, clean_str, scalar_or_json
 from .counters import COUNTERS
+from .message_shapes import prompt_messages, tool_definitions
 from .metadata import (
     ENVIRONMENT,
     GENERATION_NAME,
@@ -62,6 +66,8 @@ if TYPE_CHECKING:
     from .export import ExportPipeline
 
 MAX_NAME = 128
+#: Longest tool description kept, in characters.
+MAX_DESCRIPTION = 1024
 
 # Run kinds and what Sentry calls them: (sentry.op, gen_ai.operation.name or None)
 AGENT = "agent"
@@ -179,10 +185,6 @@ class Run:
     under_hidden: bool = False
     #: Usage reported before the run ends (LlamaIndex reports it in an event before the span exits).
     usage: Usage | None = None
-    #: The span's end waits for an event (a streamed response ends after its method returned).
-    end_deferred: bool = False
-    #: Free for the adapter that opened the run (LlamaIndex: which component instance).
-    tag: Any = None
     #: The nearest enclosing agent run (Sentry filters every span of an agent by its name).
     agent: Run | None = None
     #: The recorded run this one nests under, and how many runs nest under this one right now
@@ -226,7 +228,9 @@ class Recorder:
     def open_runs(self) -> int:
         return len(self._runs) + len(self._hidden)
 
-    def _resolve_parent(self, parent_key: Hashable | None) -> Run | None:
+    def resolve_parent(self, parent_key: Hashable | None) -> Run | None:
+        """The recorded run a child of ``parent_key`` nests under: that run, or the nearest
+        recorded ancestor of a hidden run; None when ``parent_key`` is not a run of this recorder."""
         while parent_key is not None:
             run = self._runs.get(parent_key)
             if run is not None:
@@ -261,22 +265,33 @@ class Recorder:
         name: str | None,
         explicit_name: bool,
         handler_layer: MetadataLayer | None,
-        run_metadata: Mapping[str, Any] | None,
+        run_metadata: MetadataLayer | None = None,
+        steers_own_trace: bool = False,
+        agent_name: str | None = None,
+        graph_step: calls.GraphStep | None = None,
         attributes: dict[str, Any] | None = None,
         under_hidden: bool = False,
     ) -> Run | None:
         """Open a span for a run. Returns None when the run is not traced (not configured,
-        sampled out, or too many open runs)."""
+        sampled out, or too many open runs).
+
+        ``handler_layer`` is the metadata of the handler that saw the run, ``run_metadata`` the
+        run's own (the invocation's); a root run layers them over ``trace_context()``, a nested
+        run takes only a tightened Privacy Mode from its own. ``steers_own_trace``: the run's
+        metadata names its trace or parent span, so it never nests under another framework's
+        run. ``agent_name`` names an agent run (default: ``name``); ``graph_step`` marks a
+        graph node's run. ``attributes`` are written as they are.
+        """
         subject = name
-        parent = self._resolve_parent(parent_key)
-        if parent is None and self.ambient_parents and not _steers_its_own_trace(run_metadata):
-            ambient = self._ambient_run()
+        parent = self.resolve_parent(parent_key)
+        if parent is None and self.ambient_parents and not steers_own_trace:
+            ambient = self.ambient_run()
             if ambient is not None:  # nesting across frameworks: a child of the other framework's run
                 parent = ambient
         if parent is not None:
             trace_state = parent.trace
             policy = parent.policy
-            if run_metadata and run_metadata.get("privacy_mode") not in (None, False):
+            if run_metadata is not None and run_metadata.privacy_mode:
                 policy = policy.tightened(True)
             parent_context: SpanContext | None = parent.context
             trace_id = parent_context.trace_id
@@ -321,6 +336,10 @@ class Recorder:
         )
         if attributes:
             run.attributes.update(attributes)
+        if kind == AGENT:
+            run.attributes[attr.AGENT_NAME] = clean_str(agent_name or run.subject)
+        if graph_step is not None:
+            _write_graph_step(run.attributes, graph_step)
         if parent is not None:
             parent.open_children += 1
         self._runs[key] = run
@@ -332,7 +351,7 @@ class Recorder:
         name: str | None,
         explicit_name: bool,
         handler_layer: MetadataLayer | None,
-        run_metadata: Mapping[str, Any] | None,
+        run_metadata: MetadataLayer | None,
     ) -> tuple[TraceState, int, SpanContext | None, str, bool] | None:
         pipeline = self._get_pipeline()
         if pipeline is None:
@@ -342,15 +361,8 @@ class Recorder:
         context_layer = current_context_layer()
         if context_layer is not None:
             layer = context_layer.over(layer)
-        if run_metadata:
-            run_layer = MetadataLayer.build(
-                user=run_metadata.get("user"),
-                session_id=run_metadata.get("session_id"),
-                trace=run_metadata.get("trace"),
-                privacy_mode=run_metadata.get("privacy_mode"),
-                strict=False,
-            )
-            layer = run_layer.over(layer)
+        if run_metadata is not None:
+            layer = run_metadata.over(layer)
         trace = layer.trace
         trace_id, parent, parent_sampled = self._root_parent(trace)
         if sentry_sdk_interop.duplicate_warning is None and "sentry_sdk" in sys.modules:
@@ -416,8 +428,10 @@ class Recorder:
             return ambient.trace_id, _remote(ambient.trace_id, ambient.span_id), True
         return ambient.trace_id, None, False
 
-    def _ambient_run(self) -> Run | None:
-        """The innermost recorded run active where a root run starts (from another framework)."""
+    def ambient_run(self) -> Run | None:
+        """The innermost recorded run whose code is running now, as the frameworks' lookups in
+        :attr:`ambient_parents` report it (a LangChain tool calling LlamaIndex, say), or None.
+        A root run of the other framework nests under it."""
         best: Run | None = None
         for provider in self.ambient_parents:
             try:
@@ -425,7 +439,7 @@ class Recorder:
             except Exception as exc:
                 log_once("ambient-provider", logging.DEBUG, "Ambient parent lookup failed: %r", exc)
                 continue
-            run = self._resolve_parent(found) if found is not None else None
+            run = self.resolve_parent(found) if found is not None else None
             if run is not None and (best is None or run.started > best.started):
                 best = run
         return best
@@ -455,13 +469,122 @@ class Recorder:
     def set_content(self, run: Run, key: str, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
         """Add a content attribute (prompt, completion, I/O) if the run's policy lets it out.
 
-        Only a snapshot of ``value``'s containers is taken here; ``convert`` and the rendering to
-        text run on the export thread, so that serialising content costs the app next to nothing.
+        This is where Privacy Mode keeps content in the process: every content attribute and
+        event of every framework passes here (:meth:`_admits_content`), and in Privacy Mode not
+        even a snapshot is taken. Only a snapshot of ``value``'s containers is taken here;
+        ``convert`` and the rendering to text run on the export thread, so that serialising
+        content costs the app next to nothing.
         """
-        if run.policy.private or value is None:
+        if value is None or not _admits_content(run):
             return
         copy, source = capture(value)
         run.attributes[key] = LazyContent(copy, run.policy, convert, source)
+
+    # -- neutral values to attributes -------------------------------------------------------
+
+    def record_request(self, run: Run | None, request: calls.ModelRequest) -> None:
+        """A model call's request: model, provider, parameters, and as content its messages
+        (system instructions apart), prompt, tool definitions and embedding inputs.
+
+        Example::
+
+            recorder.record_request(run, ModelRequest(model="gpt-4o", provider="openai"))
+        """
+        if run is None:
+            return
+        attrs = run.attributes
+        if request.model:
+            attrs[attr.REQUEST_MODEL] = request.model
+        if request.provider:
+            attrs[attr.PROVIDER_NAME] = request.provider
+        if request.parameters is not None:
+            _write_parameters(attrs, request.parameters)
+        if request.embedding_inputs is not None:
+            attrs[attr.EMBEDDINGS_INPUT_COUNT] = len(request.embedding_inputs)
+        if not _admits_content(run):
+            return
+        shapes = request.shapes
+        if request.messages is not None and shapes is not None:
+            self.set_content(run, attr.SYSTEM_INSTRUCTIONS, request.messages, shapes.system_parts)
+            self.set_content(run, attr.INPUT_MESSAGES, request.messages, shapes.conversation)
+        if request.prompt is not None and attr.INPUT_MESSAGES not in attrs:  # a chat's messages stay
+            self.set_content(run, attr.INPUT_MESSAGES, request.prompt, prompt_messages)
+        if request.tools:
+            self.set_content(run, attr.TOOL_DEFINITIONS, request.tools, tool_definitions)
+        self.set_content(run, attr.EMBEDDINGS_INPUT, request.embedding_inputs)
+
+    def record_response(self, run: Run | None, response: calls.ModelResponse) -> None:
+        """A model call's response: response model, id and finish reasons, the output messages
+        as content, and its usage (costed when the run ends).
+
+        Example::
+
+            recorder.record_response(run, ModelResponse(model="gpt-4o-2024-08-06", finish_reasons=["stop"]))
+        """
+        if run is None:
+            return
+        attrs = run.attributes
+        if response.model:
+            attrs[attr.RESPONSE_MODEL] = response.model
+        if response.response_id:
+            attrs[attr.RESPONSE_ID] = response.response_id
+        if response.finish_reasons:
+            attrs[attr.RESPONSE_FINISH_REASONS] = list(response.finish_reasons)
+        if response.usage is not None:
+            run.usage = response.usage
+        if response.outputs and response.shapes is not None:
+            self.set_content(run, attr.OUTPUT_MESSAGES, response.outputs, response.shapes.output_messages)
+
+    def record_tool_call(self, run: Run | None, call: calls.ToolCall) -> None:
+        """A tool run's tool (name, description cut to 1024 characters) and its arguments.
+
+        Example::
+
+            recorder.record_tool_call(run, ToolCall(name="search", arguments={"q": "otlp"}))
+        """
+        if run is None:
+            return
+        if call.name:
+            run.attributes[attr.TOOL_NAME] = call.name
+        if call.description:
+            run.attributes[attr.TOOL_DESCRIPTION] = call.description[:MAX_DESCRIPTION]
+        self.set_content(run, attr.TOOL_CALL_ARGUMENTS, call.arguments, call.convert)
+
+    def record_tool_result(self, run: Run | None, result: calls.ToolResult) -> None:
+        """What a tool returned, as content."""
+        if run is not None:
+            self.set_content(run, attr.TOOL_CALL_RESULT, result.result, result.convert)
+
+    def record_retrieval(self, run: Run | None, retrieval: calls.Retrieval) -> None:
+        """A retriever run's query and, as content, the documents it found, with their count.
+
+        Example::
+
+            recorder.record_retrieval(run, Retrieval(query="key rotation"))
+        """
+        if run is None:
+            return
+        if retrieval.document_count is not None:
+            run.attributes[attr.RETRIEVAL_DOCUMENT_COUNT] = retrieval.document_count
+        self.set_content(run, attr.INPUT_VALUE, retrieval.query)
+        if retrieval.documents is not None and retrieval.shapes is not None:
+            self.set_content(run, attr.RETRIEVAL_DOCUMENTS, retrieval.documents, retrieval.shapes.documents)
+
+    def record_input(self, run: Run | None, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
+        """What a chain, graph node, agent or query took, as content (``convert`` turns the
+        framework's objects into plain data on the export thread).
+
+        Example::
+
+            recorder.record_input(run, {"question": "How do I rotate keys?"})
+        """
+        if run is not None:
+            self.set_content(run, attr.INPUT_VALUE, value, convert)
+
+    def record_output(self, run: Run | None, value: Any, convert: Callable[[Any], Any] | None = None) -> None:
+        """What a chain, graph node, agent or query returned, as content."""
+        if run is not None:
+            self.set_content(run, attr.OUTPUT_VALUE, value, convert)
 
     def mark_first_chunk(self, key: Hashable) -> None:
         run = self._runs.get(key)
@@ -486,7 +609,7 @@ class Recorder:
         if run is None:
             return
         event_attrs = dict(attributes or {})
-        if content and not run.policy.private:
+        if content and _admits_content(run):
             for k, v in content.items():
                 text = run.policy.render(v)
                 if text is not None:
@@ -494,6 +617,29 @@ class Recorder:
         if run.events is None:
             run.events = []
         run.events.append(Event(clean_str(name)[:MAX_NAME], event_attrs))
+
+    def record_agent_action(self, key: Hashable, call: calls.ToolCall) -> None:
+        """An agent chose a tool: an ``agent_action`` event on its run (arguments as content)."""
+        run = self._runs.get(key)
+        if run is None:
+            return
+        content = None
+        if call.arguments is not None and _admits_content(run):
+            arguments = call.convert(call.arguments) if call.convert is not None else call.arguments
+            content = {attr.TOOL_CALL_ARGUMENTS: arguments}
+        self.add_event(key, "agent_action", {attr.TOOL_NAME: call.name} if call.name else None, content=content)
+
+    def record_agent_finish(self, key: Hashable, output: Any) -> None:
+        """An agent returned: an ``agent_finish`` event on its run (the output as content)."""
+        self.add_event(key, "agent_finish", content={attr.OUTPUT_VALUE: output})
+
+    def record_retry(self, key: Hashable, attempt: int | None) -> None:
+        """A run is retried: a ``retry`` event, with the attempt number when known."""
+        self.add_event(key, "retry", {attr.EVENT_RETRY_ATTEMPT: attempt} if attempt is not None else None)
+
+    def record_custom_event(self, key: Hashable, name: str, data: Any) -> None:
+        """An event the app dispatched itself: an event of that name, its data as content."""
+        self.add_event(key, name, None, content={attr.EVENT_CUSTOM_DATA: data})
 
     # -- ending -----------------------------------------------------------------------
 
@@ -535,6 +681,13 @@ class Recorder:
             self._settle_failures(run, None)
         return run
 
+    def end_by_control_flow(self, key: Hashable, flow: calls.ControlFlow) -> Run | None:
+        """End a run the framework stopped to steer its graph: OK, not an error, marked as an
+        interrupt or as a handoff (to ``flow.target`` when known)."""
+        if flow.handoff:
+            return self.end_run(key, attributes={attr.LANGGRAPH_HANDOFF: flow.target or True})
+        return self.end_run(key, attributes={attr.LANGGRAPH_INTERRUPTED: True})
+
     def close_early(self, key: Hashable, *, attributes: dict[str, Any] | None = None) -> Run | None:
         """End a run whose consumer stopped reading its stream: not an error in the user's app,
         so the span ends OK, marked ``sentry_llm_callbacks.stream.closed_early``. Runs still open
@@ -570,14 +723,14 @@ class Recorder:
         if cancelled:
             run.attributes[attr.RUN_CANCELLED] = True
             description = "cancelled"
-        elif run.policy.private:
+        elif not _admits_content(run):
             description = error_type
         else:
             description = clean_str(f"{error_type}: {error}"[:1024])
         run.status = Status(StatusCode.ERROR, description)
         if run.events is None:
             run.events = []
-        run.events.append(Event("exception", _exception_event(error, private=run.policy.private)))
+        run.events.append(Event("exception", _exception_event(error, private=not _admits_content(run))))
         if run.kind in GENERATIONS:
             self._finish_generation(run, None, count_missing=False)
         self._finish(run)
@@ -642,7 +795,7 @@ class Recorder:
         if run.attributes:
             _make_valid(run.attributes)  # the trace's own attributes were made valid at the root
             attrs.update(run.attributes)
-        if run.policy.private:
+        if not _admits_content(run):  # the allowlist: whatever reached the run, only non-content leaves
             attrs = {k: v for k, v in attrs.items() if not attr.is_content(k)}
             if run.kind in (CHAT, COMPLETION):
                 attrs.update(dict.fromkeys(attr.PRIVATE_PLACEHOLDERS, attr.FILTERED))
@@ -696,6 +849,40 @@ class Recorder:
         self._hidden.clear()
 
 
+def _admits_content(run: Run) -> bool:
+    """Privacy Mode's one test: may this run's content (prompts, completions, I/O, documents,
+    exception messages) leave the process?"""
+    return not run.policy.private
+
+
+#: Each request parameter and the attribute it becomes.
+_PARAMETERS: tuple[tuple[str, str], ...] = (
+    ("temperature", attr.REQUEST_TEMPERATURE),
+    ("max_tokens", attr.REQUEST_MAX_TOKENS),
+    ("top_p", attr.REQUEST_TOP_P),
+    ("top_k", attr.REQUEST_TOP_K),
+    ("frequency_penalty", attr.REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", attr.REQUEST_PRESENCE_PENALTY),
+    ("seed", attr.REQUEST_SEED),
+    ("reasoning_level", attr.REQUEST_REASONING_LEVEL),
+)
+
+
+def _write_parameters(attrs: dict[str, Any], parameters: calls.RequestParameters) -> None:
+    for field_name, key in _PARAMETERS:
+        value = getattr(parameters, field_name)
+        if value is not None:
+            attrs[key] = value
+    if parameters.stop_sequences:
+        attrs[attr.REQUEST_STOP_SEQUENCES] = list(parameters.stop_sequences)
+
+
+def _write_graph_step(attrs: dict[str, Any], step: calls.GraphStep) -> None:
+    attrs[attr.LANGGRAPH_NODE] = step.node
+    if step.step is not None:
+        attrs[attr.LANGGRAPH_STEP] = step.step
+
+
 def _keep_failure(run: Run, error: Exception) -> None:
     failures = run.trace.failures
     if failures is None:
@@ -703,12 +890,9 @@ def _keep_failure(run: Run, error: Exception) -> None:
     if len(failures) >= MAX_FAILURES_PER_TRACE:
         log_once("failures-per-trace", logging.DEBUG, "More than %d failed runs in one trace.", len(failures))
         return
-    failures.append(Failure(error, run.context, run.parent, _OPS[run.kind][0], run.attributes, run.policy.private))
-
-
-def _steers_its_own_trace(run_metadata: Mapping[str, Any] | None) -> bool:
-    trace = run_metadata.get("trace") if run_metadata else None
-    return isinstance(trace, Mapping) and (TRACE_ID in trace or PARENT_SPAN_ID in trace)
+    failures.append(
+        Failure(error, run.context, run.parent, _OPS[run.kind][0], run.attributes, not _admits_content(run))
+    )
 
 
 def _trace_attributes(layer: MetadataLayer, environment: str | None, release: str | None) -> dict[str, Any]:

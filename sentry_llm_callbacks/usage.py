@@ -8,12 +8,12 @@ includes reasoning. Each provider shape has its own small function returning a
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from . import attributes as attr
 from ._logging import log_once
+from .message_shapes import get_field
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +58,6 @@ def _float(value: Any) -> float | None:
     if isinstance(value, (int, float)) and value >= 0 and value == value:
         return float(value)
     return None
-
-
-def _get(mapping: Any, key: str) -> Any:
-    if isinstance(mapping, Mapping):
-        return mapping.get(key)
-    return getattr(mapping, key, None)
 
 
 def _subset(name: str, part: int | None, whole: int | None) -> int | None:
@@ -117,15 +111,15 @@ def from_langchain(usage_metadata: Any) -> Usage | None:
     """LangChain's ``AIMessage.usage_metadata`` (already inclusive)."""
     if not usage_metadata:
         return None
-    inputs = _get(usage_metadata, "input_token_details") or {}
-    outputs = _get(usage_metadata, "output_token_details") or {}
+    inputs = get_field(usage_metadata, "input_token_details") or {}
+    outputs = get_field(usage_metadata, "output_token_details") or {}
     usage = Usage(
-        input_tokens=_int(_get(usage_metadata, "input_tokens")),
-        output_tokens=_int(_get(usage_metadata, "output_tokens")),
-        total_tokens=_int(_get(usage_metadata, "total_tokens")),
-        cache_read_tokens=_int(_get(inputs, "cache_read")),
-        cache_write_tokens=_int(_get(inputs, "cache_creation")),
-        reasoning_tokens=_int(_get(outputs, "reasoning")),
+        input_tokens=_int(get_field(usage_metadata, "input_tokens")),
+        output_tokens=_int(get_field(usage_metadata, "output_tokens")),
+        total_tokens=_int(get_field(usage_metadata, "total_tokens")),
+        cache_read_tokens=_int(get_field(inputs, "cache_read")),
+        cache_write_tokens=_int(get_field(inputs, "cache_creation")),
+        reasoning_tokens=_int(get_field(outputs, "reasoning")),
     )
     return finish(usage) if usage.has_tokens else None
 
@@ -134,19 +128,19 @@ def from_openai(token_usage: Any) -> Usage | None:
     """OpenAI and OpenAI-compatible ``usage`` (also OpenRouter's, with its ``cost``)."""
     if not token_usage:
         return None
-    prompt_details = _get(token_usage, "prompt_tokens_details") or {}
-    completion_details = _get(token_usage, "completion_tokens_details") or {}
-    cost_details = _get(token_usage, "cost_details") or {}
+    prompt_details = get_field(token_usage, "prompt_tokens_details") or {}
+    completion_details = get_field(token_usage, "completion_tokens_details") or {}
+    cost_details = get_field(token_usage, "cost_details") or {}
     usage = Usage(
-        input_tokens=_int(_get(token_usage, "prompt_tokens")),
-        output_tokens=_int(_get(token_usage, "completion_tokens")),
-        total_tokens=_int(_get(token_usage, "total_tokens")),
-        cache_read_tokens=_int(_get(prompt_details, "cached_tokens")),
-        cache_write_tokens=_int(_get(prompt_details, "cache_write_tokens")),
-        reasoning_tokens=_int(_get(completion_details, "reasoning_tokens")),
-        cost_total=_float(_get(token_usage, "cost")),
-        cost_input=_float(_get(cost_details, "upstream_inference_prompt_cost")),
-        cost_output=_float(_get(cost_details, "upstream_inference_completions_cost")),
+        input_tokens=_int(get_field(token_usage, "prompt_tokens")),
+        output_tokens=_int(get_field(token_usage, "completion_tokens")),
+        total_tokens=_int(get_field(token_usage, "total_tokens")),
+        cache_read_tokens=_int(get_field(prompt_details, "cached_tokens")),
+        cache_write_tokens=_int(get_field(prompt_details, "cache_write_tokens")),
+        reasoning_tokens=_int(get_field(completion_details, "reasoning_tokens")),
+        cost_total=_float(get_field(token_usage, "cost")),
+        cost_input=_float(get_field(cost_details, "upstream_inference_prompt_cost")),
+        cost_output=_float(get_field(cost_details, "upstream_inference_completions_cost")),
     )
     if not usage.has_tokens and not usage.has_cost:
         return None
@@ -157,13 +151,13 @@ def _cache_exclusive(block: Any, fresh: str, read: str, write: str, output: str,
     """Usage where the input count excludes cache reads and writes (Sentry's total includes them)."""
     if not block:
         return None
-    base = _int(_get(block, fresh))
-    reads = _int(_get(block, read))
-    writes = _int(_get(block, write))
+    base = _int(get_field(block, fresh))
+    reads = _int(get_field(block, read))
+    writes = _int(get_field(block, write))
     usage = Usage(
         input_tokens=None if base is None else base + (reads or 0) + (writes or 0),
-        output_tokens=_int(_get(block, output)),
-        total_tokens=_int(_get(block, total)) if total else None,
+        output_tokens=_int(get_field(block, output)),
+        total_tokens=_int(get_field(block, total)) if total else None,
         cache_read_tokens=reads,
         cache_write_tokens=writes,
     )
@@ -182,15 +176,15 @@ def from_gemini(usage_metadata: Any) -> Usage | None:
     ``candidates_token_count`` excludes thinking tokens, which Sentry's output count includes."""
     if not usage_metadata:
         return None
-    prompt = _int(_get(usage_metadata, "prompt_token_count"))
-    candidates = _int(_get(usage_metadata, "candidates_token_count"))
-    thoughts = _int(_get(usage_metadata, "thoughts_token_count"))
+    prompt = _int(get_field(usage_metadata, "prompt_token_count"))
+    candidates = _int(get_field(usage_metadata, "candidates_token_count"))
+    thoughts = _int(get_field(usage_metadata, "thoughts_token_count"))
     output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
     usage = Usage(
         input_tokens=prompt,
         output_tokens=output,
-        total_tokens=_int(_get(usage_metadata, "total_token_count")),
-        cache_read_tokens=_int(_get(usage_metadata, "cached_content_token_count")),
+        total_tokens=_int(get_field(usage_metadata, "total_token_count")),
+        cache_read_tokens=_int(get_field(usage_metadata, "cached_content_token_count")),
         reasoning_tokens=thoughts,
     )
     return finish(usage) if usage.has_tokens else None
@@ -208,7 +202,8 @@ def from_bedrock_invocation_metrics(metrics: Any) -> Usage | None:
     if not metrics:
         return None
     usage = Usage(
-        input_tokens=_int(_get(metrics, "inputTokenCount")), output_tokens=_int(_get(metrics, "outputTokenCount"))
+        input_tokens=_int(get_field(metrics, "inputTokenCount")),
+        output_tokens=_int(get_field(metrics, "outputTokenCount")),
     )
     return finish(usage) if usage.has_tokens else None
 
@@ -218,7 +213,8 @@ def from_ollama(response: Any) -> Usage | None:
     if not response:
         return None
     usage = Usage(
-        input_tokens=_int(_get(response, "prompt_eval_count")), output_tokens=_int(_get(response, "eval_count"))
+        input_tokens=_int(get_field(response, "prompt_eval_count")),
+        output_tokens=_int(get_field(response, "eval_count")),
     )
     return finish(usage) if usage.has_tokens else None
 
@@ -226,7 +222,7 @@ def from_ollama(response: Any) -> Usage | None:
 def from_deepseek(token_usage: Any) -> Usage | None:
     """DeepSeek: OpenAI's shape, with cache hits as ``prompt_cache_hit_tokens``."""
     usage = from_openai(token_usage)
-    hits = _int(_get(token_usage, "prompt_cache_hit_tokens"))
+    hits = _int(get_field(token_usage, "prompt_cache_hit_tokens"))
     if usage is None or hits is None or usage.cache_read_tokens is not None:
         return usage
     return finish(replace(usage, cache_read_tokens=hits))
@@ -237,29 +233,32 @@ def detect(payload: Any) -> Usage | None:
     if payload is None:
         return None
     for key in ("usage", "token_usage", "usage_metadata", "amazon-bedrock-invocationMetrics"):
-        inner = _get(payload, key)
+        inner = get_field(payload, key)
         if inner:
             found = detect(inner)
             if found is not None:
                 return found
-    if _get(payload, "prompt_token_count") is not None or _get(payload, "candidates_token_count") is not None:
+    if get_field(payload, "prompt_token_count") is not None or get_field(payload, "candidates_token_count") is not None:
         return from_gemini(payload)
-    if _get(payload, "inputTokens") is not None or _get(payload, "outputTokens") is not None:
+    if get_field(payload, "inputTokens") is not None or get_field(payload, "outputTokens") is not None:
         return from_bedrock_converse(payload)
-    if _get(payload, "inputTokenCount") is not None:
+    if get_field(payload, "inputTokenCount") is not None:
         return from_bedrock_invocation_metrics(payload)
-    if _get(payload, "prompt_eval_count") is not None or _get(payload, "eval_count") is not None:
+    if get_field(payload, "prompt_eval_count") is not None or get_field(payload, "eval_count") is not None:
         return from_ollama(payload)
-    if _get(payload, "prompt_cache_hit_tokens") is not None:
+    if get_field(payload, "prompt_cache_hit_tokens") is not None:
         return from_deepseek(payload)
     if (
-        _get(payload, "prompt_tokens") is not None
-        or _get(payload, "completion_tokens") is not None
-        or _get(payload, "cost") is not None
+        get_field(payload, "prompt_tokens") is not None
+        or get_field(payload, "completion_tokens") is not None
+        or get_field(payload, "cost") is not None
     ):
         return from_openai(payload)
-    if _get(payload, "input_tokens") is not None or _get(payload, "output_tokens") is not None:
-        if _get(payload, "input_token_details") is not None or _get(payload, "output_token_details") is not None:
+    if get_field(payload, "input_tokens") is not None or get_field(payload, "output_tokens") is not None:
+        if (
+            get_field(payload, "input_token_details") is not None
+            or get_field(payload, "output_token_details") is not None
+        ):
             return from_langchain(payload)
         return from_anthropic(payload)
     return None
