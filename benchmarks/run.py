@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick         # fewer iterations and rounds
     python benchmarks/run.py --faults        # endpoint down / hanging / 429 / 503, ours and the floor
     python benchmarks/run.py --memory 100000 # RSS growth over N chain invocations, ours
+    python benchmarks/run.py --baseline ../before --modes none,ours@base,ours   # before / after
 
 Each (mode, workload) runs in its own process, interleaved in rounds (A B C ... A B C ...), all
 exporting to a local sink that counts the spans that really arrived. Added time is measured
@@ -55,6 +56,9 @@ MODES = [
 ]
 WORKLOADS = ["lc_chain", "lg_agent", "lc_stream", "lc_async20", "li_query", "lg_agent_paced"]
 UNSUPPORTED = {("sentry_sdk", "li_query"), ("noop", "li_query")}
+#: ``--baseline DIR``: a mode written ``MODE@base`` runs MODE with the package imported from DIR
+#: (a checkout of an earlier commit), interleaved with the rest, for before / after figures.
+BASELINE: str | None = None
 #: Slow workloads run a tenth of the iterations.
 SLOW = ("lc_async20", "lg_agent", "lg_agent_paced")
 
@@ -88,8 +92,13 @@ def run_one(py: str, mode: str, workload: str, iterations: int, sink_mode: str =
     sink = Sink(sink_mode)
     try:
         env = {**os.environ, "PYTHONHASHSEED": "0", "OTEL_SDK_DISABLED": "false"}
+        worker_mode, _, variant = mode.partition("@")
+        if variant:
+            if variant != "base" or BASELINE is None:
+                raise SystemExit(f"{mode}: a MODE@base mode needs --baseline DIR")
+            env["PYTHONPATH"] = BASELINE
         proc = subprocess.run(
-            [py, str(HERE / "worker.py"), mode, workload, str(iterations), str(sink.port)],
+            [py, str(HERE / "worker.py"), worker_mode, workload, str(iterations), str(sink.port)],
             capture_output=True,
             text=True,
             env=env,
@@ -121,7 +130,12 @@ def main() -> None:
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--faults", action="store_true")
     parser.add_argument("--memory", type=int, default=0)
+    parser.add_argument(
+        "--baseline", help="a checkout of an earlier commit; modes written MODE@base import the package from it"
+    )
     args = parser.parse_args()
+    global BASELINE
+    BASELINE = str(Path(args.baseline).resolve()) if args.baseline else None
     py = python()
     if args.quick:
         args.rounds, args.iterations = 2, 100
