@@ -758,9 +758,26 @@ def _read_document(doc: Any) -> Document:
 _SHAPES = ContentShapes(read_message=_read_message, read_output=_read_generation, read_document=_read_document)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any, depth: int = 0) -> Any:
     """Chain inputs and outputs with LangChain messages and prompt values in the role / parts
     shape (cheaper than pydantic's dump, and what Sentry shows as a conversation)."""
+    # Exact built-in types first: a LangGraph state is mostly these, and they are neither
+    # messages nor prompt values, so the probes below would only cost time.
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if depth < 3:
+        if kind is dict:
+            return {k: _plain(v, depth + 1) for k, v in value.items()}
+        if kind is list or kind is tuple:
+            return [_plain(v, depth + 1) for v in value]
+    return _plain_object(value, depth)
+
+
+def _plain_object(value: Any, depth: int) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(getattr(value, "type", None), str) and hasattr(value, "content"):
