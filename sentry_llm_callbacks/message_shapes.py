@@ -47,7 +47,7 @@ def get_field(obj: Any, key: str) -> Any:
     >>> get_field({"id": "r1"}, "id"), get_field(object(), "id")
     ('r1', None)
     """
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+    return obj.get(key) if type(obj) is dict or isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
 # --------------------------------------------------------------------------- parts and messages
