@@ -41,7 +41,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from . import _state
-from ._logging import guarded, isolated
+from ._logging import callback_failed, guarded, isolated
 from .calls import (
     ControlFlow,
     GraphStep,
@@ -88,7 +88,8 @@ _PARAMS: tuple[tuple[str, tuple[str, ...], type], ...] = (
     ("reasoning_level", ("reasoning_effort",), str),
 )
 
-_on_callback = guarded("LangChain")
+_FRAMEWORK = "LangChain"
+_on_callback = guarded(_FRAMEWORK)
 
 
 class SentryCallbackHandler(BaseCallbackHandler):
@@ -302,9 +303,12 @@ class SentryCallbackHandler(BaseCallbackHandler):
         first = isolated(_first_prompt, prompts, default=None)
         self._start_model(COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs, prompt=first)
 
-    @_on_callback
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.mark_first_chunk(run_id)
+        # Called for every streamed chunk: guarded in place, without the wrapper's extra call.
+        try:
+            self._recorder.mark_first_chunk(run_id)
+        except Exception as exc:
+            callback_failed(_FRAMEWORK, "on_llm_new_token", exc)
 
     @_on_callback
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
