@@ -94,7 +94,14 @@ def _public_fields(obj: Any) -> dict[str, Any] | None:
     return values if values or names or isinstance(state, dict) else None
 
 
-_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
+def _default_once(obj: Any) -> Any:
+    """:func:`_default`, once per object while an export chunk renders: the same framework object
+    (a message inside a LangGraph ``Send``) recurs across a chunk's content, and a text orjson
+    declines is encoded again by the standard encoder."""
+    return conversion_memo.converted_once(obj, _default)
+
+
+_ENCODER = json.JSONEncoder(default=_default_once, ensure_ascii=False, separators=(",", ":"))
 
 
 def _orjson_default(obj: Any) -> Any:
@@ -114,7 +121,7 @@ def _orjson_default(obj: Any) -> Any:
         return list(obj)
     if isinstance(obj, dict):
         return dict(obj.items())
-    return _default(obj)
+    return _default_once(obj)
 
 
 #: A number token the two encoders may spell differently (exponents, the tiny decimals orjson

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-#: id(object) -> (object, convert, plain data). The entry keeps its object alive, so that its id
-#: cannot be reused by another object while the memo lives.
-Memo = dict[int, tuple[Any, Any, Any]]
+#: (id(object), id(convert)) -> (object, convert, plain data). The entry keeps its object and
+#: converter alive, so that their ids cannot be reused by others while the memo lives.
+Memo = dict[tuple[int, int], tuple[Any, Any, Any]]
 
 #: The memo of the chunk this thread is rendering (an export thread renders one chunk at a time).
 _rendering = threading.local()
@@ -38,9 +38,10 @@ def converted_once(obj: Any, convert: Callable[[Any], Any]) -> Any:
     memo: Memo | None = getattr(_rendering, "memo", None)
     if memo is None:
         return convert(obj)
-    hit = memo.get(id(obj))
-    if hit is not None and hit[0] is obj and hit[1] is convert:
+    key = (id(obj), id(convert))
+    hit = memo.get(key)
+    if hit is not None:
         return hit[2]
     result = convert(obj)
-    memo[id(obj)] = (obj, convert, result)
+    memo[key] = (obj, convert, result)
     return result
