@@ -1,11 +1,11 @@
 """CPU time of our two halves on their own, steady enough to decide by on a shared machine.
 
-    python benchmarks/cpu.py render [--workload lg_agent] [--invocations 300]
+    python benchmarks/cpu.py render [--workload lg_agent] [--invocations 300] [--profile out.prof]
     python benchmarks/cpu.py callbacks [--workload lg_agent] [--invocations 2000] [--profile out.prof]
 
 ``render``: records the spans of N invocations (content captured, not yet rendered), then times
-what the export thread does with them, ``resolve_content`` in chunks of 64 spans as the export
-thread takes them, with orjson and with the standard encoder; thread CPU time, the best of 15
+what the export thread does with them, ``finished_attributes`` in chunks of 64 spans as the
+export thread takes them, with orjson and with the standard encoder; thread CPU time, the best of 15
 repetitions, per invocation. ``callbacks``: records the callbacks LangChain makes for one
 invocation and replays them on our handler (fresh run ids each time), timing the application
 thread's CPU; with ``--profile``, a cProfile of those replays (our functions by total time).
@@ -35,7 +35,7 @@ CHUNK = 64  # spans the export thread renders with one cache
 
 def record(workload: str, invocations: int) -> list[dict[str, Any]]:
     """The attributes of every span of ``invocations`` runs, as the export thread receives them."""
-    from sentry_llm_callbacks.export import SPAN_TAPS
+    from sentry_llm_callbacks.taps import TAPS
 
     captured: list[dict[str, Any]] = []
 
@@ -45,12 +45,12 @@ def record(workload: str, invocations: int) -> list[dict[str, Any]]:
     run, config = traced(workload)
     for _ in range(10):
         run(config)
-    SPAN_TAPS.append(tap)
+    TAPS.add(tap)
     try:
         for _ in range(invocations):
             run(config)
     finally:
-        SPAN_TAPS.remove(tap)
+        TAPS.remove(tap)
     return captured
 
 
@@ -69,14 +69,13 @@ def traced(workload: str) -> tuple[Any, dict[str, Any]]:
 
 
 def render_once(spans: list[dict[str, Any]]) -> int:
-    from sentry_llm_callbacks.content import resolve_content
+    from sentry_llm_callbacks.content import RenderCache, finished_attributes
 
-    copies = [dict(a) for a in spans]
     started = time.thread_time_ns()
-    for i in range(0, len(copies), CHUNK):
-        cache: dict[Any, Any] = {}
-        for attributes in copies[i : i + CHUNK]:
-            resolve_content(attributes, cache)
+    for i in range(0, len(spans), CHUNK):
+        cache = RenderCache()
+        for attributes in spans[i : i + CHUNK]:
+            finished_attributes(attributes, cache)
     return time.thread_time_ns() - started
 
 
@@ -93,6 +92,15 @@ def render(args: argparse.Namespace) -> None:
             if flag is not None:
                 content._FAST = flag
             times[name].append(render_once(spans))
+    if args.profile:  # with orjson where installed, as the export thread renders
+        content._FAST = bool(fast)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(5):
+            render_once(spans)
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(30)
     for name, values in times.items():
         print(
             f"render {args.workload}: {name:12} best {min(values) / args.invocations / 1e3:7.1f} us, "

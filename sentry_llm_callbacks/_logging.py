@@ -218,16 +218,22 @@ def guarded(framework: str) -> Callable[[F], F]:
             try:
                 return method(*args, **kwargs)
             except Exception as exc:
-                log_once(
-                    f"{framework}-{method.__name__}-{type(exc).__name__}",
-                    logging.WARNING,
-                    "sentry_llm_callbacks: %s %s failed and was skipped: %r",
-                    framework,
-                    method.__name__,
-                    exc,
-                )
+                callback_failed(framework, method.__name__, exc)
                 return None
 
         return cast(F, wrapper)
 
     return decorate
+
+
+def callback_failed(framework: str, callback: str, exc: Exception) -> None:
+    """Log a framework callback that failed and was skipped (once per kind); what :func:`guarded`
+    does, for a callback too hot for a wrapper (one called per streamed chunk)."""
+    log_once(
+        f"{framework}-{callback}-{type(exc).__name__}",
+        logging.WARNING,
+        "sentry_llm_callbacks: %s %s failed and was skipped: %r",
+        framework,
+        callback,
+        exc,
+    )

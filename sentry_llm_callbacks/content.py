@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import conversion_memo
 from ._logging import log_once
 from .options import default
 
@@ -93,7 +94,14 @@ def _public_fields(obj: Any) -> dict[str, Any] | None:
     return values if values or names or isinstance(state, dict) else None
 
 
-_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
+def _default_once(obj: Any) -> Any:
+    """:func:`_default`, once per object while an export chunk renders: the same framework object
+    (a message inside a LangGraph ``Send``) recurs across a chunk's content, and a text orjson
+    declines is encoded again by the standard encoder."""
+    return conversion_memo.converted_once(obj, _default)
+
+
+_ENCODER = json.JSONEncoder(default=_default_once, ensure_ascii=False, separators=(",", ":"))
 
 
 def _orjson_default(obj: Any) -> Any:
@@ -113,7 +121,7 @@ def _orjson_default(obj: Any) -> Any:
         return list(obj)
     if isinstance(obj, dict):
         return dict(obj.items())
-    return _default(obj)
+    return _default_once(obj)
 
 
 #: A number token the two encoders may spell differently (exponents, the tiny decimals orjson
@@ -276,10 +284,23 @@ class LazyContent:
         return self.policy.render(value)
 
 
-#: (source, convert, id(policy)) -> (snapshot, policy, text). The entry keeps its policy alive,
-#: so that the policy's id in the key cannot be reused (hashing the policy's fields each time
-#: cost more than a tenth of a cached lookup); a trace's runs share one policy object.
-RenderCache = dict[tuple[int, Any, int], tuple[Any, ContentPolicy, "str | None"]]
+class RenderCache(dict[tuple[int, Any, int], tuple[Any, ContentPolicy, "str | None"]]):
+    """What one export chunk has rendered, so that repeated content is rendered once.
+
+    As a dict: (source, convert, id(policy)) -> (snapshot, policy, text). The entry keeps its
+    policy alive, so that the policy's id in the key cannot be reused (hashing the policy's
+    fields each time cost more than a tenth of a cached lookup); a trace's runs share one
+    policy object.
+
+    ``converted`` is the chunk's memo of framework objects converted to plain data (see
+    :mod:`.conversion_memo`), alive exactly as long as the chunk's renderings.
+    """
+
+    __slots__ = ("converted",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.converted: conversion_memo.Memo = {}
 
 
 def finished_attributes(attributes: Mapping[str, Any], cache: RenderCache | None = None) -> dict[str, Any] | None:
@@ -314,7 +335,11 @@ def _rendered(value: LazyContent, cache: RenderCache | None) -> str | None:
         same = False
     if same:
         return hit[2]  # type: ignore[index]
-    text = value.render()
+    conversion_memo.set_active(cache.converted)
+    try:
+        text = value.render()
+    finally:
+        conversion_memo.set_active(None)
     cache[cache_key] = (value.value, value.policy, text)
     return text
 

@@ -332,7 +332,7 @@ class QueueSpanProcessor(SpanProcessor):
     def _resolve_content(self, batch: list[ReadableSpan]) -> None:
         """The content policy's stage (:mod:`.finishing`), a few spans at a time: each span
         holding lazily captured content is replaced in ``batch`` by its finished copy."""
-        cache: RenderCache = {}
+        cache = RenderCache()
         for i, span in enumerate(batch):
             batch[i] = finish_span(span, cache)
             if i % 16 == 15:

@@ -40,5 +40,5 @@ def finish_span(span: ReadableSpan, cache: RenderCache | None = None) -> Readabl
 
 def finish_spans(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
     """Every span of one batch finished, content repeated across the batch rendered once."""
-    cache: RenderCache = {}
+    cache = RenderCache()
     return [finish_span(span, cache) for span in spans]

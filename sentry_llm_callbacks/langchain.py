@@ -41,7 +41,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from . import _state
-from ._logging import guarded, isolated
+from ._logging import callback_failed, guarded, isolated
 from .calls import (
     ControlFlow,
     GraphStep,
@@ -88,7 +88,8 @@ _PARAMS: tuple[tuple[str, tuple[str, ...], type], ...] = (
     ("reasoning_level", ("reasoning_effort",), str),
 )
 
-_on_callback = guarded("LangChain")
+_FRAMEWORK = "LangChain"
+_on_callback = guarded(_FRAMEWORK)
 
 
 class SentryCallbackHandler(BaseCallbackHandler):
@@ -196,9 +197,10 @@ class SentryCallbackHandler(BaseCallbackHandler):
         meta, tag_list = _mapping(metadata), _tag_list(tags)
         name = isolated(_chain_name, kwargs.get("name"), serialized, default=None) or "chain"
         kind, step = isolated(_graph_role, name, meta, tag_list, default=(CHAIN, None))
+        agent_name = _text(meta.get("lc_agent_name"))
         if step is not None and parent_run_id is not None:
             # a node's parent is a graph: a (sub)graph is an agent
-            self._recorder.promote_to_agent(parent_run_id, _text(meta.get("lc_agent_name")))
+            self._recorder.promote_to_agent(parent_run_id, agent_name)
         run = self._start(
             run_id,
             parent_run_id,
@@ -207,7 +209,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             kind=kind,
             name=name,
             explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
-            agent_name=_text(meta.get("lc_agent_name")) if kind == AGENT else None,
+            agent_name=agent_name if kind == AGENT else None,
             graph_step=step,
         )
         self._recorder.record_input(run, inputs, _plain)
@@ -301,9 +303,12 @@ class SentryCallbackHandler(BaseCallbackHandler):
         first = isolated(_first_prompt, prompts, default=None)
         self._start_model(COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs, prompt=first)
 
-    @_on_callback
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.mark_first_chunk(run_id)
+        # Called for every streamed chunk: guarded in place, without the wrapper's extra call.
+        try:
+            self._recorder.mark_first_chunk(run_id)
+        except Exception as exc:
+            callback_failed(_FRAMEWORK, "on_llm_new_token", exc)
 
     @_on_callback
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -470,13 +475,17 @@ def unset_global_handler() -> None:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     """``value`` if it is a mapping, else empty: a payload field of the wrong type reads as absent."""
-    return value if isinstance(value, Mapping) else {}
+    return value if type(value) is dict or isinstance(value, Mapping) else {}  # dict: no ABC check
 
 
-def _tag_list(tags: Any) -> list[str]:
+def _tag_list(tags: Any) -> Sequence[str]:
+    """The tags that are strings: LangChain's own list when they all are (it is only read)."""
     if not isinstance(tags, (list, tuple)):
-        return []
-    return [t for t in tags if isinstance(t, str)]
+        return ()
+    for tag in tags:
+        if type(tag) is not str:
+            return [t for t in tags if isinstance(t, str)]
+    return tags
 
 
 def _text(value: Any) -> str | None:
@@ -652,18 +661,23 @@ def _model_response(response: Any) -> ModelResponse:
     costs only itself."""
     generations = isolated(_generations, response, default=[])
     llm_output = isolated(_llm_output, response, default={})
+    first = isolated(_first_response_metadata, generations, default={})
     return ModelResponse(
-        model=isolated(_response_model, generations, llm_output, default=None),
-        response_id=isolated(_response_id, generations, llm_output, default=None),
-        finish_reasons=isolated(_finish_reasons, generations, llm_output, default=None),
+        model=isolated(_response_model, first, llm_output, default=None),
+        response_id=isolated(_response_id, first, llm_output, default=None),
+        finish_reasons=isolated(_finish_reasons, generations, default=None),
         outputs=generations,
         shapes=_SHAPES,
-        usage=isolated(_usage, generations, llm_output, default=None),
+        usage=isolated(_usage, generations, first, llm_output, default=None),
     )
 
 
-def _response_model(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> str | None:
-    meta = _response_metadata(generations[0]) if generations else {}
+def _first_response_metadata(generations: Sequence[Any]) -> Mapping[str, Any]:
+    """The first generation's response metadata (where providers put model, id and usage)."""
+    return _response_metadata(generations[0]) if generations else {}
+
+
+def _response_model(meta: Mapping[str, Any], llm_output: Mapping[str, Any]) -> str | None:
     for source, key in ((meta, "model_name"), (meta, "model"), (llm_output, "model_name"), (llm_output, "model")):
         value = _text(source.get(key))
         if value:
@@ -671,12 +685,11 @@ def _response_model(generations: Sequence[Any], llm_output: Mapping[str, Any]) -
     return None
 
 
-def _response_id(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> str | None:
-    meta = _response_metadata(generations[0]) if generations else {}
+def _response_id(meta: Mapping[str, Any], llm_output: Mapping[str, Any]) -> str | None:
     return _text(meta.get("id")) or _text(llm_output.get("id"))
 
 
-def _finish_reasons(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> list[str] | None:
+def _finish_reasons(generations: Sequence[Any]) -> list[str] | None:
     reasons = [reason for gen in generations if (reason := _finish_reason(gen))]
     return reasons or None
 
@@ -691,11 +704,11 @@ def _finish_reason(generation: Any) -> str | None:
     return None
 
 
-def _usage(generations: Sequence[Any], llm_output: Mapping[str, Any]) -> Usage | None:
+def _usage(generations: Sequence[Any], meta: Mapping[str, Any], llm_output: Mapping[str, Any]) -> Usage | None:
     """``usage_metadata`` first (LangChain's normalised counts), then the provider's own shape in
-    the response metadata; a provider-reported cost (OpenRouter's ``usage.cost``) is kept either way."""
+    the response metadata (``meta``, the first generation's); a provider-reported cost
+    (OpenRouter's ``usage.cost``) is kept either way."""
     first = generations[0] if generations else None
-    meta = _response_metadata(first)
     usage = from_langchain(getattr(getattr(first, "message", None), "usage_metadata", None))
     if usage is None:
         return detect(meta) or detect(llm_output)
@@ -758,9 +771,26 @@ def _read_document(doc: Any) -> Document:
 _SHAPES = ContentShapes(read_message=_read_message, read_output=_read_generation, read_document=_read_document)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any, depth: int = 0) -> Any:
     """Chain inputs and outputs with LangChain messages and prompt values in the role / parts
     shape (cheaper than pydantic's dump, and what Sentry shows as a conversation)."""
+    # Exact built-in types first: a LangGraph state is mostly these, and they are neither
+    # messages nor prompt values, so the probes below would only cost time.
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if depth < 3:
+        if kind is dict:
+            return {k: _plain(v, depth + 1) for k, v in value.items()}
+        if kind is list or kind is tuple:
+            return [_plain(v, depth + 1) for v in value]
+    return _plain_object(value, depth)
+
+
+def _plain_object(value: Any, depth: int) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(getattr(value, "type", None), str) and hasattr(value, "content"):

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .conversion_memo import converted_once
+
 Part = dict[str, Any]
 Message = dict[str, Any]
 
@@ -45,7 +47,7 @@ def get_field(obj: Any, key: str) -> Any:
     >>> get_field({"id": "r1"}, "id"), get_field(object(), "id")
     ('r1', None)
     """
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+    return obj.get(key) if type(obj) is dict or isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
 # --------------------------------------------------------------------------- parts and messages
@@ -121,7 +123,7 @@ class ContentShapes:
         shapes.conversation([{"role": "system", "content": "Be brief"}, {"role": "user", "content": "hi"}])
     """
 
-    __slots__ = ("_read_document", "_read_message", "_read_output")
+    __slots__ = ("_convert_message", "_read_document", "_read_message", "_read_output")
 
     def __init__(
         self,
@@ -133,8 +135,15 @@ class ContentShapes:
         self._read_message = read_message
         self._read_output = read_output or _output_as_message
         self._read_document = read_document or _document_as_text
+        # one bound method for good: the conversion memo tells converters apart by identity
+        self._convert_message = self._message
 
     def message(self, message: Any) -> Message:
+        """A message in the conventions' shape. While a chunk renders, a message object is
+        converted once and the result shared (see :mod:`.conversion_memo`): never change it."""
+        return converted_once(message, self._convert_message)
+
+    def _message(self, message: Any) -> Message:
         role, parts = self._read_message(message)
         return {"role": role, "parts": parts}
 
@@ -145,9 +154,9 @@ class ContentShapes:
         """The system messages' parts (Sentry's ``gen_ai.system_instructions``), or None."""
         parts: list[Part] = []
         for message in messages:
-            role, found = self._read_message(message)
-            if role == "system":
-                parts.extend(found)
+            converted = self.message(message)
+            if converted["role"] == "system":
+                parts.extend(converted["parts"])
         return parts or None
 
     def conversation(self, messages: Iterable[Any]) -> list[Message]:
@@ -160,7 +169,10 @@ class ContentShapes:
         out = []
         for output in outputs:
             message, text, reason = self._read_output(output)
-            item = self.message(message) if message is not None else {"role": "assistant", "parts": [text_part(text)]}
+            if message is not None:
+                item = dict(self.message(message))  # a copy: the shape may be shared within the chunk
+            else:
+                item = {"role": "assistant", "parts": [text_part(text)]}
             item["role"] = "assistant"
             if reason:
                 item["finish_reason"] = reason

@@ -785,9 +785,7 @@ class Recorder:
         if not state.sampled:
             return
         op, operation = _OPS[run.kind]
-        attrs = state.attributes.copy()
-        attrs[attr.SENTRY_OP] = op
-        attrs[attr.SENTRY_DESCRIPTION] = run.name
+        attrs = {**state.attributes, attr.SENTRY_OP: op, attr.SENTRY_DESCRIPTION: run.name}
         if operation is not None:
             attrs[attr.OPERATION_NAME] = operation
         if run.agent is not None:

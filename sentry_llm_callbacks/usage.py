@@ -43,6 +43,8 @@ class Usage:
 
 
 def _int(value: Any) -> int | None:
+    if type(value) is int:  # the common case, ahead of the subclass checks
+        return value if value >= 0 else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
