@@ -176,6 +176,8 @@ def _header_map(value: object, fail: Callable[[str], ConfigurationError]) -> dic
             raise fail(f"header name {k!r} is not valid: letters, digits and -_.!#$%&'*+^`|~ only, no space or colon")
         if not isinstance(v, str) or not is_header_value(v):
             raise fail(f"the value of header {name!r} must be a single-line string of Latin-1 characters")
+        if v[:1].isspace():  # the HTTP library refuses it on every request
+            raise fail(f"the value of header {name!r} must not start with a space or tab")
         out[name] = v
     return out
 

@@ -216,6 +216,8 @@ class OtlpHttpSender:
             prepared = template.copy()
             prepared.prepare_body(data, None)
             response = self._get_session().send(prepared, timeout=timeout or self._timeout, **settings)
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
+            return SendResult(False, False, None, None, type(exc).__name__)  # the same on every retry
         except requests.RequestException as exc:
             return SendResult(False, True, None, None, type(exc).__name__)
         except Exception as exc:
