@@ -19,7 +19,9 @@ import multiprocessing.util
 import os
 import sys
 import threading
+import time
 
+from . import sampling
 from ._logging import NOT_CONFIGURED, fork_safe, log_once, logger, warn_user
 from .config import Destination, build_destination
 from .errors import ConfigurationError
@@ -75,8 +77,48 @@ def install(destination: Destination) -> None:
         _pipeline = None
         _env_checked = True
     if old is not None:
-        timeout = old.destination.exit_timeout
-        threading.Thread(target=old.shutdown, args=(timeout,), name="sentry-llm-callbacks-retire", daemon=True).start()
+        sampling.decide_pending(old)
+        _retire(old)
+
+
+class _Retiring:
+    """A replaced pipeline delivering what it holds on a thread of its own; ``flush()``,
+    ``shutdown()`` and the exit flush wait for it within their deadline."""
+
+    def __init__(self, pipeline: ExportPipeline) -> None:
+        self.ok = False
+        self.done = threading.Event()
+        self._pipeline = pipeline
+        threading.Thread(target=self._run, name="sentry-llm-callbacks-retire", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.ok = self._pipeline.shutdown(self._pipeline.destination.exit_timeout)
+        finally:
+            self.done.set()
+
+
+#: Replaced pipelines still delivering (a process may exit right after a new ``configure()``).
+_retiring: list[_Retiring] = []
+
+
+def _retire(pipeline: ExportPipeline) -> None:
+    _retiring[:] = [r for r in _retiring if not r.done.is_set()]
+    _retiring.append(_Retiring(pipeline))
+
+
+def _wait_for_retired(deadline: float) -> bool:
+    """Wait until ``deadline`` (monotonic) for replaced pipelines; True if all delivered. A
+    finished one is reported once, then forgotten."""
+    ok = True
+    for retiring in list(_retiring):
+        if retiring.done.wait(max(0.0, deadline - time.monotonic())):
+            ok = retiring.ok and ok
+            with contextlib.suppress(ValueError):
+                _retiring.remove(retiring)
+        else:
+            ok = False
+    return ok
 
 
 def reset() -> None:
@@ -88,7 +130,9 @@ def reset() -> None:
         _pipeline = None
         _env_checked = False
     reaper.stop()
+    _retiring.clear()
     if old is not None:
+        sampling.decide_pending(old)
         old.shutdown(0.5)
 
 
@@ -107,9 +151,12 @@ def deadline_seconds(timeout: object, default: float) -> float:
 def flush(timeout: float | None = None) -> bool:
     pipeline = _pipeline
     if pipeline is None:
-        return True
+        default = _destination.exit_timeout if _destination is not None else 5.0
+        return _wait_for_retired(time.monotonic() + deadline_seconds(timeout, default))
     reaper.sweep()  # runs already past their time limit are delivered with this flush
-    return pipeline.flush(deadline_seconds(timeout, pipeline.destination.exit_timeout))
+    seconds = deadline_seconds(timeout, pipeline.destination.exit_timeout)
+    deadline = time.monotonic() + seconds
+    return _wait_for_retired(deadline) & pipeline.flush(max(0.0, deadline - time.monotonic()))
 
 
 def shutdown(timeout: float | None = None) -> bool:
@@ -118,18 +165,26 @@ def shutdown(timeout: float | None = None) -> bool:
         pipeline = _pipeline
         _pipeline = None
     if pipeline is None:
-        return True
+        default = _destination.exit_timeout if _destination is not None else 5.0
+        return _wait_for_retired(time.monotonic() + deadline_seconds(timeout, default))
     reaper.sweep()
     reaper.stop()
-    return pipeline.shutdown(deadline_seconds(timeout, pipeline.destination.exit_timeout))
+    sampling.decide_pending(pipeline)
+    deadline = time.monotonic() + deadline_seconds(timeout, pipeline.destination.exit_timeout)
+    return _wait_for_retired(deadline) & pipeline.shutdown(max(0.0, deadline - time.monotonic()))
 
 
 def _at_exit() -> None:
     pipeline = _pipeline
-    if pipeline is not None:
-        with contextlib.suppress(Exception):  # interpreter teardown: never raise
+    with contextlib.suppress(Exception):  # interpreter teardown: never raise
+        destination = pipeline.destination if pipeline is not None else _destination
+        seconds = destination.exit_timeout if destination is not None else 5.0
+        deadline = time.monotonic() + seconds
+        if pipeline is not None:
             reaper.sweep()
-            pipeline.shutdown(pipeline.destination.exit_timeout)
+            sampling.decide_pending(pipeline)
+            pipeline.shutdown(seconds)
+        _wait_for_retired(deadline)
 
 
 def _after_fork_in_child() -> None:
@@ -137,6 +192,7 @@ def _after_fork_in_child() -> None:
     queued spans belong to the parent. (``_lock`` is renewed by ``fork_safe``, registered first.)"""
     global _pipeline
     _pipeline = None
+    _retiring.clear()  # the parent's, and their threads do not exist here
     recorder.clear()
 
 

@@ -369,9 +369,14 @@ class Recorder:
             sentry_sdk_interop.warn_if_duplicated()
         attributes = _trace_attributes(layer, destination.environment, destination.release)
         if destination.sample_rate < 1.0:
-            attributes[attr.CLIENT_SAMPLE_RATE] = destination.sample_rate
-        sampled, tail = sampling.root_decision(pipeline, trace_id, parent_sampled)
+            # A trace a sampled parent decided is sent whatever our rate says: it carries 1.0, as
+            # sentry-sdk sets for an inherited decision (our rate would have Sentry multiply it
+            # by 1 / rate: by infinity at rate 0).
+            attributes[attr.CLIENT_SAMPLE_RATE] = 1.0 if parent_sampled else destination.sample_rate
+        sampled, tail, decision = sampling.root_decision(pipeline, trace_id, parent_sampled)
         sampled = sampled and pipeline.processor.accepts_new_trace()
+        if decision is not None and (sampled or decision == sampling.DROPPED):
+            COUNTERS.add(decision)  # a trace the backlog refused was not kept by anything
         state = TraceState(
             processor=pipeline.span_processor,
             resource=pipeline.resource,

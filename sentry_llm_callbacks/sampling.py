@@ -135,24 +135,36 @@ def _bound(rules: Mapping[Any, Any], key: str, default: int) -> int:
 # --------------------------------------------------------------------------- at the root
 
 
-def root_decision(pipeline: ExportPipeline, trace_id: int, parent_sampled: bool) -> tuple[bool, PendingTrace | None]:
-    """Whether a new trace is recorded, and its pending tail decision (None: decided now).
+#: The counter of a trace sampling dropped at its root.
+DROPPED = "traces_dropped_by_sampling"
 
-    Decisions made here are counted at once; a pending trace is counted when it is decided.
+
+def root_decision(
+    pipeline: ExportPipeline, trace_id: int, parent_sampled: bool
+) -> tuple[bool, PendingTrace | None, str | None]:
+    """Whether a new trace is recorded, its pending tail decision (None: decided now), and the
+    counter of a decision made now, for the caller to count once the trace is really started
+    (the export backlog may still refuse it). A pending trace is counted when it is decided.
     With ``sample_rate=1.0`` there is nothing to decide and nothing is counted.
     """
     destination = pipeline.destination
     if destination.sample_rate >= 1.0:
-        return True, None
+        return True, None, None
     if parent_sampled:
-        COUNTERS.add("traces_kept_by_parent")
-        return True, None
+        return True, None, "traces_kept_by_parent"
     rules: KeepRules | None = destination.keep
     head = pipeline.is_sampled(trace_id)
     if rules is None:
-        COUNTERS.add("traces_kept_by_head" if head else "traces_dropped_by_sampling")
-        return head, None
-    return True, PendingTrace(_sampler_for(pipeline, rules), head)
+        return head, None, "traces_kept_by_head" if head else DROPPED
+    return True, PendingTrace(_sampler_for(pipeline, rules), head), None
+
+
+def decide_pending(pipeline: ExportPipeline) -> None:
+    """Before ``pipeline`` closes (shutdown, exit, a new ``configure()``): decide the traces
+    whose spans still wait for their root, so they are sent or counted, never lost."""
+    current = _current
+    if current is not None and current[0]() is pipeline:
+        current[1].decide_all()
 
 
 _samplers_lock = fork_safe(sys.modules[__name__], "_samplers_lock")
@@ -195,6 +207,16 @@ class TailSampler:
         self.rules = rules
         self.buffered_spans = 0
         self.buffered_bytes = 0
+        #: Undecided traces holding buffered spans: decided early when the pipeline closes.
+        self.holding: set[PendingTrace] = set()
+
+    def decide_all(self) -> None:
+        """Decide every trace still holding spans, with what is known, and send or drop them.
+        For a pipeline about to close: its spans would otherwise be lost without a count."""
+        with self.lock:
+            holding, self.holding = list(self.holding), set()
+        for pending in holding:
+            pending.decide_early()
 
     def deliver(self, spans: Sequence[tuple[ReadableSpan, dict[str, Any]]], outcome: str) -> None:
         """Hand decided spans to the export queue, or count them dropped.
@@ -250,23 +272,45 @@ class PendingTrace:
                     sampler.buffered_spans < sampler.rules.max_buffered_spans
                     and sampler.buffered_bytes + size <= sampler.rules.max_buffered_bytes
                 ):
+                    if not self.spans:
+                        sampler.holding.add(self)
                     self.spans.append((span, attrs))
                     self.size += size
                     sampler.buffered_spans += 1
                     sampler.buffered_bytes += size
                     return
                 outcome, counted = self._decide(span if root else None)
-                released, self.spans = self.spans, []
+                released = self._release()
                 released.append((span, attrs))
-                sampler.buffered_spans -= len(released) - 1
-                sampler.buffered_bytes -= self.size
-                self.size = 0
                 self.outcome = outcome
         if counted is not None:
             COUNTERS.add(counted)
             if not root:
                 COUNTERS.add("traces_decided_early")
         sampler.deliver(released, outcome)
+
+    def decide_early(self) -> None:
+        """Decide now, with what is known, and send or drop what is buffered (no-op if decided)."""
+        sampler = self._sampler
+        with sampler.lock:
+            if self.outcome is not None:
+                return
+            outcome, counted = self._decide(None)
+            released = self._release()
+            self.outcome = outcome
+        COUNTERS.add(counted)
+        COUNTERS.add("traces_decided_early")
+        sampler.deliver(released, outcome)
+
+    def _release(self) -> list[tuple[ReadableSpan, dict[str, Any]]]:
+        """Take the buffered spans out of the budget (the sampler's lock is held)."""
+        sampler = self._sampler
+        released, self.spans = self.spans, []
+        sampler.buffered_spans -= len(released)
+        sampler.buffered_bytes -= self.size
+        self.size = 0
+        sampler.holding.discard(self)
+        return released
 
     def _decide(self, root: ReadableSpan | None) -> tuple[str, str]:
         """The outcome and the counter it is counted in. Early (no root yet): with what is known."""
@@ -279,7 +323,7 @@ class PendingTrace:
             return _KEEP_BY_RULE, f"traces_kept_by_{rule}"
         if self.head:
             return _KEEP_BY_HEAD, "traces_kept_by_head"
-        return _DROP, "traces_dropped_by_sampling"
+        return _DROP, DROPPED
 
 
 def estimate_bytes(attrs: Mapping[str, Any], events: Sequence[Event] = ()) -> int:

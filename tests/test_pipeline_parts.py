@@ -445,3 +445,47 @@ def test_without_the_env_certificates_the_tls_endpoint_is_unreachable(
     assert slc.flush(timeout=2) is False
     assert not tls_receiver.spans
     assert _state.get_pipeline() is not None
+
+
+# --------------------------------------------------------------------------- requests that can never be sent
+
+
+def test_a_header_value_starting_with_a_space_is_refused_at_configure() -> None:
+    with pytest.raises(slc.ConfigurationError, match="must not start with a space") as info:
+        slc.configure(dsn=f"http://{DEFAULT_KEY}@127.0.0.1:9/1", headers={"X-Api-Key": " abc"})
+    assert info.value.field == "headers"
+
+
+def test_a_request_the_http_library_refuses_is_a_rejection_not_a_retry(receiver: LocalReceiver) -> None:
+    from sentry_llm_callbacks.transport import OtlpHttpSender
+
+    sender = OtlpHttpSender(receiver.endpoint, {"X-Api-Key": " abc"}, timeout=2.0)
+    try:
+        result = sender.post(b"")
+    finally:
+        sender.close()
+    assert (result.delivered, result.retryable, result.detail) == (False, False, "InvalidHeader")
+    assert not receiver.headers  # nothing reached the server
+
+
+# --------------------------------------------------------------------------- a replaced pipeline
+
+
+def test_flush_waits_for_what_a_replaced_pipeline_still_holds(receiver: LocalReceiver) -> None:
+    receiver.fault = Fault(hang=1.0)  # the old pipeline's delivery takes a while
+    slc.configure(dsn=receiver.dsn)
+    run_chain()
+    with LocalReceiver() as second:
+        slc.configure(dsn=second.dsn)  # the old pipeline is retired on a thread of its own
+        assert slc.flush(timeout=10) is True  # returns once the old pipeline has delivered
+        assert len(receiver.spans) == SPANS_PER_CHAIN
+        check_trace(receiver.spans, generations=1)
+
+
+def test_flush_says_false_when_a_replaced_pipeline_could_not_deliver_in_time(receiver: LocalReceiver) -> None:
+    receiver.fault = Fault(hang=3.0)
+    slc.configure(dsn=receiver.dsn, exit_timeout=2.0)
+    run_chain()
+    with LocalReceiver() as second:
+        slc.configure(dsn=second.dsn)
+        assert slc.flush(timeout=0.5) is False

@@ -278,7 +278,9 @@ def test_sampled_ambient_opentelemetry_parent_is_followed_at_rate_zero(receiver:
     trace = check_trace(delivered(receiver), remote_parent=format(app_context.span_id, "016x"), generations=1)
     assert trace.trace_id == format(app_context.trace_id, "032x")
     assert len(trace.spans) == STEP_CHAIN_SPANS
-    assert all(s.attributes[RATE] == 0.0 for s in trace.spans)
+    # Sent because the parent was sampled: counted once, as sentry-sdk counts an inherited
+    # decision (our 0.0 would have Sentry multiply by infinity).
+    assert all(s.attributes[RATE] == 1.0 for s in trace.spans)
     assert delta(before, "traces_kept_by_parent") == 1
     assert delta(before, "traces_dropped_by_sampling") == 0
 
@@ -456,6 +458,31 @@ def test_reaper_decides_a_trace_whose_root_never_ends(
     else:
         assert spans == []
         assert delta(before, "traces_dropped_by_sampling") == 1 and delta(before, "spans_dropped") == 2
+
+
+@pytest.mark.parametrize("closing", ["shutdown", "configure"])
+def test_spans_waiting_for_a_root_still_open_when_the_pipeline_closes_are_decided(
+    receiver: LocalReceiver, closing: str
+) -> None:
+    slc.configure(dsn=receiver.dsn, sample_rate=0.0, keep={"errors": True})
+    handler = SentryCallbackHandler()
+    root, child, failed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    before = counts()
+    handler.on_chain_start({}, {"q": 1}, run_id=root, name="Still running")
+    handler.on_chain_start({}, {"q": 1}, run_id=child, parent_run_id=root, name="Done")
+    handler.on_chain_end({"a": 1}, run_id=child, parent_run_id=root)
+    handler.on_chain_start({}, {"q": 1}, run_id=failed, parent_run_id=root, name="Failed")
+    handler.on_chain_error(ValueError("absorbed"), run_id=failed, parent_run_id=root)
+    assert buffered()[0] == 2
+    if closing == "shutdown":
+        assert slc.shutdown(5)
+    else:
+        slc.configure(dsn=receiver.dsn)  # the old pipeline is retired in the background
+    assert buffered() == (0, 0)
+    spans = receiver.wait_for_spans(2)
+    assert sorted(s.name for s in spans) == ["Done", "Failed"]  # an error was seen: kept by the rule
+    assert delta(before, "traces_kept_by_errors") == 1 and delta(before, "traces_decided_early") == 1
+    handler.on_chain_end({"a": 1}, run_id=root)  # the root ends after its pipeline closed: counted
 
 
 def test_many_threads_deciding_traces_at_once(receiver: LocalReceiver) -> None:
