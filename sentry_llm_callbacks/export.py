@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -568,6 +569,13 @@ class ExportPipeline:
         )
         self.span_processor = SpanFanOut((TAPS, self.processor, *self.extra))
         self._sampler = TraceIdRatioBased(destination.sample_rate) if destination.sample_rate < 1.0 else None
+        #: Run first when the pipeline shuts down, while it still takes spans (see ``before_close``).
+        self._before_close: list[Callable[[], None]] = []
+
+    def before_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when this pipeline starts to shut down, before it stops taking spans:
+        a stage still holding spans for it (the tail sampler) hands them over then."""
+        self._before_close.append(callback)
 
     def is_sampled(self, trace_id: int) -> bool:
         """Per trace, from the trace id alone, so every span of a trace agrees (in any process)."""
@@ -586,6 +594,11 @@ class ExportPipeline:
 
     def shutdown(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
+        for callback in self._before_close:
+            try:
+                callback()
+            except Exception as exc:
+                log_once("before-close", logging.WARNING, "Handing over held spans at shutdown failed: %r", exc)
         extra = [p.start_shutdown() for p in self.extra]
         ok = self.processor.shutdown(timeout)
         _wait_until(extra, deadline)

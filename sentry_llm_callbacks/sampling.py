@@ -159,14 +159,6 @@ def root_decision(
     return True, PendingTrace(_sampler_for(pipeline, rules), head), None
 
 
-def decide_pending(pipeline: ExportPipeline) -> None:
-    """Before ``pipeline`` closes (shutdown, exit, a new ``configure()``): decide the traces
-    whose spans still wait for their root, so they are sent or counted, never lost."""
-    current = _current
-    if current is not None and current[0]() is pipeline:
-        current[1].decide_all()
-
-
 _samplers_lock = fork_safe(sys.modules[__name__], "_samplers_lock")
 #: The tail sampler of the current pipeline; a new pipeline (``configure()``, a forked child)
 #: gets a new one, so a budget never outlives the pipeline its spans were meant for.
@@ -181,7 +173,11 @@ def _sampler_for(pipeline: ExportPipeline, rules: KeepRules) -> TailSampler:
     with _samplers_lock:
         current = _current
         if current is None or current[0]() is not pipeline:
-            current = (weakref.ref(pipeline), TailSampler(pipeline.span_processor, rules))
+            sampler = TailSampler(pipeline.span_processor, rules)
+            # When the pipeline closes (shutdown, exit, a new configure()), traces still waiting
+            # for their root are decided with what is known: sent or counted, never lost.
+            pipeline.before_close(sampler.decide_all)
+            current = (weakref.ref(pipeline), sampler)
             _current = current
     return current[1]
 
