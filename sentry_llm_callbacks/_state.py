@@ -21,12 +21,12 @@ import sys
 import threading
 import time
 
-from . import sampling
 from ._logging import NOT_CONFIGURED, fork_safe, log_once, logger, warn_user
 from .config import Destination, build_destination
 from .errors import ConfigurationError
 from .export import ExportPipeline
 from .issues import SentryIssues
+from .options import default
 from .reaper import RunReaper
 from .recorder import Recorder
 
@@ -77,7 +77,6 @@ def install(destination: Destination) -> None:
         _pipeline = None
         _env_checked = True
     if old is not None:
-        sampling.decide_pending(old)
         _retire(old)
 
 
@@ -132,7 +131,6 @@ def reset() -> None:
     reaper.stop()
     _retiring.clear()
     if old is not None:
-        sampling.decide_pending(old)
         old.shutdown(0.5)
 
 
@@ -148,14 +146,18 @@ def deadline_seconds(timeout: object, default: float) -> float:
     return min(float(timeout), 365 * 24 * 3600.0)
 
 
+def _exit_timeout(pipeline: ExportPipeline | None) -> float:
+    """The default deadline of a flush: that of the pipeline's destination, else the current one's."""
+    destination = pipeline.destination if pipeline is not None else _destination
+    return destination.exit_timeout if destination is not None else default("exit_timeout")
+
+
 def flush(timeout: float | None = None) -> bool:
     pipeline = _pipeline
+    deadline = time.monotonic() + deadline_seconds(timeout, _exit_timeout(pipeline))
     if pipeline is None:
-        default = _destination.exit_timeout if _destination is not None else 5.0
-        return _wait_for_retired(time.monotonic() + deadline_seconds(timeout, default))
+        return _wait_for_retired(deadline)
     reaper.sweep()  # runs already past their time limit are delivered with this flush
-    seconds = deadline_seconds(timeout, pipeline.destination.exit_timeout)
-    deadline = time.monotonic() + seconds
     return _wait_for_retired(deadline) & pipeline.flush(max(0.0, deadline - time.monotonic()))
 
 
@@ -164,25 +166,21 @@ def shutdown(timeout: float | None = None) -> bool:
     with _lock:
         pipeline = _pipeline
         _pipeline = None
+    deadline = time.monotonic() + deadline_seconds(timeout, _exit_timeout(pipeline))
     if pipeline is None:
-        default = _destination.exit_timeout if _destination is not None else 5.0
-        return _wait_for_retired(time.monotonic() + deadline_seconds(timeout, default))
+        return _wait_for_retired(deadline)
     reaper.sweep()
     reaper.stop()
-    sampling.decide_pending(pipeline)
-    deadline = time.monotonic() + deadline_seconds(timeout, pipeline.destination.exit_timeout)
     return _wait_for_retired(deadline) & pipeline.shutdown(max(0.0, deadline - time.monotonic()))
 
 
 def _at_exit() -> None:
     pipeline = _pipeline
     with contextlib.suppress(Exception):  # interpreter teardown: never raise
-        destination = pipeline.destination if pipeline is not None else _destination
-        seconds = destination.exit_timeout if destination is not None else 5.0
+        seconds = _exit_timeout(pipeline)
         deadline = time.monotonic() + seconds
         if pipeline is not None:
             reaper.sweep()
-            sampling.decide_pending(pipeline)
             pipeline.shutdown(seconds)
         _wait_for_retired(deadline)
 
