@@ -11,11 +11,15 @@ Which exceptions reached the caller is known only when the trace's local root en
 recorder keeps each trace's failures until then and hands them to :meth:`SentryIssues.report`.
 
 ``sentry_sdk`` is never imported here: it is used only when the app has imported and
-initialised it.
+initialised it, and only through its documented API (``capture_exception``, ``capture_event``,
+``new_scope``, ``get_global_scope``, ``Scope.add_event_processor``), the same in sentry-sdk 2.x
+and 3.x. An SDK without one of them gets one :class:`SentryLlmCallbacksWarning` saying errors
+cannot become issues; tracing goes on.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Iterator, Mapping
@@ -23,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from . import attributes as attr
-from ._logging import log_once
+from ._logging import log_once, warn_user
 from .content import clean_str
 from .recorder import Failure
 from .sentry_sdk_interop import has_dsn
@@ -36,6 +40,13 @@ MECHANISM = "sentry_llm_callbacks"
 MAX_TAG_VALUE = 200  # Sentry's limit for a tag value
 #: How many exceptions of a ``__cause__`` / ``__context__`` chain (or group) to follow.
 MAX_CHAIN = 64
+#: The documented sentry-sdk functions errors-to-issues needs (2.x and 3.x alike).
+REQUIRED_API = ("capture_exception", "capture_event", "new_scope", "get_global_scope")
+#: Told once when the app's sentry-sdk lacks what errors-to-issues needs.
+UNSUPPORTED_SDK = (
+    "Errors a traced run absorbed cannot become Sentry issues with the installed sentry-sdk {version} "
+    "({problem}); traces are sent as before. sentry-sdk 2.x and 3.x are supported."
+)
 
 
 class SentryIssues:
@@ -62,7 +73,7 @@ class SentryIssues:
             return self._verdict
         if not client.is_active():  # no client: the SDK hands out a new stand-in on every call
             return False
-        self._verdict = _can_capture(client)
+        self._verdict = _can_capture(client) and _has_required_api(sdk)
         self._client = client
         if self._verdict:
             _watch_captures(sdk)
@@ -87,6 +98,8 @@ class SentryIssues:
                 continue
             try:
                 _capture(sdk, failure, root_agent)
+            except (TypeError, AttributeError) as exc:  # an SDK whose API no longer fits: say so, once
+                warn_user("capture-unsupported", UNSUPPORTED_SDK.format(version=_version(sdk), problem=repr(exc)))
             except Exception as exc:
                 log_once("capture-error", logging.WARNING, "Sending a run's error to Sentry failed: %r", exc)
 
@@ -95,10 +108,22 @@ def _can_capture(client: Any) -> bool:
     try:
         if not has_dsn(client):
             return False
-        integrations = getattr(client, "integrations", None) or {}
-        return not any(name in integrations for name in SDK_ERROR_INTEGRATIONS)
+        return not any(client.get_integration(name) is not None for name in SDK_ERROR_INTEGRATIONS)
     except Exception:
         return False
+
+
+def _has_required_api(sdk: ModuleType) -> bool:
+    missing = [name for name in REQUIRED_API if not callable(getattr(sdk, name, None))]
+    if missing:
+        problem = f"it has no sentry_sdk.{', sentry_sdk.'.join(missing)}"
+        warn_user("capture-unsupported", UNSUPPORTED_SDK.format(version=_version(sdk), problem=problem))
+        return False
+    return True
+
+
+def _version(sdk: ModuleType) -> str:
+    return str(getattr(sdk, "VERSION", "of unknown version"))
 
 
 def _chain(error: BaseException | None) -> Iterator[BaseException]:
@@ -133,7 +158,7 @@ def _watch_captures(sdk: ModuleType) -> None:
     if _watching:
         return
     _watching = True
-    sdk.scope.add_global_event_processor(_mark_captured)
+    sdk.get_global_scope().add_event_processor(_mark_captured)
 
 
 def _mark_captured(event: Any, hint: Any) -> Any:
@@ -151,28 +176,39 @@ def _already_captured(error: BaseException) -> bool:
 
 
 def _capture(sdk: ModuleType, failure: Failure, root_agent: Any) -> None:
-    event, hint = _event(sdk, failure)
-    event.setdefault("contexts", {})["trace"] = _trace_context(failure)
-    tags = event.setdefault("tags", {})
-    for key, value in _tags(failure.attributes, root_agent):
-        tags[key] = value
-    sdk.capture_event(event, hint=hint)
+    """Send ``failure`` through the app's SDK with the failed run's trace context and our tags.
 
-
-def _event(sdk: ModuleType, failure: Failure) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The SDK's own event for the exception; in Privacy Mode one built here with its type only
-    (the SDK's would carry the message, the chained exceptions and each frame's local variables)."""
+    With content allowed the SDK builds the event itself (``capture_exception``: stack trace,
+    chained exceptions, the app's ``before_send`` sees the exception in its hint); a scope event
+    processor names our mechanism. In Privacy Mode the event is built here with the exception's
+    type only (the SDK's would carry the message, the chained exceptions and each frame's local
+    variables) and sent with ``capture_event``.
+    """
+    kwargs = {"contexts": {"trace": _trace_context(failure)}, "tags": dict(_tags(failure.attributes, root_agent))}
     error = failure.error
-    mechanism = {"type": MECHANISM, "handled": True}
-    if not failure.private:
-        from sentry_sdk.utils import event_from_exception  # the app imported sentry_sdk already
+    if failure.private:
+        cls = type(error)
+        exception = {"type": cls.__name__, "module": cls.__module__, "mechanism": _mechanism()}
+        sdk.capture_event({"level": "error", "exception": {"values": [exception]}}, **kwargs)
+        return
+    with sdk.new_scope() as scope:
+        scope.add_event_processor(functools.partial(_name_mechanism, error))
+        sdk.capture_exception(error, **kwargs)
 
-        event, hint = event_from_exception(error, client_options=sdk.get_client().options, mechanism=mechanism)
-        event["level"] = "error"
-        return event, hint
-    cls = type(error)
-    exception = {"type": cls.__name__, "module": cls.__module__, "mechanism": mechanism}
-    return {"level": "error", "exception": {"values": [exception]}}, None
+
+def _mechanism() -> dict[str, Any]:
+    return {"type": MECHANISM, "handled": True}
+
+
+def _name_mechanism(error: BaseException, event: Any, hint: Any) -> Any:
+    """Mark the event of ``error`` as ours: the mechanism of its outermost exception value."""
+    try:
+        if hint and hint.get("exc_info", (None, None))[1] is error:
+            values = event["exception"]["values"]
+            values[-1]["mechanism"] = _mechanism()
+    except (KeyError, IndexError, TypeError, AttributeError):  # an event of another shape: leave it
+        pass
+    return event
 
 
 def _trace_context(failure: Failure) -> dict[str, str]:

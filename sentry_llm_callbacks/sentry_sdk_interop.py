@@ -46,7 +46,7 @@ def ambient_parent() -> SpanContext | None:
         return None
     try:
         span = sdk.get_current_span()
-        if span is None or getattr(span, "timestamp", None) is not None:
+        if span is None or _finished(span):
             return None  # none, or one that already finished (left on a scope by the app)
         if span.sampled:
             return _context(span.trace_id, span.span_id, sampled=True)
@@ -61,6 +61,12 @@ def ambient_parent() -> SpanContext | None:
     trace_id, _, rest = traceparent.partition("-")
     span_id = rest.partition("-")[0]
     return _context(trace_id, span_id or "1", sampled=False)
+
+
+def _finished(span: Any) -> bool:
+    """A span that already ended: its end time is ``timestamp`` in sentry-sdk 2.x and
+    ``end_timestamp`` in 3.x (read whichever the span has)."""
+    return getattr(span, "end_timestamp", None) is not None or getattr(span, "timestamp", None) is not None
 
 
 def _context(trace_id: str, span_id: str, *, sampled: bool) -> SpanContext | None:
@@ -92,7 +98,7 @@ def warn_if_duplicated() -> str | None:
         _checked_clients.add(key)
         if not has_dsn(client) or not _tracing_enabled(client.options):
             return None
-        active = [name for name in DUPLICATING_INTEGRATIONS if name in (client.integrations or {})]
+        active = [name for name in DUPLICATING_INTEGRATIONS if client.get_integration(name) is not None]
     except Exception as exc:
         log_once("sentry-sdk-integrations", logging.DEBUG, "Could not read the Sentry SDK's integrations: %r", exc)
         return None

@@ -7,15 +7,9 @@ assertions are on the envelopes it received and on the spans our receiver decode
 from __future__ import annotations
 
 import asyncio
-import gzip
-import json
 import subprocess
 import sys
-import threading
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,93 +26,13 @@ from sentry_llm_callbacks.issues import SentryIssues
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
-from .conftest import delivered
-from .invariants import check_trace
+from .conftest import delivered, needs_llamaindex_agents
+from .invariants import check_trace, check_traces
 from .openai_server import OpenAIServer, Reply
+from .sentry_app import EnvelopeEndpoint, ai_integrations, mechanism_of
 from .test_llamaindex import li_openai
 
 SECRET = "customer-4471-ssn"  # in every exception message: must never leave in Privacy Mode
-
-
-# --------------------------------------------------------------------------- a Sentry-like envelope endpoint
-
-
-@dataclass
-class EnvelopeEndpoint:
-    """Accepts ``POST /api/<project>/envelope/`` like Sentry and keeps the error events."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    raw: list[bytes] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def dsn(self) -> str:
-        assert self.server is not None
-        return f"http://publickey@127.0.0.1:{self.server.server_port}/42"
-
-    def start(self) -> EnvelopeEndpoint:
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                ok = self.path == "/api/42/envelope/"
-                if ok:
-                    endpoint.receive(body, self.headers.get("Content-Encoding", ""))
-                self.send_response(200 if ok else 404)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
-    def receive(self, body: bytes, encoding: str) -> None:
-        if encoding == "gzip":
-            body = gzip.decompress(body)
-        elif encoding == "deflate":
-            body = zlib.decompress(body)
-        elif encoding == "br":
-            import brotli  # type: ignore[import-not-found]
-
-            body = brotli.decompress(body)
-        self.raw.append(body)
-        for item_type, payload in parse_envelope(body):
-            if item_type == "event":
-                self.events.append(json.loads(payload))
-
-    def ours(self) -> list[dict[str, Any]]:
-        """The events this package captured (its mechanism), not the app's or the SDK's own."""
-        return [e for e in self.events if mechanism_of(e) == "sentry_llm_callbacks"]
-
-
-def parse_envelope(body: bytes) -> Iterator[tuple[str, bytes]]:
-    """(item type, payload) for each item of an envelope: a header line, then per item a header
-    line and a payload of ``length`` bytes (or up to the next newline)."""
-    _, _, rest = body.partition(b"\n")
-    while rest.strip():
-        header_line, _, rest = rest.partition(b"\n")
-        header = json.loads(header_line)
-        length = header.get("length")
-        if length is None:
-            payload, _, rest = rest.partition(b"\n")
-        else:
-            payload, rest = rest[:length], rest[length + 1 :]
-        yield header.get("type", ""), payload
-
-
-def mechanism_of(event: dict[str, Any]) -> str | None:
-    values = event.get("exception", {}).get("values") or [{}]
-    return values[-1].get("mechanism", {}).get("type")
 
 
 @pytest.fixture
@@ -135,10 +49,7 @@ def _init_sdk(dsn: str | None, **options: Any) -> None:
 @pytest.fixture
 def sdk_without_ai_integrations(endpoint: EnvelopeEndpoint) -> Iterator[EnvelopeEndpoint]:
     """The app's sentry_sdk with its default integrations except its own LangChain / LangGraph ones."""
-    from sentry_sdk.integrations.langchain import LangchainIntegration
-    from sentry_sdk.integrations.langgraph import LanggraphIntegration
-
-    _init_sdk(endpoint.dsn, disabled_integrations=[LangchainIntegration(), LanggraphIntegration()])
+    _init_sdk(endpoint.dsn, disabled_integrations=ai_integrations())
     yield endpoint
     _close_sdk()
 
@@ -377,6 +288,13 @@ def run_app(setup: str, receiver: LocalReceiver, endpoint: EnvelopeEndpoint) -> 
     return set(done.stdout.strip().split(",")), spans
 
 
+needs_sdk_langgraph = pytest.mark.skipif(
+    not any(i.identifier == "langgraph" for i in ai_integrations()),
+    reason="this sentry-sdk has no LangGraph integration (sentry_sdk.integrations.langgraph)",
+)
+
+
+@needs_sdk_langgraph
 def test_the_sdk_own_langchain_integration_captures_and_we_do_not(
     receiver: LocalReceiver, endpoint: EnvelopeEndpoint
 ) -> None:
@@ -386,6 +304,7 @@ def test_the_sdk_own_langchain_integration_captures_and_we_do_not(
     assert [mechanism_of(e) for e in endpoint.events] == ["langchain"]  # the SDK reported it itself
 
 
+@needs_sdk_langgraph
 def test_the_sdk_langgraph_integration_alone_reports_no_error_so_we_do(
     receiver: LocalReceiver, endpoint: EnvelopeEndpoint
 ) -> None:
@@ -412,6 +331,7 @@ def test_nothing_is_kept_without_an_initialised_sdk(endpoint: EnvelopeEndpoint) 
     assert not issues.wants_failures()
 
 
+@needs_llamaindex_agents
 def test_a_llamaindex_agent_tool_error_is_one_issue_on_the_tool_span(
     sentry: LocalReceiver, sdk_without_ai_integrations: EnvelopeEndpoint, openai_server: OpenAIServer
 ) -> None:
@@ -445,3 +365,52 @@ def test_a_llamaindex_agent_tool_error_is_one_issue_on_the_tool_span(
     )
     assert event["tags"]["gen_ai.tool.name"] == "lookup"
     assert event["tags"]["gen_ai.agent.name"] == "accounts"
+
+
+# --------------------------------------------------------------------------- an SDK we cannot use
+
+#: An app that never configured logging, with a sentry-sdk that lost (or changed) what we need.
+APP_WITH_CHANGED_SDK = """
+import sys
+import sentry_sdk
+import sentry_llm_callbacks as slc
+from tests.sentry_app import ai_integrations
+from tests.test_error_capture import run_agent
+
+sentry_sdk.init(dsn=sys.argv[1], disabled_integrations=ai_integrations())
+{change}
+slc.configure(dsn=sys.argv[2])
+for _ in range(2):
+    run_agent()
+assert slc.flush(10)
+sentry_sdk.flush(5)
+print("app finished")
+"""
+
+SDK_CHANGES = {
+    "no-new_scope": ("del sentry_sdk.new_scope", "sentry_sdk.new_scope"),
+    "no-capture_event": ("del sentry_sdk.capture_event", "sentry_sdk.capture_event"),
+    # there, but with other arguments (as event_from_exception lost client_options in 3.0)
+    "capture_exception-changed": ("sentry_sdk.capture_exception = lambda error: None", "TypeError"),
+}
+
+
+@pytest.mark.parametrize("change", SDK_CHANGES)
+def test_an_sdk_we_cannot_capture_with_is_named_once_and_tracing_goes_on(
+    receiver: LocalReceiver, endpoint: EnvelopeEndpoint, change: str
+) -> None:
+    code, named = SDK_CHANGES[change]
+    done = subprocess.run(
+        [sys.executable, "-c", APP_WITH_CHANGED_SDK.format(change=code), endpoint.dsn, receiver.dsn],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "app finished", done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "SentryLlmCallbacksWarning" in line]
+    assert len(warnings) == 1, done.stderr
+    assert "cannot become Sentry issues" in warnings[0] and named in warnings[0]
+    check_traces(receiver.wait_for_spans(14, 10), 2, generations=2)  # tracing is unaffected
+    assert endpoint.ours() == []

@@ -223,11 +223,13 @@ def test_root_joins_the_apps_own_opentelemetry_span(sentry: LocalReceiver) -> No
 def test_root_joins_the_current_sentry_sdk_transaction(sentry: LocalReceiver) -> None:
     import sentry_sdk
 
+    from .sentry_app import app_transaction
+
     # No default integrations: they patch the process for good (its stdlib one starts a span for
     # every subprocess, in every later test).
     sentry_sdk.init(dsn=None, traces_sample_rate=1.0, default_integrations=False)
     try:
-        with sentry_sdk.start_transaction(name="checkout") as transaction:
+        with app_transaction("checkout") as transaction:
             RunnableLambda(lambda x: x).invoke(
                 1, config={"callbacks": [SentryCallbackHandler()], "run_name": "LLM work"}
             )

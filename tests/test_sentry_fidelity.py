@@ -18,9 +18,10 @@ from sentry_llm_callbacks import sentry_sdk_interop
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from sentry_llm_callbacks.receiver import LocalReceiver
 
-from .conftest import delivered
+from .conftest import delivered, needs_llamaindex_agents
 from .invariants import check_trace, check_traces
 from .openai_server import OpenAIServer, Reply
+from .sentry_app import ai_integrations, drop_everything
 from .test_langchain import react_agent, simple_chain
 
 #: A DSN nobody listens on: sentry_sdk is active, and ``before_send`` keeps every event local.
@@ -38,12 +39,11 @@ def app_sentry() -> Iterator[list[dict[str, Any]]]:
         events.append(event)
         return None
 
-    from sentry_sdk.integrations.langgraph import LanggraphIntegration
-
     sentry_sdk_interop._reset_for_tests()
     # LangGraph's integration is on by default when langgraph is installed; named so an earlier
     # test's disabled_integrations cannot leave it off in this process.
-    sentry_sdk.init(dsn=UNUSED_DSN, before_send=keep, integrations=[LanggraphIntegration()])
+    langgraph = [i for i in ai_integrations() if i.identifier == "langgraph"]
+    sentry_sdk.init(dsn=UNUSED_DSN, before_send=keep, integrations=langgraph)
     try:
         yield events
     finally:
@@ -118,6 +118,10 @@ print(json.dumps({"langgraph_integration": sentry_sdk.get_client().get_integrati
 """
 
 
+@pytest.mark.skipif(
+    not any(i.identifier == "langgraph" for i in ai_integrations()),
+    reason="this sentry-sdk has no LangGraph integration, whose unsampled transaction this is about",
+)
 def test_unsampled_sentry_sdk_span_lends_its_trace_id_but_is_not_a_parent() -> None:
     """An errors-only ``sentry_sdk.init`` wraps each LangGraph run in a transaction it never sends.
     (A fresh interpreter: sentry-sdk never re-enables an integration an earlier init disabled.)"""
@@ -129,7 +133,8 @@ def test_unsampled_sentry_sdk_span_lends_its_trace_id_but_is_not_a_parent() -> N
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["langgraph_integration"] is True  # on by default, as for users
+    # on by default, as for users, in every sentry-sdk that has it
+    assert report["langgraph_integration"] is any(i.identifier == "langgraph" for i in ai_integrations())
     spans = report["spans"]
     ids = {s["span_id"] for s in spans}
     roots = [s for s in spans if s["parent_span_id"] not in ids]
@@ -169,9 +174,7 @@ def test_duplicate_sentry_sdk_ai_integrations_are_named_once_with_the_fix(
     import sentry_sdk
 
     sentry_sdk_interop._reset_for_tests()
-    sentry_sdk.init(
-        dsn=UNUSED_DSN, traces_sample_rate=1.0, before_send=lambda e, h: None, before_send_transaction=lambda e, h: None
-    )
+    sentry_sdk.init(dsn=UNUSED_DSN, traces_sample_rate=1.0, **drop_everything())
     try:
         caplog.set_level(logging.WARNING, logger="sentry_llm_callbacks")
         for _ in range(3):
@@ -273,12 +276,7 @@ def test_notebook_summary_names_duplicate_integrations_once(sentry: LocalReceive
     from sentry_llm_callbacks import jupyter
 
     sentry_sdk_interop._reset_for_tests()
-    sentry_sdk.init(
-        dsn=UNUSED_DSN,
-        traces_sample_rate=1.0,
-        before_send=lambda e, h: None,
-        before_send_transaction=lambda e, h: None,
-    )
+    sentry_sdk.init(dsn=UNUSED_DSN, traces_sample_rate=1.0, **drop_everything())
     shell = InteractiveShell.instance()
     try:
         shell.run_cell("%load_ext sentry_llm_callbacks")
@@ -296,6 +294,7 @@ def test_notebook_summary_names_duplicate_integrations_once(sentry: LocalReceive
         sentry_sdk_interop._reset_for_tests()
 
 
+@needs_llamaindex_agents
 def test_every_span_under_a_llamaindex_agent_carries_its_agent_name(
     sentry: LocalReceiver, openai_server: OpenAIServer
 ) -> None:
