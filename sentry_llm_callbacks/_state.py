@@ -22,6 +22,7 @@ import threading
 import time
 
 from ._logging import NOT_CONFIGURED, fork_safe, log_once, logger, warn_user
+from .background import outside_app_context, start_daemon
 from .config import Destination, build_destination
 from .errors import ConfigurationError
 from .export import ExportPipeline
@@ -58,7 +59,7 @@ def _create_pipeline() -> ExportPipeline | None:
             except ConfigurationError as exc:
                 warn_user("not-configured", NOT_CONFIGURED.format(problem=exc.problem))
                 return None
-        _pipeline = ExportPipeline(_destination)
+        _pipeline = outside_app_context(ExportPipeline, _destination)  # its threads start clean
         reaper.start(_destination.run_timeout)
         logger.debug("Export pipeline created for %r", _destination)
         return _pipeline
@@ -88,7 +89,7 @@ class _Retiring:
         self.ok = False
         self.done = threading.Event()
         self._pipeline = pipeline
-        threading.Thread(target=self._run, name="sentry-llm-callbacks-retire", daemon=True).start()
+        start_daemon(self._run, "sentry-llm-callbacks-retire")
 
     def _run(self) -> None:
         try:

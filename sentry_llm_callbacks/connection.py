@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from . import _state
 from . import attributes as attr
+from .background import outside_app_context
 from .config import Destination, build_destination
 from .errors import ConfigurationError
 from .recorder import CHAIN, CHAT
@@ -141,7 +142,8 @@ def check_destination(destination: Destination, timeout: float = 5.0) -> Connect
     started = time.perf_counter()
     with requests.Session() as session:
         try:
-            response = session.post(  # an empty ExportTraceServiceRequest is b""
+            response = outside_app_context(  # an empty ExportTraceServiceRequest is b""
+                session.post,
                 destination.endpoint,
                 data=b"",
                 headers=destination.request_headers(),

@@ -32,6 +32,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from . import attributes as attr
 from ._logging import DROP_ADVICE, UNAUTHORIZED, fork_safe, log_once, redact_url, warn_user
 from ._version import __version__
+from .background import start_daemon
 from .compression import GzipRequest as GzipRequest
 from .compression import crc32_combine as crc32_combine
 from .compression import deflate_segment as deflate_segment
@@ -211,8 +212,7 @@ class QueueSpanProcessor(SpanProcessor):
     def _start_thread(self) -> None:
         with self._thread_lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sentry-llm-callbacks-export", daemon=True)
-                self._thread.start()
+                self._thread = start_daemon(self._run, "sentry-llm-callbacks-export")
 
     # -- encoding (export thread, and application threads when behind) ----------------
 

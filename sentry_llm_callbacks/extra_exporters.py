@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from ._logging import fork_safe, log_once, warn_user
+from .background import start_daemon
 from .counters import COUNTERS
 from .finishing import finish_spans
 
@@ -129,5 +130,5 @@ def _in_background(call: Callable[[], object], what: str) -> threading.Event:
         finally:
             done.set()
 
-    threading.Thread(target=run, name=f"sentry-llm-callbacks-extra-{what}", daemon=True).start()
+    start_daemon(run, f"sentry-llm-callbacks-extra-{what}")
     return done

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from .background import start_daemon
 from .errors import ConfigurationError
 from .usage import Usage
 
@@ -136,7 +137,7 @@ class _LibraryData:
             if self._started:
                 return
             self._started = True
-            threading.Thread(target=self._load, name="sentry-llm-callbacks-prices", daemon=True).start()
+            start_daemon(self._load, "sentry-llm-callbacks-prices")
 
     def _load(self) -> None:
         try:

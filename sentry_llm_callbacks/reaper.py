@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from ._logging import fork_safe, log_once
+from .background import start_daemon
 
 #: Seconds between two sweeps of the open runs.
 REAP_INTERVAL = 5.0
@@ -43,10 +44,7 @@ class RunReaper:
             if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
                 return
             self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run, args=(self._stop,), name="sentry-llm-callbacks-reaper", daemon=True
-            )
-            self._thread.start()
+            self._thread = start_daemon(self._run, "sentry-llm-callbacks-reaper", self._stop)
 
     def stop(self) -> None:
         """Stop sweeping (the thread ends at its next wake-up, at once)."""
