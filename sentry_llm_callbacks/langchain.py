@@ -146,8 +146,10 @@ class SentryCallbackHandler(BaseCallbackHandler):
         under_hidden = False
         if HIDDEN_TAG in tags:
             # LangChain passes tags down: only the run where the tag starts is hidden; runs
-            # below it are recorded and attach to the nearest recorded ancestor.
-            under_hidden = self._recorder.is_under_hidden(parent_run_id)
+            # below it are recorded and attach to the nearest recorded ancestor. A run that
+            # carries the tag twice has one of its own besides the inherited one (langchain-core
+            # 0.3 merges tags without removing repeats): LangGraph's internal writers.
+            under_hidden = self._recorder.is_under_hidden(parent_run_id) and tags.count(HIDDEN_TAG) == 1
             if not under_hidden:
                 self._recorder.hide_run(run_id, parent_run_id)
                 return None

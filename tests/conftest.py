@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import importlib.util
+import inspect
 import logging
 from collections.abc import Iterator
 
@@ -11,6 +14,19 @@ from sentry_llm_callbacks._logging import reset_log_once
 from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
 from .openai_server import OpenAIServer
+
+#: LangChain hands a run's callbacks to the async code it calls (a node's model call, an async
+#: tool's work) only where ``asyncio.create_task`` takes a ``context`` (Python 3.11 and later);
+#: elsewhere the app passes ``config`` on by hand, as LangChain's documentation says.
+needs_async_context = pytest.mark.skipif(
+    "context" not in inspect.signature(asyncio.create_task).parameters,
+    reason="asyncio.create_task takes no context here, so LangChain cannot pass callbacks to async children",
+)
+#: LlamaIndex's workflow agents (``FunctionAgent``, ``AgentWorkflow``) came after llama-index-core 0.12.0.
+needs_llamaindex_agents = pytest.mark.skipif(
+    importlib.util.find_spec("llama_index.core.agent.workflow") is None,
+    reason="this llama-index-core has no llama_index.core.agent.workflow (FunctionAgent, AgentWorkflow)",
+)
 
 ENV_VARS = (
     "SENTRY_DSN",
@@ -66,6 +82,12 @@ def delivered(receiver: LocalReceiver, count: int | None = None, timeout: float 
     if count is not None:
         return receiver.wait_for_spans(count, timeout)
     return receiver.spans
+
+
+def paused(app: object, thread: dict) -> bool:
+    """True when a LangGraph app stopped at an interrupt on ``thread`` and waits for a resume
+    (read from its checkpoint: ``invoke`` returns ``__interrupt__`` only in LangGraph 0.4 and later)."""
+    return bool(app.get_state(thread).next)  # type: ignore[attr-defined]
 
 
 def by_name(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:

@@ -18,7 +18,7 @@ import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.llamaindex import SentryLlamaIndexHandler
 from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
-from .conftest import by_name, delivered
+from .conftest import by_name, delivered, needs_llamaindex_agents
 from .invariants import check_trace, check_traces
 from .openai_server import OpenAIServer, Reply
 from .test_langchain import children_of, root_of
@@ -242,6 +242,7 @@ def test_global_and_callback_handler_together_record_each_call_once(sentry: Loca
     assert {s.attributes["user.id"] for s in spans} == {"explicit"}
 
 
+@needs_llamaindex_agents
 def test_function_agent_with_a_tool(sentry: LocalReceiver, openai_server: OpenAIServer) -> None:
     from llama_index.core.agent.workflow import FunctionAgent
 

@@ -24,7 +24,6 @@ from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
-from langchain_core.tools import tool
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
@@ -419,9 +418,14 @@ def test_credentials_in_an_endpoint_never_reach_a_log_record(caplog: pytest.LogC
 def test_privacy_mode_does_not_send_tool_descriptions(receiver: LocalReceiver) -> None:
     planted = "SECRET-TOOLDESC-61c2"
 
-    @tool(description=f"Looks up an order. Internal routing hint: {planted}.")
-    def lookup_order(order_id: str) -> str:
+    from langchain_core.tools import StructuredTool
+
+    def find_order(order_id: str) -> str:
         return "shipped"
+
+    lookup_order = StructuredTool.from_function(
+        find_order, name="lookup_order", description=f"Looks up an order. Internal routing hint: {planted}."
+    )
 
     from langgraph.prebuilt import create_react_agent
 

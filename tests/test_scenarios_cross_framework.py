@@ -18,7 +18,7 @@ from llama_index.core.tools import FunctionTool
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
-from .conftest import delivered
+from .conftest import delivered, needs_async_context, needs_llamaindex_agents
 from .invariants import Trace, check_trace
 from .openai_server import OpenAIServer, Reply
 
@@ -65,7 +65,7 @@ def only(trace: Trace, predicate: Any) -> ReceivedSpan:
     return matches[0]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("mode", ["sync", pytest.param("async", marks=needs_async_context)])
 def test_llamaindex_query_inside_a_langchain_agent_tool(
     sentry: LocalReceiver, openai_server: OpenAIServer, mode: str
 ) -> None:
@@ -115,6 +115,7 @@ def test_llamaindex_query_inside_a_langchain_agent_tool(
     ) == (30, 3)
 
 
+@needs_llamaindex_agents
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_langchain_chain_inside_a_llamaindex_agent_tool(
     sentry: LocalReceiver, openai_server: OpenAIServer, mode: str

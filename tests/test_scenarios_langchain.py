@@ -24,13 +24,15 @@ from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnableParallel, chain
 from langchain_core.tools import tool
+from langgraph.graph import MessagesState
+from langgraph.types import Command
 from pydantic import BaseModel
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
-from .conftest import delivered
+from .conftest import delivered, needs_async_context, paused
 from .invariants import Trace, check_trace, check_traces
 from .openai_server import OpenAIServer, Reply
 
@@ -143,8 +145,8 @@ def test_interrupt_then_resume_is_two_traces_neither_failed(sentry: LocalReceive
     app = graph.compile(checkpointer=InMemorySaver())
     handler = SentryCallbackHandler()
     thread = {"configurable": {"thread_id": "deploy-1"}}
-    first = app.invoke({"messages": [("human", "deploy v2")]}, config=config(handler, **thread))
-    assert "__interrupt__" in first
+    app.invoke({"messages": [("human", "deploy v2")]}, config=config(handler, **thread))
+    assert paused(app, thread)
     final = app.invoke(Command(resume="yes"), config=config(handler, **thread))
     assert final["messages"][-1].content == "Deployed."
 
@@ -207,6 +209,7 @@ def test_send_fan_out_sync(sentry: LocalReceiver) -> None:
     check_fan_out(delivered(sentry))
 
 
+@needs_async_context
 async def test_send_fan_out_async(sentry: LocalReceiver) -> None:
     result = await fan_out_graph(fan_out_model()).ainvoke({"topics": ["a", "b", "c"]}, config=config())
     assert sorted(result["notes"]) == ["note 0", "note 1", "note 2"]
@@ -295,7 +298,8 @@ def test_react_agent_with_parallel_tool_calls(sentry: LocalReceiver) -> None:
         ),
         reply("5 and 20.", (70, 6)),
     )
-    agent = create_react_agent(llm, [add, multiply], name="calculator")
+    # version="v2": each tool call its own task (LangGraph's default since langgraph-prebuilt 0.2)
+    agent = create_react_agent(llm, [add, multiply], name="calculator", version="v2")
     result = agent.invoke({"messages": [("human", "2+3 and 4*5?")]}, config=config())
     assert result["messages"][-1].content == "5 and 20."
 
@@ -611,6 +615,7 @@ def test_stream_read_to_the_end_is_not_closed_early(sentry: LocalReceiver) -> No
     assert not [s.name for s in trace.spans if CLOSED_EARLY in s.attributes]
 
 
+@needs_async_context
 async def test_async_graph_stream_closed_while_a_node_runs(sentry: LocalReceiver) -> None:
     """LangGraph turns the consumer's stop into an asyncio cancellation of the node still running:
     the graph's run is closed early (not an error), the node and the model call inside it are
@@ -680,7 +685,8 @@ def test_interrupt_inside_a_subgraph_is_not_an_error(sentry: LocalReceiver) -> N
     app = outer.compile(name="support", checkpointer=InMemorySaver())
     handler = SentryCallbackHandler()
     thread = {"configurable": {"thread_id": "refund-7"}}
-    assert "__interrupt__" in app.invoke({"messages": [("human", "refund")]}, config=config(handler, **thread))
+    app.invoke({"messages": [("human", "refund")]}, config=config(handler, **thread))
+    assert paused(app, thread)
     app.invoke(Command(resume="yes"), config=config(handler, **thread))
 
     asked, resumed = check_traces(delivered(sentry), 2)

@@ -34,7 +34,7 @@ from llama_index.core.tools import FunctionTool
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
-from .conftest import delivered
+from .conftest import delivered, needs_llamaindex_agents
 from .invariants import Trace, check_trace, check_traces
 from .openai_server import OpenAIServer, Reply
 
@@ -452,6 +452,7 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+@needs_llamaindex_agents
 def test_function_agent_with_parallel_tool_calls(sentry: LocalReceiver, openai_server: OpenAIServer) -> None:
     from llama_index.core.agent.workflow import FunctionAgent
 
@@ -484,6 +485,7 @@ def test_function_agent_with_parallel_tool_calls(sentry: LocalReceiver, openai_s
     assert tools["execute_tool add"].attributes["gen_ai.tool.call.result"] == "3"
 
 
+@needs_llamaindex_agents
 def test_agent_workflow_hands_off_between_agents(sentry: LocalReceiver, openai_server: OpenAIServer) -> None:
     from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent
 
