@@ -28,6 +28,17 @@ needs_llamaindex_agents = pytest.mark.skipif(
     reason="this llama-index-core has no llama_index.core.agent.workflow (FunctionAgent, AgentWorkflow)",
 )
 
+
+
+def notebook_tools() -> tuple[object, object]:
+    """``(nbformat, nbclient.NotebookClient)``, or the test is skipped saying which is missing
+    (they come with the ``dev`` extra; a bare install of the package has neither)."""
+    nbformat = pytest.importorskip("nbformat", reason="executing a notebook needs nbformat (the dev extra)")
+    nbclient = pytest.importorskip("nbclient", reason="executing a notebook needs nbclient (the dev extra)")
+    pytest.importorskip("ipykernel", reason="executing a notebook needs ipykernel (the dev extra)")
+    return nbformat, nbclient.NotebookClient
+
+
 ENV_VARS = (
     "SENTRY_DSN",
     "SENTRY_OTLP_TRACES_ENDPOINT",

@@ -15,6 +15,8 @@ import pytest
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.receiver import DEFAULT_KEY, Fault, LocalReceiver
 
+from .conftest import notebook_tools
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -191,8 +193,7 @@ def test_unload_stops_tracing(sentry: LocalReceiver, shell) -> None:
 )
 def test_notebook_runs_top_to_bottom(name: str, expected: str) -> None:
     """nbclient raises CellExecutionError if any cell fails; the outputs show the decoded trace."""
-    import nbformat
-    from nbclient import NotebookClient
+    nbformat, NotebookClient = notebook_tools()
 
     notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()

@@ -12,6 +12,8 @@ import pytest
 
 from sentry_llm_callbacks.receiver import Fault, LocalReceiver
 
+from .conftest import notebook_tools
+
 NOT_CONFIGURED = "sentry_llm_callbacks is not configured"
 REFUSED = "refused our credentials (HTTP 403)"
 DROPPED = "rejected them with HTTP 400"
@@ -115,8 +117,7 @@ def test_a_silenced_package_logger_is_respected() -> None:
 
 def test_a_notebook_shows_the_warning_under_the_cell() -> None:
     """``%load_ext`` with no DSN, then a traced call: the cell's output says why nothing is traced."""
-    import nbformat
-    from nbclient import NotebookClient
+    nbformat, NotebookClient = notebook_tools()
 
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
