@@ -36,7 +36,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from . import attributes as attr
 from . import calls, sampling, sentry_sdk_interop
-from ._logging import log_once, warn_user
+from ._logging import fork_safe, log_once, warn_user
 from .content import ContentPolicy, LazyContent, capture, clean_str, scalar_or_json
 from .counters import COUNTERS
 from .message_shapes import prompt_messages, tool_definitions
@@ -213,6 +213,9 @@ class Recorder:
         self._get_pipeline = get_pipeline
         self._failure_reporter = failure_reporter
         self._runs: dict[Hashable, Run] = {}
+        #: Guards a run's entry in the map together with its parent's ``open_children`` (a
+        #: read-modify-write that threads ending siblings at once would otherwise lose).
+        fork_safe(self, "_lock")
         self._hidden: dict[Hashable, tuple[Hashable | None, float]] = {}
         #: Extra places a root run may find its parent, asked in order before OpenTelemetry and
         #: Sentry (used for nesting across frameworks). Each returns a run key of this recorder,
@@ -340,9 +343,12 @@ class Recorder:
             run.attributes[attr.AGENT_NAME] = clean_str(agent_name or run.subject)
         if graph_step is not None:
             _write_graph_step(run.attributes, graph_step)
-        if parent is not None:
-            parent.open_children += 1
-        self._runs[key] = run
+        if parent is None:
+            self._runs[key] = run
+        else:
+            with self._lock:
+                parent.open_children += 1
+                self._runs[key] = run
         return run
 
     def _start_root(
@@ -664,11 +670,12 @@ class Recorder:
         return [other for _, other in found]
 
     def _pop(self, key: Hashable) -> Run | None:
-        run = self._runs.pop(key, None)
+        with self._lock:
+            run = self._runs.pop(key, None)
+            if run is not None and run.parent_run is not None:
+                run.parent_run.open_children -= 1
         if run is None:
             self._hidden.pop(key, None)
-        elif run.parent_run is not None:
-            run.parent_run.open_children -= 1
         return run
 
     def end_run(
