@@ -186,9 +186,11 @@ def shutdown(timeout: float | None = None) -> bool:
 
 
 def stats() -> dict[str, int]:
-    """Counters since the process started: ``spans_started``, ``spans_exported``,
-    ``spans_dropped`` (queue full or sampled out), ``exports_failed``, ``runs_abandoned``,
-    ``generations_without_usage``; plus ``spans_queued`` and ``runs_open`` right now.
+    """Counters since the process started: ``spans_started`` (every span a run produced,
+    sampled or not), ``spans_exported``, ``spans_dropped`` (sampled out, over a bound, or not
+    delivered), ``exports_failed``, ``runs_abandoned``, ``generations_without_usage``; plus
+    ``spans_queued`` and ``runs_open`` right now. Once no run is open and no trace waits for
+    its tail decision, ``spans_started == spans_exported + spans_dropped + spans_queued``.
 
     While ``sample_rate`` is below 1, each trace's decision is counted once:
     ``traces_kept_by_head``, ``traces_kept_by_parent`` (a sampled app span it joined),

@@ -305,6 +305,9 @@ class Recorder:
                 return None
             trace_state, trace_id, parent_context, name, is_default = started
             policy = trace_state.policy
+        # Every span a run produces is started, whatever becomes of it: spans_started is always
+        # spans_exported + spans_dropped + spans_queued once nothing is open or pending.
+        COUNTERS.add("spans_started")
         if not trace_state.sampled:
             COUNTERS.add("spans_dropped")
         elif len(self._runs) >= trace_state.max_open_runs:
@@ -315,8 +318,6 @@ class Recorder:
             )
             COUNTERS.add("spans_dropped")
             return None
-        else:
-            COUNTERS.add("spans_started")
         context = SpanContext(trace_id, _new_span_id(), False, _SAMPLED)
         agent = None if parent is None else parent if parent.kind == AGENT else parent.agent
         if parent is None:

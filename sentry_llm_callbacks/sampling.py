@@ -324,8 +324,8 @@ class PendingTrace:
 
 def estimate_bytes(attrs: Mapping[str, Any], events: Sequence[Event] = ()) -> int:
     """What a buffered span costs, roughly: a fixed overhead, its string attributes, and its
-    captured content (a string's length, anything else at the content limit: it is rendered
-    only on export, and the limit bounds what it renders to)."""
+    captured content, measured by what it holds (see :func:`content_size`), never above the
+    content limit it is rendered within."""
     size = SPAN_OVERHEAD_BYTES
     for value in attrs.values():
         kind = type(value)
@@ -334,9 +334,50 @@ def estimate_bytes(attrs: Mapping[str, Any], events: Sequence[Event] = ()) -> in
         elif kind is LazyContent:
             content = value.value
             limit = value.policy.max_chars
-            size += min(len(content), limit) if type(content) is str else limit
+            size += min(len(content), limit) if type(content) is str else content_size(content, limit)
     for event in events:  # exception events: message and stack trace
         for value in (event.attributes or {}).values():
             if type(value) is str:
                 size += len(value)
     return size
+
+
+#: How many values :func:`content_size` looks at before it counts the content at its limit.
+MAX_SIZED_VALUES = 256
+#: What a value with no text of its own (a number, None, a bool) is counted for.
+_SCALAR_BYTES = 8
+
+
+def content_size(value: Any, limit: int) -> int:
+    """The size of captured content (a chain's input dict, a list of messages...): the length of
+    the text it holds plus a little per value, read through dicts, sequences and objects'
+    attributes; at most ``limit``. Content too large or too deep to walk cheaply counts as
+    ``limit``, so the estimate errs on the side of the buffer bound."""
+    size = 0
+    pending = [value]
+    for _ in range(MAX_SIZED_VALUES):
+        if not pending:
+            return min(size, limit)
+        current = pending.pop()
+        kind = type(current)
+        if kind is str or kind is bytes:
+            size += len(current) + 2
+        elif kind is dict or isinstance(current, Mapping):
+            size += 2
+            for key, item in current.items():
+                pending.append(key)
+                pending.append(item)
+        elif kind is list or kind is tuple or isinstance(current, (list, tuple, set, frozenset)):
+            size += 2
+            pending.extend(current)
+        elif current is None or kind in (int, float, bool):
+            size += _SCALAR_BYTES
+        else:
+            fields = getattr(current, "__dict__", None)
+            if type(fields) is not dict:
+                return limit  # an object whose content we cannot see: assume the most
+            size += _SCALAR_BYTES
+            pending.extend(fields.values())
+        if size >= limit:
+            return limit
+    return limit if pending else min(size, limit)

@@ -421,7 +421,7 @@ def test_byte_bound_decides_early(receiver: LocalReceiver) -> None:
     assert buffered() == (0, 0)
 
 
-def test_buffer_estimate_counts_strings_and_content_at_most_the_limit() -> None:
+def test_buffer_estimate_counts_strings_and_content_by_what_it_holds_at_most_the_limit() -> None:
     from sentry_llm_callbacks.content import ContentPolicy, LazyContent
 
     policy = ContentPolicy(max_chars=100)
@@ -432,7 +432,9 @@ def test_buffer_estimate_counts_strings_and_content_at_most_the_limit() -> None:
         "long": LazyContent("z" * 500, policy),
         "object": LazyContent({"messages": ["..."]}, policy),
     }
-    assert sampling.estimate_bytes(attrs) == sampling.SPAN_OVERHEAD_BYTES + 10 + 30 + 100 + 100
+    held = sampling.content_size({"messages": ["..."]}, 100)
+    assert len("messages") + len("...") <= held < 100  # what the object holds, not the limit
+    assert sampling.estimate_bytes(attrs) == sampling.SPAN_OVERHEAD_BYTES + 10 + 30 + 100 + held
 
 
 @pytest.mark.parametrize(("keep", "kept"), [({"errors": True}, True), ({"slower_than": 3600.0}, False)])
@@ -523,3 +525,66 @@ def test_privacy_mode_trace_kept_by_a_rule_sends_no_content(receiver: LocalRecei
     check_trace(spans, generations=1)
     assert received_rates(spans) == {1.0}
     assert b"my secret question" not in b"".join(receiver.bodies)
+
+
+# --------------------------------------------------------------------------- bounds and counters
+
+
+def test_an_errored_trace_of_thousands_of_tiny_spans_is_kept_whole_at_the_default_bounds(
+    receiver: LocalReceiver,
+) -> None:
+    """2,000 one-character runs and an error a fallback absorbs: well inside the default 20,000
+    spans and 64 MiB, so the errors rule decides at the root and keeps every span."""
+    slc.configure(dsn=receiver.dsn, sample_rate=0.0, keep={"errors": True})
+    before = counts()
+    tiny = RunnableLambda(lambda x: x, name="tiny")
+
+    def down(x: str) -> str:
+        raise ConnectionError("primary is down")
+
+    fallback = RunnableLambda(down, name="primary").with_fallbacks([RunnableLambda(lambda x: "b", name="backup")])
+
+    def job(x: str, config: RunnableConfig) -> str:
+        for _ in range(2000):
+            tiny.invoke({"q": "a"}, config=config)  # a one-character input and output, as dicts
+        return fallback.invoke("a", config=config)
+
+    assert RunnableLambda(job, name="job").invoke("a", config={"callbacks": [SentryCallbackHandler()]}) == "b"
+    trace = check_trace(delivered(receiver))
+    assert len([s for s in trace.spans if s.name == "tiny"]) == 2000
+    assert len(trace.spans) == 2000 + 4  # job, the fallbacks run, primary, backup
+    assert delta(before, "traces_kept_by_errors") == 1
+    assert delta(before, "traces_decided_early") == 0
+    assert delta(before, "spans_dropped") == 0
+
+
+def test_a_tiny_span_is_estimated_by_what_it_holds() -> None:
+    """Captured content that is not a string is measured, not counted at the content limit."""
+    from sentry_llm_callbacks.content import ContentPolicy, LazyContent
+
+    policy = ContentPolicy(private=False, max_chars=20_000, mask=None)
+    tiny = sampling.estimate_bytes({"input": LazyContent({"x": "a"}, policy), "name": "tiny"})
+    assert tiny < sampling.SPAN_OVERHEAD_BYTES + 100
+    # the README's 20,000-span default is reachable by ordinary spans within the default bytes
+    assert 20_000 * tiny < sampling.MAX_BUFFERED_BYTES
+    big = sampling.estimate_bytes({"input": LazyContent({"x": "a" * 50_000}, policy)})
+    assert big == sampling.SPAN_OVERHEAD_BYTES + 20_000
+
+
+@pytest.mark.parametrize("keep", [None, STRICT], ids=["head-only", "with-keep"])
+@pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
+def test_spans_started_is_every_span_and_adds_up(receiver: LocalReceiver, keep: Any, rate: float) -> None:
+    """40 traces: started counts every span whatever sampling decides, and every one
+    of them is exported, dropped or still queued."""
+    slc.configure(dsn=receiver.dsn, sample_rate=rate, keep=keep)
+    before = counts()
+    for _ in range(40):
+        invoke(chain_with_step(plain))
+    assert slc.flush(10)
+    per_trace = STEP_CHAIN_SPANS
+    stats = slc.stats()
+    started = delta(before, "spans_started")
+    assert started == 40 * per_trace
+    settled = delta(before, "spans_exported") + delta(before, "spans_dropped") + stats["spans_queued"]
+    assert started == settled, stats
+    assert len(receiver.spans) == delta(before, "spans_exported")
