@@ -35,7 +35,7 @@ CHUNK = 64  # spans the export thread renders with one cache
 
 def record(workload: str, invocations: int) -> list[dict[str, Any]]:
     """The attributes of every span of ``invocations`` runs, as the export thread receives them."""
-    from sentry_llm_callbacks.taps import TAPS
+    from sentry_llm_callbacks.export.taps import TAPS
 
     captured: list[dict[str, Any]] = []
 
@@ -69,7 +69,7 @@ def traced(workload: str) -> tuple[Any, dict[str, Any]]:
 
 
 def render_once(spans: list[dict[str, Any]]) -> int:
-    from sentry_llm_callbacks.content import RenderCache, finished_attributes
+    from sentry_llm_callbacks.core.content import RenderCache, finished_attributes
 
     started = time.thread_time_ns()
     for i in range(0, len(spans), CHUNK):
@@ -80,7 +80,7 @@ def render_once(spans: list[dict[str, Any]]) -> int:
 
 
 def render(args: argparse.Namespace) -> None:
-    from sentry_llm_callbacks import content
+    from sentry_llm_callbacks.core import content
 
     spans = record(args.workload, args.invocations)
     fast = getattr(content, "_FAST", None)

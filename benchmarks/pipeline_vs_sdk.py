@@ -6,7 +6,7 @@ Four measurements, each on the same spans through both pipelines, against the lo
 2. batches kept across an outage: spans delivered after the endpoint was down for a while;
 3. request size against Sentry's 12 MiB body limit: the largest body each sends for a batch of
    spans with large content;
-4. encoding cost: spans/s encoding the same batch with :mod:`sentry_llm_callbacks.otlp` and with
+4. encoding cost: spans/s encoding the same batch with :mod:`sentry_llm_callbacks.export.otlp` and with
    ``opentelemetry-exporter-otlp-proto-common``.
 
     python benchmarks/pipeline_vs_sdk.py            # all four
@@ -31,9 +31,9 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
-from sentry_llm_callbacks.otlp import encode_request
-from sentry_llm_callbacks.receiver import DEFAULT_KEY, Fault, LocalReceiver
-from sentry_llm_callbacks.recorder import CHAIN
+from sentry_llm_callbacks.core.recorder import CHAIN
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver
+from sentry_llm_callbacks.export.otlp import encode_request
 
 SENTRY_BODY_LIMIT = 12 * 1024 * 1024
 RESOURCE = Resource.create({"service.name": "bench"})

@@ -18,15 +18,21 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _state
-from ._logging import SentryLlmCallbacksWarning
-from ._version import __version__
-from .config import Destination, build_destination
-from .connection import ConnectionResult, TestTraceResult, check_destination, send_test_trace, test_connection
-from .counters import COUNTERS
-from .errors import ConfigurationError, ConnectionTestError
-from .metadata import trace_context, trace_id_for
-from .options import MAX_QUEUE_BYTES
+from sentry_llm_callbacks import _state
+from sentry_llm_callbacks._version import __version__
+from sentry_llm_callbacks.base.counters import COUNTERS
+from sentry_llm_callbacks.base.errors import ConfigurationError, ConnectionTestError
+from sentry_llm_callbacks.base.log import SentryLlmCallbacksWarning
+from sentry_llm_callbacks.config.options import MAX_QUEUE_BYTES
+from sentry_llm_callbacks.config.settings import Destination, build_destination
+from sentry_llm_callbacks.connection import (
+    ConnectionResult,
+    TestTraceResult,
+    check_destination,
+    send_test_trace,
+    test_connection,
+)
+from sentry_llm_callbacks.core.metadata import trace_context, trace_id_for
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -54,14 +60,14 @@ __all__ = [
 
 def load_ipython_extension(shell: Any) -> None:
     """``%load_ext sentry_llm_callbacks``: global tracing, a bounded flush and a summary after each cell."""
-    from .jupyter import load_ipython_extension as load
+    from sentry_llm_callbacks.devtools.jupyter import load_ipython_extension as load
 
     load(shell)
 
 
 def unload_ipython_extension(shell: Any) -> None:
     """``%unload_ext sentry_llm_callbacks``: stop tracing."""
-    from .jupyter import unload_ipython_extension as unload
+    from sentry_llm_callbacks.devtools.jupyter import unload_ipython_extension as unload
 
     unload(shell)
 

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from sentry_llm_callbacks.devtools.cli import main
 
 sys.exit(main())

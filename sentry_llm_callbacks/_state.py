@@ -21,15 +21,15 @@ import sys
 import threading
 import time
 
-from ._logging import NOT_CONFIGURED, fork_safe, log_once, logger, warn_user
-from .background import outside_app_context, start_daemon
-from .config import Destination, build_destination
-from .errors import ConfigurationError
-from .export import ExportPipeline
-from .issues import SentryIssues
-from .options import default
-from .reaper import RunReaper
-from .recorder import Recorder
+from sentry_llm_callbacks.base.errors import ConfigurationError
+from sentry_llm_callbacks.base.log import NOT_CONFIGURED, fork_safe, log_once, logger, warn_user
+from sentry_llm_callbacks.base.threads import outside_app_context, start_daemon
+from sentry_llm_callbacks.config.options import default
+from sentry_llm_callbacks.config.settings import Destination, build_destination
+from sentry_llm_callbacks.core.reaper import RunReaper
+from sentry_llm_callbacks.core.recorder import Recorder
+from sentry_llm_callbacks.export.pipeline import ExportPipeline
+from sentry_llm_callbacks.sentry_sdk.issues import SentryIssues
 
 _lock: threading.RLock = fork_safe(sys.modules[__name__], "_lock", threading.RLock)
 _destination: Destination | None = None

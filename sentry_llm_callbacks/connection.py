@@ -7,14 +7,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import _state
-from . import attributes as attr
-from .background import outside_app_context
-from .config import Destination, build_destination
-from .errors import ConfigurationError
-from .recorder import CHAIN, CHAT
-from .transport import classify_status, server_text
-from .usage import Usage
+from sentry_llm_callbacks import _state
+from sentry_llm_callbacks.base.errors import ConfigurationError
+from sentry_llm_callbacks.base.threads import outside_app_context
+from sentry_llm_callbacks.config.settings import Destination, build_destination
+from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.core.recorder import CHAIN, CHAT
+from sentry_llm_callbacks.core.usage import Usage
+from sentry_llm_callbacks.export.transport import classify_status, server_text
 
 
 @dataclass(frozen=True, slots=True)

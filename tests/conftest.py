@@ -10,8 +10,8 @@ import pytest
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
-from sentry_llm_callbacks._logging import reset_log_once
-from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
+from sentry_llm_callbacks.base.log import reset_log_once
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 
 from .openai_server import OpenAIServer
 
@@ -27,7 +27,6 @@ needs_llamaindex_agents = pytest.mark.skipif(
     importlib.util.find_spec("llama_index.core.agent.workflow") is None,
     reason="this llama-index-core has no llama_index.core.agent.workflow (FunctionAgent, AgentWorkflow)",
 )
-
 
 
 def notebook_tools() -> tuple[object, object]:

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sentry_llm_callbacks.receiver import ReceivedSpan
+from sentry_llm_callbacks.devtools.receiver import ReceivedSpan
 
 GENERATION_OPS = frozenset({"gen_ai.chat", "gen_ai.text_completion", "gen_ai.embeddings"})
 MAX_NAME = 128

@@ -129,5 +129,3 @@ def parse_envelope(body: bytes) -> Iterator[tuple[str, bytes]]:
 def mechanism_of(event: dict[str, Any]) -> str | None:
     values = event.get("exception", {}).get("values") or [{}]
     return values[-1].get("mechanism", {}).get("type")
-
-

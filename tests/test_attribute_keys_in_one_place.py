@@ -13,9 +13,10 @@ from pathlib import Path
 
 from sentry_conventions.attributes import ATTRIBUTE_METADATA
 
-from sentry_llm_callbacks import attributes as attr
+import sentry_llm_callbacks
+from sentry_llm_callbacks.core import attributes as attr
 
-PACKAGE = Path(attr.__file__).resolve().parent
+PACKAGE = Path(sentry_llm_callbacks.__file__).resolve().parent
 DOTTED = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\.?$")
 
 #: Dotted strings that are not attribute keys, with what they are.

@@ -16,9 +16,9 @@ from langchain_core.runnables import RunnableLambda
 from sentry_conventions.attributes import ATTRIBUTE_METADATA
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks import attributes as attr
+from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
 from .conftest import delivered
 from .openai_server import OpenAIServer, Reply

@@ -8,13 +8,13 @@ import sys
 import time
 
 from sentry_llm_callbacks import __version__
-from sentry_llm_callbacks.receiver import Fault, LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import Fault, LocalReceiver
 
 
 def cli(*args: str, env: dict[str, str] | None = None, hide: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run the command in a fresh interpreter; ``hide`` makes one framework un-importable there."""
     prelude = "import sys; " + (f"sys.modules[{hide!r}] = None; " if hide else "")
-    code = prelude + "from sentry_llm_callbacks.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = prelude + "from sentry_llm_callbacks.devtools.cli import main; sys.exit(main(sys.argv[1:]))"
     import os
 
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")}

@@ -32,13 +32,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.util.re import parse_env_headers
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks import attributes as attr
-from sentry_llm_callbacks import collector
-from sentry_llm_callbacks.collector import collector_config, collector_env, collector_yaml
-from sentry_llm_callbacks.config import parse_dsn
-from sentry_llm_callbacks.errors import ConfigurationError
+from sentry_llm_callbacks.base.errors import ConfigurationError
+from sentry_llm_callbacks.config.settings import parse_dsn
+from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.devtools import collector
+from sentry_llm_callbacks.devtools.collector import collector_config, collector_env, collector_yaml
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver
 
 from .invariants import check_trace
 
@@ -157,7 +157,7 @@ def test_a_key_with_a_comma_is_refused() -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")}
-    code = "import sys; from sentry_llm_callbacks.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from sentry_llm_callbacks.devtools.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, env=env)
 
 

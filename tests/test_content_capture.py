@@ -14,11 +14,11 @@ from langchain_core.runnables import RunnableLambda
 from opentelemetry.sdk.trace import ReadableSpan
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks import attributes as attr
-from sentry_llm_callbacks.content import RenderCache, finished_attributes
+from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.core.content import RenderCache, finished_attributes
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
+from sentry_llm_callbacks.export.taps import TAPS
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver
-from sentry_llm_callbacks.taps import TAPS
 
 from .conftest import by_name, delivered
 from .invariants import check_trace

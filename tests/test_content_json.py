@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel
 
-from sentry_llm_callbacks import content
-from sentry_llm_callbacks.content import ContentPolicy, to_json
+from sentry_llm_callbacks.core import content
+from sentry_llm_callbacks.core.content import ContentPolicy, to_json
 
 pytestmark = pytest.mark.skipif(not content._FAST, reason="orjson is not installed, or writes floats differently")
 

@@ -6,8 +6,8 @@ import pytest
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
-from sentry_llm_callbacks.config import parse_dsn
-from sentry_llm_callbacks.receiver import Fault, LocalReceiver
+from sentry_llm_callbacks.config.settings import parse_dsn
+from sentry_llm_callbacks.devtools.receiver import Fault, LocalReceiver
 
 KEY = "abcdef0123456789abcdef0123456789"
 DSN = f"https://{KEY}@o123.ingest.us.sentry.io/456"

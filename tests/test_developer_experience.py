@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks.receiver import DEFAULT_KEY, Fault, LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver
 
 from .conftest import notebook_tools
 
@@ -133,7 +133,7 @@ def shell():
 
 
 def test_extension_delivers_each_cell_and_shows_a_summary(sentry: LocalReceiver, shell) -> None:
-    from sentry_llm_callbacks import jupyter
+    from sentry_llm_callbacks.devtools import jupyter
 
     shell.run_cell("%load_ext sentry_llm_callbacks")
     shell.run_cell("%sentry_llm --user nb-user --session nb-session")
@@ -152,7 +152,7 @@ def test_extension_delivers_each_cell_and_shows_a_summary(sentry: LocalReceiver,
 
 
 def test_extension_summary_shows_tokens_cost_errors_and_a_sentry_link(shell) -> None:
-    from sentry_llm_callbacks import jupyter
+    from sentry_llm_callbacks.devtools import jupyter
 
     slc.configure(dsn="https://abc@o4242.ingest.us.sentry.io/99")
     shell.run_cell("%load_ext sentry_llm_callbacks")

@@ -22,9 +22,9 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks.issues import SentryIssues
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
+from sentry_llm_callbacks.sentry_sdk.issues import SentryIssues
 
 from .conftest import delivered, needs_llamaindex_agents
 from .invariants import check_trace, check_traces

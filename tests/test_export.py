@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
-from sentry_llm_callbacks.export import GzipRequest, crc32_combine, deflate_segment
-from sentry_llm_callbacks.receiver import DEFAULT_KEY, Fault, LocalReceiver, decode_request, gunzip_one_member
-from sentry_llm_callbacks.recorder import CHAIN, CHAT
+from sentry_llm_callbacks.core.recorder import CHAIN, CHAT
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver, decode_request, gunzip_one_member
+from sentry_llm_callbacks.export.compression import GzipRequest, crc32_combine, deflate_segment
 
 from .conftest import delivered
 
@@ -376,7 +376,7 @@ def test_shutdown_stops_the_export_thread_and_counts_what_was_left() -> None:
 def test_flush_waits_for_a_batch_that_is_being_prepared(sentry: LocalReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     """The export thread renders content between taking a batch and sending it; flush() must not
     report success in that window (a process exiting right after would lose the batch)."""
-    from sentry_llm_callbacks import export
+    from sentry_llm_callbacks.export import pipeline as export
 
     original = export.QueueSpanProcessor._resolve_content
 

@@ -12,8 +12,8 @@ from langchain_core.runnables import RunnableLambda
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver
 
 from .conftest import by_name, delivered
 
@@ -108,7 +108,7 @@ for i in range(5):
     rec.start_run(i, None, kind="chain", name="x", explicit_name=True, handler_layer=None, run_metadata=None)
     rec.end_run(i)
 """
-    from sentry_llm_callbacks.receiver import Fault
+    from sentry_llm_callbacks.devtools.receiver import Fault
 
     receiver.fault = Fault(hang=120)
     import time

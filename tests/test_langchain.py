@@ -23,8 +23,8 @@ from langchain_core.tools import tool
 from langgraph.graph import MessagesState
 
 import sentry_llm_callbacks as slc
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
 from .conftest import by_name, delivered, paused
 from .invariants import check_trace, check_traces

@@ -15,8 +15,8 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.tools import FunctionTool
 
 import sentry_llm_callbacks as slc
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.llamaindex import SentryLlamaIndexHandler
-from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
 from .conftest import by_name, delivered, needs_llamaindex_agents
 from .invariants import check_trace, check_traces

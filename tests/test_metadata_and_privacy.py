@@ -16,8 +16,8 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 
 import sentry_llm_callbacks as slc
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import DEFAULT_KEY, LocalReceiver
 
 from .conftest import by_name, delivered
 from .test_langchain import TinyRetriever

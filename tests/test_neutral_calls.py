@@ -19,7 +19,7 @@ import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks import langchain as lc_adapter
 from sentry_llm_callbacks import llamaindex as li_adapter
-from sentry_llm_callbacks.calls import (
+from sentry_llm_callbacks.core.calls import (
     ModelRequest,
     ModelResponse,
     RequestParameters,
@@ -27,7 +27,7 @@ from sentry_llm_callbacks.calls import (
     ToolCall,
     ToolResult,
 )
-from sentry_llm_callbacks.message_shapes import (
+from sentry_llm_callbacks.core.message_shapes import (
     ContentShapes,
     Document,
     content_parts,
@@ -35,10 +35,10 @@ from sentry_llm_callbacks.message_shapes import (
     prompt_messages,
     provider_name,
 )
-from sentry_llm_callbacks.metadata import MetadataLayer
-from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
-from sentry_llm_callbacks.recorder import CHAIN, CHAT, COMPLETION, EMBEDDINGS, RETRIEVER, TOOL, Run
-from sentry_llm_callbacks.usage import Usage
+from sentry_llm_callbacks.core.metadata import MetadataLayer
+from sentry_llm_callbacks.core.recorder import CHAIN, CHAT, COMPLETION, EMBEDDINGS, RETRIEVER, TOOL, Run
+from sentry_llm_callbacks.core.usage import Usage
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 
 from .conftest import delivered
 from .invariants import check_trace

@@ -1,4 +1,4 @@
-"""Every configure() option is defined once (sentry_llm_callbacks.options.OPTIONS): the signature,
+"""Every configure() option is defined once (sentry_llm_callbacks.config.options.OPTIONS): the signature,
 the Destination's fields, the checks, the environment fallbacks, the defaults used downstream and
 the README's table all follow that definition."""
 
@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks.config import Destination, build_destination
-from sentry_llm_callbacks.content import ContentPolicy
-from sentry_llm_callbacks.export import QueueSpanProcessor
-from sentry_llm_callbacks.options import BY_NAME, DEFAULT_EXPORT_TIMEOUT, KEPT, OPTIONS, markdown_table
-from sentry_llm_callbacks.pricing import PriceTable
-from sentry_llm_callbacks.receiver import LocalReceiver
+from sentry_llm_callbacks.config.options import BY_NAME, DEFAULT_EXPORT_TIMEOUT, KEPT, OPTIONS, markdown_table
+from sentry_llm_callbacks.config.settings import Destination, build_destination
+from sentry_llm_callbacks.core.content import ContentPolicy
+from sentry_llm_callbacks.core.pricing import PriceTable
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
+from sentry_llm_callbacks.export.pipeline import QueueSpanProcessor
 
 from .conftest import ENV_VARS, delivered
 

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from sentry_llm_callbacks.otlp import encode_request
+from sentry_llm_callbacks.export.otlp import encode_request
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)  # no lone surrogates: not UTF-8
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from sentry_llm_callbacks.otlp import encode_request
+from sentry_llm_callbacks.export.otlp import encode_request
 
 RESOURCE = Resource.create({"service.name": "svc", "deployment.environment.name": "prod"})
 SCOPE = InstrumentationScope("sentry_llm_callbacks", "1.2.3")

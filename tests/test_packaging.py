@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sentry_llm_callbacks import __version__
-from sentry_llm_callbacks.receiver import LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 
 pytestmark = pytest.mark.packaging
 

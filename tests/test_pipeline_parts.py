@@ -23,15 +23,16 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, TraceFlags
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks import _state, extra_exporters
-from sentry_llm_callbacks import attributes as attr
-from sentry_llm_callbacks.compression import Compression, adler32_combine
-from sentry_llm_callbacks.content import ContentPolicy, LazyContent
-from sentry_llm_callbacks.finishing import finish_span
+from sentry_llm_callbacks import _state
+from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.core.content import ContentPolicy, LazyContent
+from sentry_llm_callbacks.core.finishing import finish_span
+from sentry_llm_callbacks.core.reaper import RunReaper
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver
+from sentry_llm_callbacks.export.compression import Compression, adler32_combine
+from sentry_llm_callbacks.export import extra_exporters
+from sentry_llm_callbacks.export.taps import TAPS
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.reaper import RunReaper
-from sentry_llm_callbacks.receiver import DEFAULT_KEY, Fault, LocalReceiver
-from sentry_llm_callbacks.taps import TAPS
 
 from .conftest import by_name, delivered
 from .invariants import check_trace, check_traces
@@ -366,9 +367,7 @@ def _certificate(subject: str, key: Any, issuer: tuple[str, Any] | None, *, ca: 
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         # key identifiers and a CA's key usage: Python 3.13 verifies with VERIFY_X509_STRICT
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
     if ca:
         builder = builder.add_extension(
@@ -477,7 +476,7 @@ def test_a_header_value_starting_with_a_space_is_refused_at_configure() -> None:
 
 
 def test_a_request_the_http_library_refuses_is_a_rejection_not_a_retry(receiver: LocalReceiver) -> None:
-    from sentry_llm_callbacks.transport import OtlpHttpSender
+    from sentry_llm_callbacks.export.transport import OtlpHttpSender
 
     sender = OtlpHttpSender(receiver.endpoint, {"X-Api-Key": " abc"}, timeout=2.0)
     try:

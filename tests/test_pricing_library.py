@@ -10,8 +10,8 @@ import pytest
 from genai_prices import Usage as LibraryUsage
 from genai_prices import data_snapshot
 
-from sentry_llm_callbacks.pricing import PriceTable, cost_of, library_price
-from sentry_llm_callbacks.usage import Usage
+from sentry_llm_callbacks.core.pricing import PriceTable, cost_of, library_price
+from sentry_llm_callbacks.core.usage import Usage
 
 USAGES = [
     Usage(input_tokens=1000, output_tokens=500),
@@ -61,7 +61,7 @@ def test_every_flat_priced_model_costs_what_the_library_says() -> None:
 
 
 def _ours_for(provider_id: str) -> str | None:
-    from sentry_llm_callbacks.pricing import _GENAI_PROVIDERS
+    from sentry_llm_callbacks.core.pricing import _GENAI_PROVIDERS
 
     return next((ours for ours, theirs in _GENAI_PROVIDERS.items() if theirs == provider_id), None)
 

@@ -8,9 +8,9 @@ from email.utils import format_datetime
 
 import pytest
 
-from sentry_llm_callbacks.content import ContentPolicy
-from sentry_llm_callbacks.export import Backoff, classify_status, parse_retry_after
-from sentry_llm_callbacks.metadata import MetadataLayer
+from sentry_llm_callbacks.core.content import ContentPolicy
+from sentry_llm_callbacks.core.metadata import MetadataLayer
+from sentry_llm_callbacks.export.transport import Backoff, classify_status, parse_retry_after
 
 
 class Clock:

@@ -27,9 +27,9 @@ from langchain_core.runnables import RunnableLambda
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
+from sentry_llm_callbacks.core.metadata import CUT_MARKER, MAX_ID_CHARS, MAX_METADATA_CHARS
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.metadata import CUT_MARKER, MAX_ID_CHARS, MAX_METADATA_CHARS
-from sentry_llm_callbacks.receiver import DEFAULT_KEY, Fault, LocalReceiver, ReceivedSpan
 
 from .conftest import delivered
 from .invariants import check_trace, check_traces

@@ -20,9 +20,9 @@ from langchain_core.runnables import RunnableLambda
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
+from sentry_llm_callbacks.core.recorder import CHAIN
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver
-from sentry_llm_callbacks.recorder import CHAIN
 
 from .conftest import delivered
 from .invariants import check_trace, check_traces
@@ -46,7 +46,7 @@ def switch_between_opcodes() -> Iterator[None]:
     makes every thread that starts or ends a run yield after each instruction, so an update
     without a lock is lost at once.
     """
-    from sentry_llm_callbacks.recorder import Recorder
+    from sentry_llm_callbacks.core.recorder import Recorder
 
     watched = {Recorder.start_run.__code__, Recorder._pop.__code__}
 

@@ -19,10 +19,11 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import tool
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks import _state, sampling
+from sentry_llm_callbacks import _state
+from sentry_llm_callbacks.core import sampling
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
+from sentry_llm_callbacks.export.taps import TAPS
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
-from sentry_llm_callbacks.taps import TAPS
 
 from .conftest import delivered
 from .invariants import check_trace, check_traces
@@ -422,7 +423,7 @@ def test_byte_bound_decides_early(receiver: LocalReceiver) -> None:
 
 
 def test_buffer_estimate_counts_strings_and_content_by_what_it_holds_at_most_the_limit() -> None:
-    from sentry_llm_callbacks.content import ContentPolicy, LazyContent
+    from sentry_llm_callbacks.core.content import ContentPolicy, LazyContent
 
     policy = ContentPolicy(max_chars=100)
     attrs = {
@@ -560,7 +561,7 @@ def test_an_errored_trace_of_thousands_of_tiny_spans_is_kept_whole_at_the_defaul
 
 def test_a_tiny_span_is_estimated_by_what_it_holds() -> None:
     """Captured content that is not a string is measured, not counted at the content limit."""
-    from sentry_llm_callbacks.content import ContentPolicy, LazyContent
+    from sentry_llm_callbacks.core.content import ContentPolicy, LazyContent
 
     policy = ContentPolicy(private=False, max_chars=20_000, mask=None)
     tiny = sampling.estimate_bytes({"input": LazyContent({"x": "a"}, policy), "name": "tiny"})

@@ -29,8 +29,8 @@ from langgraph.types import Command
 from pydantic import BaseModel
 
 import sentry_llm_callbacks as slc
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
 
 from .conftest import delivered, needs_async_context, paused
 from .invariants import Trace, check_trace, check_traces

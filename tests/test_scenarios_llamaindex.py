@@ -32,7 +32,7 @@ from llama_index.core.schema import NodeWithScore, TextNode
 from llama_index.core.tools import FunctionTool
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks.receiver import LocalReceiver, ReceivedSpan
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 
 from .conftest import delivered, needs_llamaindex_agents
 from .invariants import Trace, check_trace, check_traces

@@ -14,9 +14,9 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks import sentry_sdk_interop
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver
+from sentry_llm_callbacks.sentry_sdk import interop as sentry_sdk_interop
 
 from .conftest import delivered, needs_llamaindex_agents
 from .invariants import check_trace, check_traces
@@ -90,7 +90,7 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 
 events = []
 sentry_sdk.init(dsn="%s", before_send=lambda event, hint: events.append(event))  # errors only, defaults
@@ -255,7 +255,7 @@ def test_unsampled_configuration_sends_no_sample_rate(sentry: LocalReceiver) -> 
 
 
 def test_tool_definitions_use_the_conventions_flat_shape() -> None:
-    from sentry_llm_callbacks.message_shapes import tool_definitions
+    from sentry_llm_callbacks.core.message_shapes import tool_definitions
 
     nested = [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}]
     assert tool_definitions(nested) == [
@@ -273,7 +273,7 @@ def test_notebook_summary_names_duplicate_integrations_once(sentry: LocalReceive
     import sentry_sdk
     from IPython.core.interactiveshell import InteractiveShell
 
-    from sentry_llm_callbacks import jupyter
+    from sentry_llm_callbacks.devtools import jupyter
 
     sentry_sdk_interop._reset_for_tests()
     sentry_sdk.init(dsn=UNUSED_DSN, traces_sample_rate=1.0, **drop_everything())

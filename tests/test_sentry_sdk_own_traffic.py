@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sentry_llm_callbacks.receiver import LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 
 from .sentry_app import EnvelopeEndpoint
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 import sentry_llm_callbacks as slc
+from sentry_llm_callbacks.core.pricing import PriceTable, cost_of, normalise_model_id
+from sentry_llm_callbacks.core.usage import Usage, detect, usage_attributes
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.pricing import PriceTable, cost_of, normalise_model_id
-from sentry_llm_callbacks.receiver import LocalReceiver
-from sentry_llm_callbacks.usage import Usage, detect, usage_attributes
 
 from .conftest import delivered
 from .openai_server import OpenAIServer, Reply

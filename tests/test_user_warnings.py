@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sentry_llm_callbacks.receiver import Fault, LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import Fault, LocalReceiver
 
 from .conftest import notebook_tools
 

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from langchain_core.runnables import RunnableLambda
 
-from sentry_llm_callbacks import attributes as attr
-from sentry_llm_callbacks.demo import run_langchain_agent
-from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver
-from sentry_llm_callbacks.waterfall import (
+from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.devtools.demo import run_langchain_agent
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
+from sentry_llm_callbacks.devtools.waterfall import (
     ERROR_COLOUR,
     MAX_SHOWN_CHARS,
     SpanSummary,
@@ -27,6 +26,7 @@ from sentry_llm_callbacks.waterfall import (
     render_traces,
     resolve_content,
 )
+from sentry_llm_callbacks.langchain import SentryCallbackHandler
 
 from .conftest import delivered
 from .invariants import check_trace
@@ -243,7 +243,7 @@ CHAT_CELL = (
 
 
 def test_notebook_summary_is_the_waterfall_with_content_and_no_zero_tokens(sentry: LocalReceiver, shell) -> None:
-    from sentry_llm_callbacks import jupyter
+    from sentry_llm_callbacks.devtools import jupyter
 
     shell.run_cell(CHAT_CELL)
     summary = jupyter._active.last_summary  # type: ignore[union-attr]
@@ -257,7 +257,7 @@ def test_notebook_summary_is_the_waterfall_with_content_and_no_zero_tokens(sentr
 
 
 def test_notebook_summary_shows_no_content_in_privacy_mode(sentry: LocalReceiver, shell) -> None:
-    from sentry_llm_callbacks import jupyter
+    from sentry_llm_callbacks.devtools import jupyter
 
     shell.run_cell("%sentry_llm --privacy on")
     shell.run_cell(CHAT_CELL)
@@ -278,7 +278,7 @@ def test_notebook_summary_shows_no_content_in_privacy_mode(sentry: LocalReceiver
 def test_magic_rejects_what_it_does_not_understand(shell, line: str, message: str) -> None:
     from IPython.core.error import UsageError
 
-    from sentry_llm_callbacks import jupyter
+    from sentry_llm_callbacks.devtools import jupyter
 
     with pytest.raises(UsageError, match=re.escape(message)) as raised:
         jupyter._active.magic(line)  # type: ignore[union-attr]
@@ -350,7 +350,7 @@ def test_page_answers_unknown_paths_and_traces_with_404(receiver: LocalReceiver)
 
 
 def test_trace_page_reloads_until_its_root_arrives() -> None:
-    from sentry_llm_callbacks.receiver import _trace_page
+    from sentry_llm_callbacks.devtools.receiver import _trace_page
 
     status, page = _trace_page(TRACE, [span("child", "root-not-yet")], expanded=False)
     assert status == 200 and 'http-equiv="refresh"' in page

@@ -18,9 +18,9 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
-from sentry_llm_callbacks.demo import run_langchain_agent
+from sentry_llm_callbacks.devtools.demo import run_langchain_agent
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from sentry_llm_callbacks.receiver import LocalReceiver
 
 from .conftest import delivered
 from .invariants import check_trace

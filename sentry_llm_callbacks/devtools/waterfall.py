@@ -1,0 +1,552 @@
+"""A trace drawn as a waterfall, as in Sentry's trace view, in self-contained HTML.
+
+One row per span, indented by its depth; a bar placed and sized by the span's start and
+duration on the trace's time axis, coloured by kind (agent, model call, tool, chain) and red
+for an error; model, tokens, cost and status on the row; the captured input and output one
+click away in a ``<details>`` element. No scripts, fonts or external CSS, and every style
+inline, so it renders the same in JupyterLab, VS Code notebooks, a static notebook export and
+a browser. Span names and content are untrusted: everything shown goes through
+``html.escape``.
+
+The renderer reads a neutral :class:`SpanSummary`; :func:`from_readable_span` (the
+OpenTelemetry SDK's finished span, as the notebook sees it) and :func:`from_received_span`
+(what :class:`~sentry_llm_callbacks.devtools.receiver.LocalReceiver` decoded) make one.
+
+Example::
+
+    from sentry_llm_callbacks.devtools.receiver import LocalReceiver
+    from sentry_llm_callbacks.devtools.waterfall import from_received_span, render_trace
+
+    with LocalReceiver() as receiver:
+        ...
+        spans = [from_received_span(s) for s in receiver.spans]
+        html_text = render_trace(spans)
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sentry_llm_callbacks.core import attributes as attr
+
+if TYPE_CHECKING:
+    from sentry_llm_callbacks.devtools.receiver import ReceivedSpan
+
+__all__ = [
+    "COLOURS",
+    "CONTENT_KEYS",
+    "ERROR_COLOUR",
+    "INDENT_PX",
+    "MAX_SHOWN_CHARS",
+    "MISSING",
+    "SpanSummary",
+    "TraceOverview",
+    "fmt_cost",
+    "fmt_duration",
+    "fmt_tokens",
+    "from_attributes",
+    "from_readable_span",
+    "from_received_span",
+    "group",
+    "ordered",
+    "overview",
+    "page",
+    "readable",
+    "render_trace",
+    "render_trace_list",
+    "render_traces",
+    "resolve_content",
+    "shorten",
+]
+
+#: Characters of one captured input or output shown in the page before the truncation marker.
+MAX_SHOWN_CHARS = 2000
+INDENT_PX = 14
+MISSING = "—"
+
+#: Content attributes shown under a row, with the label each gets, in this order.
+CONTENT_KEYS: tuple[tuple[str, str], ...] = (
+    (attr.SYSTEM_INSTRUCTIONS, "system instructions"),
+    (attr.INPUT_MESSAGES, "input messages"),
+    (attr.INPUT_VALUE, "input"),
+    (attr.TOOL_CALL_ARGUMENTS, "tool arguments"),
+    (attr.EMBEDDINGS_INPUT, "embeddings input"),
+    (attr.OUTPUT_MESSAGES, "output messages"),
+    (attr.OUTPUT_VALUE, "output"),
+    (attr.TOOL_CALL_RESULT, "tool result"),
+    (attr.RETRIEVAL_DOCUMENTS, "documents"),
+)
+
+AGENT, MODEL, TOOL, CHAIN, OTHER = "agent", "model", "tool", "chain", "other"
+_KIND_BY_OP = {
+    attr.OP_INVOKE_AGENT: AGENT,
+    attr.OP_CHAT: MODEL,
+    attr.OP_TEXT_COMPLETION: MODEL,
+    attr.OP_EMBEDDINGS: MODEL,
+    attr.OP_EXECUTE_TOOL: TOOL,
+    attr.OP_FUNCTION: CHAIN,
+}
+#: Bar colours by kind; an error is red whatever its kind.
+COLOURS = {AGENT: "#7c3aed", MODEL: "#2563eb", TOOL: "#d97706", CHAIN: "#64748b", OTHER: "#94a3b8"}
+ERROR_COLOUR = "#dc2626"
+
+#: Content: text, or a callable that renders it on demand (the notebook's spans hold their
+#: content unrendered until the export thread needs it; the summary renders it only when shown).
+Content = str | Callable[[], "str | None"]
+
+
+@dataclass
+class SpanSummary:
+    """What the waterfall needs of one span."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str
+    name: str
+    op: str
+    start_ns: int
+    end_ns: int
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: float | None = None
+    error: str | None = None
+    content: list[tuple[str, Content]] = field(default_factory=list)
+
+    @property
+    def duration_ms(self) -> float:
+        return max(self.end_ns - self.start_ns, 0) / 1e6
+
+    @property
+    def kind(self) -> str:
+        return _KIND_BY_OP.get(self.op, OTHER)
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _content(attributes: Mapping[str, Any]) -> list[tuple[str, Content]]:
+    found: list[tuple[str, Content]] = []
+    for key, label in CONTENT_KEYS:
+        value = attributes.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str) or callable(value):
+            found.append((label, value))
+        elif callable(getattr(value, "render", None)):  # LazyContent: rendered when shown
+            found.append((label, value.render))
+        else:
+            found.append((label, str(value)))
+    return found
+
+
+def from_attributes(
+    *,
+    trace_id: str,
+    span_id: str,
+    parent_id: str,
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    attributes: Mapping[str, Any],
+    error: str | None,
+) -> SpanSummary:
+    """A summary from a span's identity, timing, status and attributes."""
+    tokens_in, tokens_out = (
+        _number(attributes.get(attr.USAGE_INPUT_TOKENS)),
+        _number(attributes.get(attr.USAGE_OUTPUT_TOKENS)),
+    )
+    model = attributes.get(attr.RESPONSE_MODEL) or attributes.get(attr.REQUEST_MODEL)
+    return SpanSummary(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        name=str(name),
+        op=str(attributes.get(attr.SENTRY_OP, "")),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        model=str(model) if model else None,
+        input_tokens=int(tokens_in) if tokens_in is not None else None,
+        output_tokens=int(tokens_out) if tokens_out is not None else None,
+        cost=_number(attributes.get(attr.COST_TOTAL)),
+        error=error,
+        content=_content(attributes),
+    )
+
+
+def from_readable_span(span: Any) -> SpanSummary:
+    """A summary of an OpenTelemetry SDK ``ReadableSpan`` (content left unrendered until shown)."""
+    ctx = span.get_span_context()
+    parent = span.parent
+    status = span.status
+    failed = status is not None and status.status_code.name == "ERROR"
+    return from_attributes(
+        trace_id=format(ctx.trace_id, "032x"),
+        span_id=format(ctx.span_id, "016x"),
+        parent_id=format(parent.span_id, "016x") if parent is not None else "",
+        name=span.name,
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time or span.start_time or 0,
+        attributes=span.attributes or {},
+        error=(status.description or "error") if failed else None,
+    )
+
+
+def from_received_span(span: ReceivedSpan) -> SpanSummary:
+    """A summary of a span the local receiver decoded."""
+    return from_attributes(
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        parent_id=span.parent_span_id,
+        name=span.name,
+        start_ns=span.start_ns,
+        end_ns=span.end_ns,
+        attributes=span.attributes,
+        error=(span.status_message or "error") if span.status_code == 2 else None,
+    )
+
+
+def resolve_content(spans: Iterable[SpanSummary]) -> None:
+    """Render content held unrendered, in place, so the summaries keep only text."""
+    for span in spans:
+        resolved: list[tuple[str, Content]] = []
+        for label, value in span.content:
+            text = value if isinstance(value, str) else _call(value)
+            if text:
+                resolved.append((label, text))
+        span.content = resolved
+
+
+def _call(render: Callable[[], str | None]) -> str | None:
+    try:
+        return render()
+    except Exception:  # content that cannot be rendered is simply not shown
+        return None
+
+
+# --------------------------------------------------------------------------- a trace's shape
+
+
+def ordered(spans: Iterable[SpanSummary]) -> list[tuple[int, SpanSummary]]:
+    """Spans depth-first in start order, each with its depth; a span whose parent is absent is a root."""
+    spans = sorted(spans, key=lambda s: s.start_ns)
+    ids = {s.span_id for s in spans}
+    children: dict[str, list[SpanSummary]] = {}
+    roots: list[SpanSummary] = []
+    for span in spans:
+        if span.parent_id and span.parent_id in ids and span.parent_id != span.span_id:
+            children.setdefault(span.parent_id, []).append(span)
+        else:
+            roots.append(span)
+    out: list[tuple[int, SpanSummary]] = []
+    stack = [(0, r) for r in reversed(roots)]
+    seen: set[str] = set()
+    while stack:  # iterative: a deep agent loop must not hit the recursion limit
+        depth, span = stack.pop()
+        if span.span_id in seen:
+            continue
+        seen.add(span.span_id)
+        out.append((depth, span))
+        stack.extend((depth + 1, c) for c in reversed(children.get(span.span_id, [])))
+    return out
+
+
+def group(spans: Iterable[SpanSummary]) -> dict[str, list[SpanSummary]]:
+    """Spans by trace id, traces in the order their first span appears."""
+    traces: dict[str, list[SpanSummary]] = {}
+    for span in spans:
+        traces.setdefault(span.trace_id, []).append(span)
+    return traces
+
+
+@dataclass(frozen=True)
+class TraceOverview:
+    """One line of the trace list."""
+
+    trace_id: str
+    name: str
+    start_ns: int
+    duration_ms: float
+    spans: int
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    errors: int
+    complete: bool
+    model_calls: int
+
+
+def overview(spans: list[SpanSummary]) -> TraceOverview:
+    """Totals of one trace: tokens and cost summed over its model calls (agents repeat them)."""
+    rows = ordered(spans)
+    root = rows[0][1]
+    models = [s for s in spans if s.kind == MODEL]
+    tokens_in = [s.input_tokens for s in models if s.input_tokens is not None]
+    tokens_out = [s.output_tokens for s in models if s.output_tokens is not None]
+    costs = [s.cost for s in spans if s.cost is not None and s.kind == MODEL]
+    start = min(s.start_ns for s in spans)
+    return TraceOverview(
+        trace_id=root.trace_id,
+        name=root.name,
+        start_ns=start,
+        duration_ms=max(max(s.end_ns for s in spans) - start, 0) / 1e6,
+        spans=len(spans),
+        input_tokens=sum(tokens_in) if tokens_in else None,
+        output_tokens=sum(tokens_out) if tokens_out else None,
+        cost=sum(costs) if costs else None,
+        errors=sum(1 for s in spans if s.error),
+        complete=not root.parent_id,
+        model_calls=len(models),
+    )
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_duration(ms: float) -> str:
+    return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
+
+
+def fmt_tokens(tokens_in: int | None, tokens_out: int | None) -> str:
+    """``412 → 38``; a side the provider did not report is ``—``, never 0."""
+    return f"{MISSING if tokens_in is None else tokens_in} → {MISSING if tokens_out is None else tokens_out}"
+
+
+def fmt_cost(cost: float | None) -> str:
+    return MISSING if cost is None else f"${cost:.6f}"
+
+
+def _row_tokens(span: SpanSummary) -> str:
+    if span.input_tokens is None and span.output_tokens is None:
+        return MISSING if span.kind == MODEL else ""
+    return fmt_tokens(span.input_tokens, span.output_tokens)
+
+
+def _row_cost(span: SpanSummary) -> str:
+    if span.cost is None:
+        return MISSING if span.kind == MODEL else ""
+    return fmt_cost(span.cost)
+
+
+def readable(text: str) -> str:
+    """JSON content indented for reading (compact on the wire); anything else as it is."""
+    if not text or text[0] not in "[{" or len(text) > 200_000:
+        return text
+    try:
+        return json.dumps(json.loads(text), indent=1, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def shorten(text: str, limit: int = MAX_SHOWN_CHARS) -> tuple[str, int]:
+    """``text`` cut to ``limit`` characters, and how many were cut."""
+    return (text, 0) if len(text) <= limit else (text[:limit], len(text) - limit)
+
+
+# --------------------------------------------------------------------------- HTML
+
+_E = html.escape
+_BOX = (
+    "font:12px/1.45 -apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;"
+    "color:#1f2937;background:#fff;border:1px solid #e5e7eb;border-radius:6px;padding:8px 10px;margin:4px 0 10px;"
+    "max-width:100%;overflow-x:auto"
+)
+_TABLE = "border-collapse:collapse;width:100%;min-width:760px;table-layout:fixed"
+_TH = "text-align:left;font-weight:600;color:#6b7280;padding:4px 8px;border-bottom:1px solid #e5e7eb;white-space:nowrap"
+_TD = "padding:4px 8px;border-bottom:1px solid #f3f4f6;vertical-align:top;white-space:nowrap;overflow:hidden"
+_NUM = "text-align:right;font-variant-numeric:tabular-nums"
+# Quarter lines behind the bars give the shared time axis a scale.
+_GRID = (
+    "background:linear-gradient(90deg,transparent calc(25% - 1px),#eef0f3 25%,transparent calc(25% + 1px),"
+    "transparent calc(50% - 1px),#eef0f3 50%,transparent calc(50% + 1px),"
+    "transparent calc(75% - 1px),#eef0f3 75%,transparent calc(75% + 1px))"
+)
+_PRE = (
+    "margin:2px 0 6px;padding:6px 8px;background:#f9fafb;border:1px solid #e5e7eb;border-radius:4px;"
+    "white-space:pre-wrap;word-break:break-word;max-height:240px;overflow:auto;"
+    "font:11px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#111827"
+)
+# A long name (or a narrow notebook) is cut with an ellipsis rather than wrapped under the indent.
+_ONE_LINE = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
+_COLUMNS = (("span", "28%"), ("timeline", "27%"), ("duration", "7%"), ("model", "11%"), ("tokens", "8%"))
+_COLUMNS += (("cost", "8%"), ("status", "11%"))
+
+
+def _bar(span: SpanSummary, t0: int, total: int) -> str:
+    left = (span.start_ns - t0) / total * 100
+    width = (span.end_ns - span.start_ns) / total * 100
+    left = min(max(left, 0.0), 100.0)
+    width = min(max(width, 0.0), 100.0 - left)
+    colour = ERROR_COLOUR if span.error else COLOURS[span.kind]
+    return (
+        f'<div class="slc-bar slc-kind-{span.kind}" title="{_E(fmt_duration(span.duration_ms))}" '
+        f'style="position:absolute;top:5px;height:10px;left:{left:.3f}%;width:{width:.3f}%;min-width:2px;'
+        f'background:{colour};border-radius:2px"></div>'
+    )
+
+
+def _content_html(span: SpanSummary) -> str:
+    parts = []
+    entries = [("error", span.error), *span.content] if span.error else span.content
+    for label, value in entries:
+        if not isinstance(value, str):
+            continue
+        shown, cut = shorten(readable(value))
+        marker = f'<span class="slc-truncated" style="color:#9ca3af">… [truncated {cut} chars]</span>' if cut else ""
+        parts.append(
+            f'<div style="color:#6b7280;margin-top:4px">{_E(label)}</div>'
+            f'<pre class="slc-content" data-label="{_E(label)}" style="{_PRE}">{_E(shown)}{marker}</pre>'
+        )
+    return "".join(parts)
+
+
+def _swatch(colour: str, margin: str) -> str:
+    return (
+        f'<span style="display:inline-block;width:8px;height:8px;border-radius:2px;background:{colour};'
+        f'margin:{margin}"></span>'
+    )
+
+
+def _name_cell(span: SpanSummary, depth: int, expanded: bool) -> str:
+    colour = ERROR_COLOUR if span.error else COLOURS[span.kind]
+    dot = _swatch(colour, "0 6px 0 0")
+    op = f' <span style="color:#9ca3af">{_E(span.op)}</span>' if span.op else ""
+    label = f'{dot}<span class="slc-name" title="{_E(span.name)}">{_E(span.name)}</span>{op}'
+    content = _content_html(span)
+    style = f"{_TD};padding-left:{8 + depth * INDENT_PX}px;white-space:normal"
+    if not content:
+        return f'<td style="{style}"><div style="{_ONE_LINE};padding-left:13px">{label}</div></td>'
+    opened = " open" if expanded else ""
+    summary = f'<summary style="cursor:pointer;{_ONE_LINE}">{label}</summary>'
+    return f'<td style="{style}"><details class="slc-details"{opened}>{summary}{content}</details></td>'
+
+
+def _row(depth: int, span: SpanSummary, t0: int, total: int, expanded: bool) -> str:
+    status = (
+        f'<span style="color:{ERROR_COLOUR};font-weight:600" title="{_E(span.error)}">{_E(span.error)}</span>'
+        if span.error
+        else '<span style="color:#059669">ok</span>'
+    )
+    background = "background:#fef2f2;" if span.error else ""
+    cells = [
+        _name_cell(span, depth, expanded),
+        f'<td style="{_TD};position:relative;{_GRID}">{_bar(span, t0, total)}</td>',
+        f'<td style="{_TD};{_NUM}">{_E(fmt_duration(span.duration_ms))}</td>',
+        f'<td style="{_TD}" title="{_E(span.model or "")}">{_E(span.model or "")}</td>',
+        f'<td style="{_TD};{_NUM}">{_E(_row_tokens(span))}</td>',
+        f'<td style="{_TD};{_NUM}">{_E(_row_cost(span))}</td>',
+        f'<td style="{_TD};text-overflow:ellipsis">{status}</td>',
+    ]
+    kind = f"slc-row slc-kind-{span.kind}" + (" slc-error" if span.error else "")
+    return f'<tr class="{kind}" data-span-id="{_E(span.span_id)}" style="{background}">{"".join(cells)}</tr>'
+
+
+def _header(trace: TraceOverview, link: str | None) -> str:
+    trace_id = _E(trace.trace_id)
+    if link:
+        trace_id = f'<a href="{_E(link)}" target="_blank" rel="noopener" style="color:#2563eb">{trace_id} ↗</a>'
+    bits = [f"{trace.spans} spans", _E(fmt_duration(trace.duration_ms))]
+    if trace.model_calls:
+        bits.append(f"{trace.model_calls} model call" + ("s" if trace.model_calls != 1 else ""))
+        bits.append("tokens " + _E(fmt_tokens(trace.input_tokens, trace.output_tokens)))
+    if trace.cost is not None:
+        bits.append(_E(fmt_cost(trace.cost)))
+    if trace.errors:
+        bits.append(f'<span style="color:{ERROR_COLOUR};font-weight:600">{trace.errors} error(s)</span>')
+    return (
+        f'<div class="slc-trace-head" style="margin-bottom:6px"><b style="font-size:13px">{_E(trace.name)}</b>'
+        f' <span style="color:#6b7280">trace {trace_id}</span>'
+        f'<span style="color:#374151;margin-left:10px">{" · ".join(bits)}</span></div>'
+    )
+
+
+def _legend() -> str:
+    items = [(k, COLOURS[k]) for k in (AGENT, MODEL, TOOL, CHAIN)] + [("error", ERROR_COLOUR)]
+    swatches = "".join(f"{_swatch(colour, '0 4px 0 10px')}{kind}" for kind, colour in items)
+    return f'<div style="color:#6b7280;margin-top:4px">{swatches}</div>'
+
+
+def _thead(total_ns: int) -> str:
+    cells = []
+    for name, width in _COLUMNS:
+        align = f";{_NUM}" if name in ("duration", "tokens", "cost") else ""
+        label = name
+        if name == "timeline":  # the axis: 0 on the left, the trace's duration on the right
+            label = f'<span style="float:right">{_E(fmt_duration(total_ns / 1e6))}</span>0'
+        cells.append(f'<th style="{_TH};width:{width}{align}">{label}</th>')
+    return "".join(cells)
+
+
+def render_trace(spans: list[SpanSummary], *, link: str | None = None, expanded: bool = False) -> str:
+    """One trace as a waterfall (an HTML fragment); ``link`` points to the trace elsewhere (Sentry),
+    ``expanded`` shows every row's input and output opened."""
+    if not spans:
+        return ""
+    trace = overview(spans)
+    t0 = min(s.start_ns for s in spans)
+    total = max(max(s.end_ns for s in spans) - t0, 1)
+    head = _thead(total)
+    rows = "".join(_row(depth, span, t0, total, expanded) for depth, span in ordered(spans))
+    return (
+        f'<div class="slc-waterfall" data-trace-id="{_E(trace.trace_id)}" style="{_BOX}">{_header(trace, link)}'
+        f'<table style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{_legend()}</div>'
+    )
+
+
+def render_traces(spans: list[SpanSummary], *, link_for: Callable[[str], str | None] | None = None) -> str:
+    """Every trace among ``spans``, each as a waterfall, in the order they started."""
+    traces = sorted(group(spans).values(), key=lambda members: min(s.start_ns for s in members))
+    return "".join(
+        render_trace(members, link=link_for(members[0].trace_id) if link_for else None) for members in traces
+    )
+
+
+# --------------------------------------------------------------------------- the local page
+
+
+def page(title: str, body: str, *, refresh: bool = False) -> str:
+    """A whole HTML document around ``body``; ``refresh`` reloads it every 2 s."""
+    meta = '<meta http-equiv="refresh" content="2">' if refresh else ""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1">{meta}<title>{_E(title)}</title></head>'
+        '<body style="margin:16px 20px;background:#f8fafc;'
+        "font:13px/1.45 -apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;"
+        f'color:#1f2937">{body}</body></html>'
+    )
+
+
+def render_trace_list(traces: list[TraceOverview]) -> str:
+    """The traces received, newest first, each linking to ``/trace/<id>``."""
+    if not traces:
+        return '<p class="slc-empty" style="color:#6b7280">No traces yet. This page refreshes every 2 s.</p>'
+    head = "".join(
+        f'<th style="{_TH}' + (f";{_NUM}" if n not in ("trace", "errors") else "") + f'">{n}</th>'
+        for n in ("trace", "duration", "spans", "tokens", "cost", "errors")
+    )
+    rows = []
+    for t in sorted(traces, key=lambda t: t.start_ns, reverse=True):
+        errors = f'<span style="color:{ERROR_COLOUR};font-weight:600">{t.errors}</span>' if t.errors else "0"
+        td = _TD.replace("overflow:hidden", "")
+        rows.append(
+            f'<tr class="slc-trace-row"{" data-errors" if t.errors else ""}>'
+            f'<td style="{td}"><a href="/trace/{_E(t.trace_id)}" style="color:#2563eb">{_E(t.name)}</a>'
+            f' <span style="color:#9ca3af">{_E(t.trace_id[:8])}</span></td>'
+            f'<td style="{td};{_NUM}">{_E(fmt_duration(t.duration_ms))}</td>'
+            f'<td style="{td};{_NUM}">{t.spans}</td>'
+            f'<td style="{td};{_NUM}">{_E(fmt_tokens(t.input_tokens, t.output_tokens))}</td>'
+            f'<td style="{td};{_NUM}">{_E(fmt_cost(t.cost))}</td>'
+            f'<td style="{td}">{errors}</td></tr>'
+        )
+    return (
+        f'<div style="{_BOX}"><table class="slc-traces" style="border-collapse:collapse;width:100%">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
