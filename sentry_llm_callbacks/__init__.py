@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks._version import __version__
 from sentry_llm_callbacks.base.counters import COUNTERS
-from sentry_llm_callbacks.base.errors import ConfigurationError, ConnectionTestError
+from sentry_llm_callbacks.base.errors import ConfigurationError
 from sentry_llm_callbacks.base.log import SentryLlmCallbacksWarning
 from sentry_llm_callbacks.config.options import MAX_QUEUE_BYTES
 from sentry_llm_callbacks.config.settings import Destination, build_destination
 from sentry_llm_callbacks.connection import (
     ConnectionResult,
+    ConnectionTestError,
     TestTraceResult,
     check_destination,
     send_test_trace,

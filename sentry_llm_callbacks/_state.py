@@ -1,4 +1,5 @@
-"""Process-wide state: the current destination, its export pipeline, the recorder and its reaper.
+"""The composition root: the current destination, its export pipeline and target, the recorder
+and its reaper; the one place that knows both the core and the export side.
 
 One pipeline per process, created on first use and shared by every handler of every
 framework. ``configure()`` swaps it atomically; the old one is flushed and closed in the
@@ -26,14 +27,22 @@ from sentry_llm_callbacks.base.log import NOT_CONFIGURED, fork_safe, log_once, l
 from sentry_llm_callbacks.base.threads import outside_app_context, start_daemon
 from sentry_llm_callbacks.config.options import default
 from sentry_llm_callbacks.config.settings import Destination, build_destination
+from sentry_llm_callbacks.core.pricing import PriceTable
 from sentry_llm_callbacks.core.reaper import RunReaper
 from sentry_llm_callbacks.core.recorder import Recorder
+from sentry_llm_callbacks.core.target import Target
 from sentry_llm_callbacks.export.pipeline import ExportPipeline
+from sentry_llm_callbacks.sentry_sdk import interop as sentry_sdk_interop
 from sentry_llm_callbacks.sentry_sdk.issues import SentryIssues
 
 _lock: threading.RLock = fork_safe(sys.modules[__name__], "_lock", threading.RLock)
 _destination: Destination | None = None
 _pipeline: ExportPipeline | None = None
+#: What new traces are recorded for: the destination, with ``_pipeline``'s sink.
+_target: Target | None = None
+#: The price table of the destination installed last (made at ``configure()``: genai-prices
+#: starts loading then, not at the first trace).
+_prices: PriceTable | None = None
 _env_checked = False
 
 
@@ -45,8 +54,18 @@ def get_pipeline() -> ExportPipeline | None:
     return _create_pipeline()
 
 
+def get_target() -> Target | None:
+    """What a trace starting now is recorded for (the recorder asks at each root); None if not configured."""
+    target = _target
+    if target is not None:
+        return target
+    if _create_pipeline() is None:
+        return None
+    return _target
+
+
 def _create_pipeline() -> ExportPipeline | None:
-    global _pipeline, _destination, _env_checked
+    global _pipeline, _target, _destination, _env_checked
     with _lock:
         if _pipeline is not None:
             return _pipeline
@@ -59,7 +78,10 @@ def _create_pipeline() -> ExportPipeline | None:
             except ConfigurationError as exc:
                 warn_user("not-configured", NOT_CONFIGURED.format(problem=exc.problem))
                 return None
-        _pipeline = outside_app_context(ExportPipeline, _destination)  # its threads start clean
+        pipeline = outside_app_context(ExportPipeline, _destination)  # its threads start clean
+        prices = _prices if _prices is not None and _prices.overrides is _destination.prices else None
+        _target = Target.create(_destination, pipeline.sink, prices)
+        _pipeline = pipeline
         reaper.start(_destination.run_timeout)
         logger.debug("Export pipeline created for %r", _destination)
         return _pipeline
@@ -71,29 +93,32 @@ def current_destination() -> Destination | None:
 
 def install(destination: Destination) -> None:
     """Make ``destination`` current; the previous pipeline is flushed and closed in the background."""
-    global _destination, _pipeline, _env_checked
+    global _destination, _pipeline, _target, _prices, _env_checked
+    prices = PriceTable(destination.prices)
     with _lock:
-        old = _pipeline
+        old = _pipeline, _target
         _destination = destination
-        _pipeline = None
+        _prices = prices
+        _pipeline = _target = None
         _env_checked = True
-    if old is not None:
-        _retire(old)
+    if old[0] is not None:
+        _retire(*old)
 
 
 class _Retiring:
     """A replaced pipeline delivering what it holds on a thread of its own; ``flush()``,
     ``shutdown()`` and the exit flush wait for it within their deadline."""
 
-    def __init__(self, pipeline: ExportPipeline) -> None:
+    def __init__(self, pipeline: ExportPipeline, target: Target | None) -> None:
         self.ok = False
         self.done = threading.Event()
         self._pipeline = pipeline
+        self._target = target
         start_daemon(self._run, "sentry-llm-callbacks-retire")
 
     def _run(self) -> None:
         try:
-            self.ok = self._pipeline.shutdown(self._pipeline.destination.exit_timeout)
+            self.ok = _close(self._pipeline, self._target, self._pipeline.destination.exit_timeout)
         finally:
             self.done.set()
 
@@ -102,9 +127,20 @@ class _Retiring:
 _retiring: list[_Retiring] = []
 
 
-def _retire(pipeline: ExportPipeline) -> None:
+def _retire(pipeline: ExportPipeline, target: Target | None) -> None:
     _retiring[:] = [r for r in _retiring if not r.done.is_set()]
-    _retiring.append(_Retiring(pipeline))
+    _retiring.append(_Retiring(pipeline, target))
+
+
+def _close(pipeline: ExportPipeline, target: Target | None, timeout: float) -> bool:
+    """Shut ``pipeline`` down within ``timeout``: first the traces still waiting for their tail
+    decision are decided with what is known (sent or counted, never lost), then it delivers."""
+    if target is not None:
+        try:
+            target.sampling.decide_all()
+        except Exception as exc:
+            log_once("decide-all", logging.WARNING, "Deciding held traces at shutdown failed: %r", exc)
+    return pipeline.shutdown(timeout)
 
 
 def _wait_for_retired(deadline: float) -> bool:
@@ -123,16 +159,16 @@ def _wait_for_retired(deadline: float) -> bool:
 
 def reset() -> None:
     """Forget the destination (the next use reads the environment again)."""
-    global _destination, _pipeline, _env_checked
+    global _destination, _pipeline, _target, _prices, _env_checked
     with _lock:
-        old = _pipeline
+        old, target = _pipeline, _target
         _destination = None
-        _pipeline = None
+        _pipeline = _target = _prices = None
         _env_checked = False
     reaper.stop()
     _retiring.clear()
     if old is not None:
-        old.shutdown(0.5)
+        _close(old, target, 0.5)
 
 
 def deadline_seconds(timeout: object, default: float) -> float:
@@ -163,34 +199,34 @@ def flush(timeout: float | None = None) -> bool:
 
 
 def shutdown(timeout: float | None = None) -> bool:
-    global _pipeline
+    global _pipeline, _target
     with _lock:
-        pipeline = _pipeline
-        _pipeline = None
+        pipeline, target = _pipeline, _target
+        _pipeline = _target = None
     deadline = time.monotonic() + deadline_seconds(timeout, _exit_timeout(pipeline))
     if pipeline is None:
         return _wait_for_retired(deadline)
     reaper.sweep()
     reaper.stop()
-    return _wait_for_retired(deadline) & pipeline.shutdown(max(0.0, deadline - time.monotonic()))
+    return _wait_for_retired(deadline) & _close(pipeline, target, max(0.0, deadline - time.monotonic()))
 
 
 def _at_exit() -> None:
-    pipeline = _pipeline
+    pipeline, target = _pipeline, _target
     with contextlib.suppress(Exception):  # interpreter teardown: never raise
         seconds = _exit_timeout(pipeline)
         deadline = time.monotonic() + seconds
         if pipeline is not None:
             reaper.sweep()
-            pipeline.shutdown(seconds)
+            _close(pipeline, target, seconds)
         _wait_for_retired(deadline)
 
 
 def _after_fork_in_child() -> None:
     """A forked child gets a fresh pipeline: the parent's thread does not exist here, and its
     queued spans belong to the parent. (``_lock`` is renewed by ``fork_safe``, registered first.)"""
-    global _pipeline
-    _pipeline = None
+    global _pipeline, _target
+    _pipeline = _target = None
     _retiring.clear()  # the parent's, and their threads do not exist here
     recorder.clear()
 
@@ -212,7 +248,12 @@ class _ChildExit:
         self.register()
 
 
-recorder = Recorder(get_pipeline, failure_reporter=SentryIssues())
+recorder = Recorder(
+    get_target,
+    failure_reporter=SentryIssues(),
+    ambient_span=sentry_sdk_interop.ambient_parent,
+    at_root=sentry_sdk_interop.at_root,
+)
 reaper = RunReaper(recorder.reap)
 atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):

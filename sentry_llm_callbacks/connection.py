@@ -31,6 +31,14 @@ class ConnectionResult:
         return self.ok
 
 
+class ConnectionTestError(ConnectionError):
+    """``configure(verify=True)`` could not reach the destination; the previous one is kept."""
+
+    def __init__(self, result: ConnectionResult) -> None:
+        self.result = result
+        super().__init__(result.message)
+
+
 @dataclass(frozen=True, slots=True)
 class TestTraceResult:
     """Outcome of :func:`send_test_trace`."""

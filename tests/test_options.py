@@ -13,6 +13,7 @@ import pytest
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.config.options import BY_NAME, DEFAULT_EXPORT_TIMEOUT, KEPT, OPTIONS, markdown_table
+from sentry_llm_callbacks.config.pricing import Price
 from sentry_llm_callbacks.config.settings import Destination, build_destination
 from sentry_llm_callbacks.core.content import ContentPolicy
 from sentry_llm_callbacks.core.pricing import PriceTable
@@ -103,7 +104,7 @@ def test_the_destination_has_one_field_per_kept_option() -> None:
     assert destination.headers == {} and destination.exporters == ()
     assert destination.export_timeout == DEFAULT_EXPORT_TIMEOUT
     assert destination.privacy_mode is False and destination.service_name == "llm-app"
-    assert isinstance(destination.prices, PriceTable)
+    assert dict(destination.prices) == {}
 
 
 def test_given_values_reach_the_destination() -> None:
@@ -122,7 +123,8 @@ def test_given_values_reach_the_destination() -> None:
     assert destination.export_timeout == 3.0 and isinstance(destination.export_timeout, float)
     assert destination.max_queue_size == 7 and destination.mask is mask and destination.capture_errors is False
     assert dict(destination.headers) == {"X-Api-Key": "k"}
-    assert destination.prices.lookup("my-model") is not None
+    assert destination.prices["my-model"] == Price(input=1e-6, output=2e-6)
+    assert PriceTable(destination.prices).lookup("my-model") is destination.prices["my-model"]
 
 
 def test_every_checked_option_has_a_wrong_value_listed() -> None:

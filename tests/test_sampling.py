@@ -20,6 +20,7 @@ from langchain_core.tools import tool
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
+from sentry_llm_callbacks.config.keep import MAX_BUFFERED_BYTES, KeepRules
 from sentry_llm_callbacks.core import sampling
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.export.taps import TAPS
@@ -46,10 +47,8 @@ def delta(before: dict[str, int], name: str) -> int:
 
 def buffered() -> tuple[int, int]:
     """Spans and estimated bytes the current pipeline's pending traces hold."""
-    current = sampling._current
-    if current is None or current[0]() is not _state._pipeline:
-        return 0, 0
-    return current[1].buffered_spans, current[1].buffered_bytes
+    target = _state._target
+    return target.sampling.buffered if target is not None else (0, 0)
 
 
 def chain_with_step(step: Any, *, usage: dict[str, int] | None = None) -> Any:
@@ -109,7 +108,7 @@ def test_keep_rules_are_validated_into_an_immutable_value() -> None:
         dsn="https://k@o1.ingest.sentry.io/1", sample_rate=0.1, keep={"errors": True, "costlier_than": 0}
     )
     rules = destination.keep
-    assert rules == sampling.KeepRules(errors=True, costlier_than=0.0)
+    assert rules == KeepRules(errors=True, costlier_than=0.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         rules.errors = False  # type: ignore[misc]
     assert slc.configure(dsn="https://k@o1.ingest.sentry.io/1").keep is None
@@ -567,7 +566,7 @@ def test_a_tiny_span_is_estimated_by_what_it_holds() -> None:
     tiny = sampling.estimate_bytes({"input": LazyContent({"x": "a"}, policy), "name": "tiny"})
     assert tiny < sampling.SPAN_OVERHEAD_BYTES + 100
     # the README's 20,000-span default is reachable by ordinary spans within the default bytes
-    assert 20_000 * tiny < sampling.MAX_BUFFERED_BYTES
+    assert 20_000 * tiny < MAX_BUFFERED_BYTES
     big = sampling.estimate_bytes({"input": LazyContent({"x": "a" * 50_000}, policy)})
     assert big == sampling.SPAN_OVERHEAD_BYTES + 20_000
 

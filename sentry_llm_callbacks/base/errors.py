@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from sentry_llm_callbacks.connection import ConnectionResult
-
 
 class ConfigurationError(ValueError):
     """A configuration value is wrong.
@@ -20,11 +15,3 @@ class ConfigurationError(ValueError):
         self.problem = problem
         self.example = example
         super().__init__(f"{field}: {problem}. Example of a valid value: {example}")
-
-
-class ConnectionTestError(ConnectionError):
-    """``configure(verify=True)`` could not reach the destination; the previous one is kept."""
-
-    def __init__(self, result: ConnectionResult) -> None:
-        self.result = result
-        super().__init__(result.message)

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sentry_llm_callbacks.base.errors import ConfigurationError
+from sentry_llm_callbacks.config.keep import KEEP_EXAMPLE, KeepRules, parse_keep
 from sentry_llm_callbacks.config.otlp_env import (
     HEADERS_VARIABLES,
     TIMEOUT_VARIABLES,
@@ -31,7 +32,7 @@ from sentry_llm_callbacks.config.otlp_env import (
     merge_headers,
     parse_timeout,
 )
-from sentry_llm_callbacks.core.pricing import PriceTable
+from sentry_llm_callbacks.config.pricing import PRICING_EXAMPLE, Price, parse_pricing
 
 #: Default bound on the export backlog, in compressed bytes (see ``max_queue_bytes``).
 MAX_QUEUE_BYTES = 4 * 1024 * 1024
@@ -46,8 +47,6 @@ DEFAULT_SERVICE_NAME = "llm-app"
 #: RFC 9110 token characters: what a header name may contain.
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _HEADERS_EXAMPLE = '{"X-Api-Key": "..."}'
-#: A right value of ``keep``, shown in each of its ConfigurationErrors.
-KEEP_EXAMPLE = '{"errors": True, "slower_than": 30.0, "costlier_than": 0.05}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,16 +210,14 @@ def _mask(option: Option, value: object) -> Callable[[str], str] | None:
     return value
 
 
-def _keep(option: Option, value: object) -> Any:
-    from sentry_llm_callbacks.core.sampling import parse_keep
-
+def _keep(option: Option, value: object) -> KeepRules | None:
     return parse_keep(value)
 
 
-def _prices(option: Option, value: object) -> PriceTable:
+def _prices(option: Option, value: object) -> Mapping[str, Price]:
     if value is not None and not isinstance(value, Mapping):
         raise option.fail("must be a dict of model id to prices")
-    return PriceTable(value)
+    return parse_pricing(value)
 
 
 # --------------------------------------------------------------------------- the options
@@ -391,9 +388,9 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "prices per model id, over genai-prices (see [Token usage and cost](#token-usage-and-cost))",
         check=_prices,
-        example='{"my-model": {"input": 3e-6, "output": 1.2e-5}}',
+        example=PRICING_EXAMPLE,
         stored_as="prices",
-        stored_type="PriceTable",
+        stored_type="Mapping[str, Price]",
     ),
     Option(
         "capture_errors",

@@ -41,14 +41,19 @@ from opentelemetry.sdk.environment_variables import (
 from opentelemetry.util.re import parse_env_headers
 
 from sentry_llm_callbacks.base.log import log_once
-from sentry_llm_callbacks.export.compression import COMPRESSIONS, GZIP, Compression
+
+#: The default body compression: what Sentry's ingestion expects.
+GZIP = "gzip"
+#: The names ``OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`` may give.
+COMPRESSIONS = ("gzip", "deflate", "none")
 
 
 @dataclass(frozen=True, slots=True)
 class TransportSettings:
     """How requests reach the endpoint: body compression and TLS files (paths)."""
 
-    compression: Compression = GZIP
+    #: The body compression's name: ``gzip`` (the default), ``deflate`` or ``none``.
+    compression: str = GZIP
     #: CA bundle to verify the endpoint's certificate with (None: the system's / ``requests``').
     certificate: str | None = None
     #: Client certificate and key for mutual TLS.
@@ -97,7 +102,7 @@ def parse_timeout(raw: str) -> float | None:
     return seconds
 
 
-def env_compression() -> Compression:
+def env_compression() -> str:
     """From ``OTEL_EXPORTER_OTLP_TRACES_COMPRESSION``, else ``OTEL_EXPORTER_OTLP_COMPRESSION``; gzip by default."""
     raw = _env(OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, OTEL_EXPORTER_OTLP_COMPRESSION)
     if raw is None:
@@ -108,7 +113,7 @@ def env_compression() -> Compression:
             "env-compression", logging.WARNING, "Ignoring the OTLP compression %r: not one of %s.", raw, COMPRESSIONS
         )
         return GZIP
-    return Compression(name)
+    return name
 
 
 def env_transport() -> TransportSettings:

@@ -17,31 +17,14 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sentry_llm_callbacks.base.errors import ConfigurationError
 from sentry_llm_callbacks.base.threads import start_daemon
+from sentry_llm_callbacks.config.pricing import Price, parse_pricing
 from sentry_llm_callbacks.core.usage import Usage
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """USD per token."""
-
-    input: float
-    output: float
-    cached_input: float | None = None
-    cache_write: float | None = None
-    reasoning: float | None = None
-    #: A fee per call (USD), counted in the total only.
-    per_request: float = 0.0
-    #: Tiered library prices, priced by the library itself.
-    library: Any = None
-    source: str = "configure(pricing=...)"
-
 
 _PREFIXES = re.compile(
     r"^(?:[\w.-]+/)+|^(?:us|eu|apac|global)\.|^(?:anthropic|meta|mistral|amazon|cohere|ai21)\.|^models/"
@@ -65,25 +48,6 @@ def normalise_model_id(model: str) -> str:
         name = _SUFFIXES.sub("", name)
         name = re.sub(r"-\d{3}$", "", name)  # Gemini's "-002"
     return name
-
-
-def _price(name: str, row: Mapping[str, Any]) -> Price:
-    try:
-        values = {k: float(row[k]) for k in ("input", "output")}
-        for key in ("cached_input", "cache_write", "reasoning"):
-            if row.get(key) is not None:
-                values[key] = float(row[key])
-    except (KeyError, TypeError, ValueError):
-        raise ConfigurationError(
-            "pricing",
-            f"the row for {name!r} needs numeric 'input' and 'output' USD per token",
-            '{"my-model": {"input": 3e-6, "output": 1.2e-5}}',
-        ) from None
-    if any(v < 0 for v in values.values()):
-        raise ConfigurationError(
-            "pricing", f"prices for {name!r} must not be negative", '{"my-model": {"input": 3e-6, "output": 1.2e-5}}'
-        )
-    return Price(**values)
 
 
 #: ``gen_ai.provider.name`` values to genai-prices' provider ids (where they differ or exist).
@@ -199,17 +163,18 @@ def library_price(model: str, provider: str | None = None) -> Price | None:
     return Price(**flat, source=source)
 
 
+def _parsed(rows: Mapping[str, Any] | None) -> bool:
+    return rows is not None and all(type(row) is Price for row in rows.values())
+
+
 class PriceTable:
     """The user's overrides (``configure(pricing=...)``) on top of genai-prices; lookups cached."""
 
     def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
-        self._overrides: dict[str, Price] = {}
-        for name, row in (overrides or {}).items():
-            if not isinstance(row, Mapping):
-                raise ConfigurationError(
-                    "pricing", f"the row for {name!r} must be a dict", '{"my-model": {"input": 3e-6, "output": 1.2e-5}}'
-                )
-            self._overrides[name.lower()] = _price(name, row)
+        """``overrides``: the rows of ``configure(pricing=...)``, parsed (:func:`parse_pricing`) or not."""
+        #: The user's rows, parsed (the destination's own mapping when it was given one).
+        self.overrides: Mapping[str, Price] = parse_pricing(overrides) if not _parsed(overrides) else overrides
+        self._overrides = {name.lower(): price for name, price in self.overrides.items()}
         self._cache: dict[tuple[str, str | None], Price | None] = {}
         self._lock = threading.Lock()
         _library.start()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import sys
 import time
 import traceback
 from collections.abc import Callable, Hashable, Mapping
@@ -31,13 +30,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace as otel_trace
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from sentry_llm_callbacks.base.counters import COUNTERS
 from sentry_llm_callbacks.base.log import fork_safe, log_once, warn_user
 from sentry_llm_callbacks.core import attributes as attr
-from sentry_llm_callbacks.core import calls, sampling
+from sentry_llm_callbacks.core import calls
 from sentry_llm_callbacks.core.content import ContentPolicy, LazyContent, capture, clean_str, scalar_or_json
 from sentry_llm_callbacks.core.message_shapes import prompt_messages, tool_definitions
 from sentry_llm_callbacks.core.metadata import (
@@ -57,14 +56,15 @@ from sentry_llm_callbacks.core.metadata import (
     trace_id_for,
 )
 from sentry_llm_callbacks.core.pricing import PriceTable, cost_of
+from sentry_llm_callbacks.core.sampling import DROPPED, PendingTrace
+from sentry_llm_callbacks.core.sink import SpanSink
 from sentry_llm_callbacks.core.usage import Usage, usage_attributes
-from sentry_llm_callbacks.sentry_sdk import interop as sentry_sdk_interop
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    from sentry_llm_callbacks.export.pipeline import ExportPipeline
+    from sentry_llm_callbacks.core.target import Target
 
 MAX_NAME = 128
 #: Longest tool description kept, in characters.
@@ -112,7 +112,7 @@ def _fit_name(name: str) -> str:
 class TraceState:
     """What every span of one trace shares, resolved once at its root."""
 
-    processor: SpanProcessor
+    sink: SpanSink
     resource: Resource
     scope: InstrumentationScope
     sampled: bool
@@ -127,7 +127,7 @@ class TraceState:
     failures: list[Failure] | None = None
     root_span_id: int = 0
     #: Waiting for the tail decision made when the local root ends (None: already decided).
-    tail: sampling.PendingTrace | None = None
+    tail: PendingTrace | None = None
 
 
 #: Kept per trace at most; more failures in one trace are not reported.
@@ -203,16 +203,28 @@ def _new_span_id() -> int:
 
 
 AmbientParent = Callable[[], "SpanContext | Hashable | None"]
+#: The app's span where a root run starts, when OpenTelemetry has none (its Sentry SDK span, say).
+AmbientSpan = Callable[[], "SpanContext | None"]
 
 
 class Recorder:
     """Keeps the run -> span map for the whole process (every handler, both frameworks)."""
 
     def __init__(
-        self, get_pipeline: Callable[[], ExportPipeline | None], *, failure_reporter: FailureReporter | None = None
+        self,
+        targets: Callable[[], Target | None],
+        *,
+        failure_reporter: FailureReporter | None = None,
+        ambient_span: AmbientSpan | None = None,
+        at_root: Callable[[], None] | None = None,
     ) -> None:
-        self._get_pipeline = get_pipeline
+        """``targets`` returns what a trace starting now is recorded for (None: not configured,
+        nothing is recorded); ``ambient_span`` finds the app's span where OpenTelemetry has none;
+        ``at_root`` is called as each trace's root starts."""
+        self._targets = targets
         self._failure_reporter = failure_reporter
+        self._ambient_span = ambient_span
+        self._at_root = at_root
         self._runs: dict[Hashable, Run] = {}
         #: Guards a run's entry in the map together with its parent's ``open_children`` (a
         #: read-modify-write that threads ending siblings at once would otherwise lose).
@@ -361,10 +373,10 @@ class Recorder:
         handler_layer: MetadataLayer | None,
         run_metadata: MetadataLayer | None,
     ) -> tuple[TraceState, int, SpanContext | None, str, bool] | None:
-        pipeline = self._get_pipeline()
-        if pipeline is None:
+        target = self._targets()
+        if target is None:
             return None
-        destination = pipeline.destination
+        destination = target.settings
         layer = handler_layer or MetadataLayer()
         context_layer = current_context_layer()
         if context_layer is not None:
@@ -373,22 +385,22 @@ class Recorder:
             layer = run_metadata.over(layer)
         trace = layer.trace
         trace_id, parent, parent_sampled = self._root_parent(trace)
-        if sentry_sdk_interop.duplicate_warning is None and "sentry_sdk" in sys.modules:
-            sentry_sdk_interop.warn_if_duplicated()
+        if self._at_root is not None:
+            self._at_root()
         attributes = _trace_attributes(layer, destination.environment, destination.release)
         if destination.sample_rate < 1.0:
             # A trace a sampled parent decided is sent whatever our rate says: it carries 1.0, as
             # sentry-sdk sets for an inherited decision (our rate would have Sentry multiply it
             # by 1 / rate: by infinity at rate 0).
             attributes[attr.CLIENT_SAMPLE_RATE] = 1.0 if parent_sampled else destination.sample_rate
-        sampled, tail, decision = sampling.root_decision(pipeline, trace_id, parent_sampled)
-        sampled = sampled and pipeline.processor.accepts_new_trace()
-        if decision is not None and (sampled or decision == sampling.DROPPED):
+        sampled, tail, decision = target.sampling.root_decision(trace_id, parent_sampled)
+        sampled = sampled and target.sink.accepts_new_trace()
+        if decision is not None and (sampled or decision == DROPPED):
             COUNTERS.add(decision)  # a trace the backlog refused was not kept by anything
         state = TraceState(
-            processor=pipeline.span_processor,
-            resource=pipeline.resource,
-            scope=pipeline.scope,
+            sink=target.sink,
+            resource=target.resource,
+            scope=target.scope,
             sampled=sampled,
             max_open_runs=destination.max_open_runs,
             attributes=attributes,
@@ -400,7 +412,7 @@ class Recorder:
                 max_chars=destination.max_content_chars,
                 mask=destination.mask,
             ),
-            prices=destination.prices,
+            prices=target.prices,
             failures=[] if destination.capture_errors and self._wants_failures() else None,
             tail=tail if sampled else None,
         )
@@ -462,7 +474,7 @@ class Recorder:
         current = otel_trace.get_current_span().get_span_context()
         if current.is_valid:
             return current
-        return sentry_sdk_interop.ambient_parent()
+        return self._ambient_span() if self._ambient_span is not None else None
 
     def _name(self, kind: str, name: str | None, explicit: bool, trace: TraceState, *, root: bool) -> tuple[str, bool]:
         """The span name, and whether it is a default name (one a later rule may replace)."""
@@ -616,31 +628,34 @@ class Recorder:
             run.name = _fit_name(default_name(AGENT, agent_name))
 
     def add_event(
-        self, key: Hashable, name: str, attributes: dict[str, Any] | None = None, content: dict[str, Any] | None = None
+        self,
+        key: Hashable,
+        name: str,
+        attributes: dict[str, Any] | None = None,
+        content: dict[str, Any] | None = None,
+        convert: Callable[[Any], Any] | None = None,
     ) -> None:
+        """An event on a run. ``content`` values leave only if the run's policy lets them out, and
+        like a span's content are rendered on the export thread (``convert`` first, then the
+        policy's JSON, ``mask`` and size cut), never on the application's."""
         run = self._runs.get(key)
         if run is None:
             return
         event_attrs = dict(attributes or {})
         if content and _admits_content(run):
             for k, v in content.items():
-                text = run.policy.render(v)
-                if text is not None:
-                    event_attrs[k] = text
+                if v is not None:
+                    copy, source = capture(v)
+                    event_attrs[k] = LazyContent(copy, run.policy, convert, source)
         if run.events is None:
             run.events = []
         run.events.append(Event(clean_str(name)[:MAX_NAME], event_attrs))
 
     def record_agent_action(self, key: Hashable, call: calls.ToolCall) -> None:
         """An agent chose a tool: an ``agent_action`` event on its run (arguments as content)."""
-        run = self._runs.get(key)
-        if run is None:
-            return
-        content = None
-        if call.arguments is not None and _admits_content(run):
-            arguments = call.convert(call.arguments) if call.convert is not None else call.arguments
-            content = {attr.TOOL_CALL_ARGUMENTS: arguments}
-        self.add_event(key, "agent_action", {attr.TOOL_NAME: call.name} if call.name else None, content=content)
+        content = {attr.TOOL_CALL_ARGUMENTS: call.arguments} if call.arguments is not None else None
+        attributes = {attr.TOOL_NAME: call.name} if call.name else None
+        self.add_event(key, "agent_action", attributes, content=content, convert=call.convert)
 
     def record_agent_finish(self, key: Hashable, output: Any) -> None:
         """An agent returned: an ``agent_finish`` event on its run (the output as content)."""
@@ -825,7 +840,7 @@ class Recorder:
             instrumentation_scope=state.scope,
         )
         if state.tail is None:
-            state.processor.on_end(span)
+            state.sink.on_end(span)
         else:
             state.tail.finished(span, attrs, root=run.context.span_id == state.root_span_id)
 

@@ -19,117 +19,29 @@ export queue, as they would with no sampling at all.
 
 from __future__ import annotations
 
-import math
-import sys
 import time
-import weakref
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import StatusCode
 
 from sentry_llm_callbacks.base.counters import COUNTERS
-from sentry_llm_callbacks.base.errors import ConfigurationError
 from sentry_llm_callbacks.base.log import fork_safe
-from sentry_llm_callbacks.config.options import KEEP_EXAMPLE
+from sentry_llm_callbacks.config.keep import KeepRules
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.content import LazyContent
+from sentry_llm_callbacks.core.finishing import with_attributes
+from sentry_llm_callbacks.core.sink import SpanSink
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from opentelemetry.sdk.trace import Event, ReadableSpan
 
-    from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
-
-    from sentry_llm_callbacks.export.pipeline import ExportPipeline
-
-#: Default bound on the spans pending traces hold, per process (``keep={"max_buffered_spans": ...}``).
-MAX_BUFFERED_SPANS = 20_000
-#: Default bound on their estimated size in bytes (``keep={"max_buffered_bytes": ...}``).
-MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 #: What a buffered span is counted for besides its string attributes: the span object, its
 #: attribute dict and the ids (measured about 400-600 bytes for a typical span).
 SPAN_OVERHEAD_BYTES = 512
 
 _ERROR = StatusCode.ERROR
-
-
-@dataclass(frozen=True, slots=True)
-class KeepRules:
-    """Tail rules of :func:`sentry_llm_callbacks.configure` (``keep=``), validated.
-
-    ``errors``: keep a trace with any span in ERROR status (cancelled and abandoned runs too).
-    ``slower_than``: keep a trace whose local root took more than this many seconds.
-    ``costlier_than``: keep a trace whose generations cost more than this many USD in total
-    (``gen_ai.cost.total_tokens``; a model with no known price adds nothing).
-    ``max_buffered_spans`` / ``max_buffered_bytes``: bound what pending traces hold, per process.
-    """
-
-    errors: bool = False
-    slower_than: float | None = None
-    costlier_than: float | None = None
-    max_buffered_spans: int = MAX_BUFFERED_SPANS
-    max_buffered_bytes: int = MAX_BUFFERED_BYTES
-
-    @property
-    def any_rule(self) -> bool:
-        return self.errors or self.slower_than is not None or self.costlier_than is not None
-
-    def matched(self, *, errored: bool, seconds: float, cost: float) -> str | None:
-        """The first rule the trace meets (``errors``, ``slower_than``, ``costlier_than``), or None."""
-        if self.errors and errored:
-            return "errors"
-        if self.slower_than is not None and seconds > self.slower_than:
-            return "slower_than"
-        if self.costlier_than is not None and cost > self.costlier_than:
-            return "costlier_than"
-        return None
-
-
-def parse_keep(value: object) -> KeepRules | None:
-    """Validate ``configure(keep=...)``; None when no rule is on (then nothing is buffered).
-
-    >>> parse_keep({"errors": True, "slower_than": 30}).slower_than
-    30.0
-
-    Raises :class:`ConfigurationError` naming the key, what is wrong and an example.
-    """
-    if value is None or isinstance(value, KeepRules):
-        return value if value is None or value.any_rule else None
-    if not isinstance(value, Mapping):
-        raise ConfigurationError("keep", f"must be a dict of rules, not {type(value).__name__}", KEEP_EXAMPLE)
-    unknown = sorted(str(k) for k in value if k not in KeepRules.__dataclass_fields__)
-    if unknown:
-        known = ", ".join(KeepRules.__dataclass_fields__)
-        raise ConfigurationError("keep", f"unknown rule {unknown[0]!r} (known: {known})", KEEP_EXAMPLE)
-    errors = value.get("errors", False)
-    if not isinstance(errors, bool):
-        raise ConfigurationError("keep", f"'errors' must be True or False, not {errors!r}", KEEP_EXAMPLE)
-    rules = KeepRules(
-        errors=errors,
-        slower_than=_threshold(value, "slower_than", "seconds"),
-        costlier_than=_threshold(value, "costlier_than", "USD"),
-        max_buffered_spans=_bound(value, "max_buffered_spans", MAX_BUFFERED_SPANS),
-        max_buffered_bytes=_bound(value, "max_buffered_bytes", MAX_BUFFERED_BYTES),
-    )
-    return rules if rules.any_rule else None
-
-
-def _threshold(rules: Mapping[Any, Any], key: str, unit: str) -> float | None:
-    value = rules.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (math.isfinite(value) and value >= 0):
-        problem = f"{key!r} must be a finite number of {unit}, 0 or more, not {value!r}"
-        raise ConfigurationError("keep", problem, KEEP_EXAMPLE)
-    return float(value)
-
-
-def _bound(rules: Mapping[Any, Any], key: str, default: int) -> int:
-    value = rules.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError("keep", f"{key!r} must be a positive integer, not {value!r}", KEEP_EXAMPLE)
-    return value
 
 
 # --------------------------------------------------------------------------- at the root
@@ -139,47 +51,51 @@ def _bound(rules: Mapping[Any, Any], key: str, default: int) -> int:
 DROPPED = "traces_dropped_by_sampling"
 
 
-def root_decision(
-    pipeline: ExportPipeline, trace_id: int, parent_sampled: bool
-) -> tuple[bool, PendingTrace | None, str | None]:
-    """Whether a new trace is recorded, its pending tail decision (None: decided now), and the
-    counter of a decision made now, for the caller to count once the trace is really started
-    (the export backlog may still refuse it). A pending trace is counted when it is decided.
-    With ``sample_rate=1.0`` there is nothing to decide and nothing is counted.
+class TraceSampling:
+    """Every sampling decision for one destination's traces: the head decision at each root, and
+    with ``keep`` rules the tail decisions, whose pending spans it holds until they are decided.
+
+    Whoever retires the destination calls :meth:`decide_all` before closing ``sink``: traces
+    still waiting for their root are then decided with what is known, sent or counted, never lost.
     """
-    destination = pipeline.destination
-    if destination.sample_rate >= 1.0:
-        return True, None, None
-    if parent_sampled:
-        return True, None, "traces_kept_by_parent"
-    rules: KeepRules | None = destination.keep
-    head = pipeline.is_sampled(trace_id)
-    if rules is None:
-        return head, None, "traces_kept_by_head" if head else DROPPED
-    return True, PendingTrace(_sampler_for(pipeline, rules), head), None
 
+    def __init__(self, sample_rate: float, keep: KeepRules | None, sink: SpanSink) -> None:
+        self.sample_rate = sample_rate
+        self._head = TraceIdRatioBased(sample_rate) if sample_rate < 1.0 else None
+        self._tail = TailSampler(sink, keep) if keep is not None and sample_rate < 1.0 else None
 
-_samplers_lock = fork_safe(sys.modules[__name__], "_samplers_lock")
-#: The tail sampler of the current pipeline; a new pipeline (``configure()``, a forked child)
-#: gets a new one, so a budget never outlives the pipeline its spans were meant for.
-_current: tuple[weakref.ref[ExportPipeline], TailSampler] | None = None
+    def is_sampled(self, trace_id: int) -> bool:
+        """Per trace, from the trace id alone, so every span of a trace agrees (in any process)."""
+        if self._head is None:
+            return True
+        return self._head.should_sample(None, trace_id, "root").decision.is_sampled()
 
+    def root_decision(self, trace_id: int, parent_sampled: bool) -> tuple[bool, PendingTrace | None, str | None]:
+        """Whether a new trace is recorded, its pending tail decision (None: decided now), and the
+        counter of a decision made now, for the caller to count once the trace is really started
+        (the export backlog may still refuse it). A pending trace is counted when it is decided.
+        With ``sample_rate=1.0`` there is nothing to decide and nothing is counted.
+        """
+        if self._head is None:
+            return True, None, None
+        if parent_sampled:
+            return True, None, "traces_kept_by_parent"
+        head = self.is_sampled(trace_id)
+        if self._tail is None:
+            return head, None, "traces_kept_by_head" if head else DROPPED
+        return True, PendingTrace(self._tail, head), None
 
-def _sampler_for(pipeline: ExportPipeline, rules: KeepRules) -> TailSampler:
-    global _current
-    current = _current
-    if current is not None and current[0]() is pipeline:
-        return current[1]
-    with _samplers_lock:
-        current = _current
-        if current is None or current[0]() is not pipeline:
-            sampler = TailSampler(pipeline.span_processor, rules)
-            # When the pipeline closes (shutdown, exit, a new configure()), traces still waiting
-            # for their root are decided with what is known: sent or counted, never lost.
-            pipeline.before_close(sampler.decide_all)
-            current = (weakref.ref(pipeline), sampler)
-            _current = current
-    return current[1]
+    def decide_all(self) -> None:
+        """Decide every trace still holding spans, with what is known (before the sink closes)."""
+        if self._tail is not None:
+            self._tail.decide_all()
+
+    @property
+    def buffered(self) -> tuple[int, int]:
+        """Spans and estimated bytes the pending traces hold right now."""
+        if self._tail is None:
+            return 0, 0
+        return self._tail.buffered_spans, self._tail.buffered_bytes
 
 
 # --------------------------------------------------------------------------- pending traces
@@ -197,9 +113,9 @@ class TailSampler:
     assignments per span, never while a span is built or exported.
     """
 
-    def __init__(self, processor: SpanProcessor, rules: KeepRules) -> None:
+    def __init__(self, sink: SpanSink, rules: KeepRules) -> None:
         fork_safe(self, "lock")
-        self.processor = processor
+        self.sink = sink
         self.rules = rules
         self.buffered_spans = 0
         self.buffered_bytes = 0
@@ -214,22 +130,22 @@ class TailSampler:
         for pending in holding:
             pending.decide_early()
 
-    def deliver(self, spans: Sequence[tuple[ReadableSpan, dict[str, Any]]], outcome: str) -> None:
-        """Hand decided spans to the export queue, or count them dropped.
+    def deliver(self, spans: Sequence[ReadableSpan], outcome: str) -> None:
+        """Hand decided spans to the sink, or count them dropped.
 
         A trace kept by a rule would have been kept whatever the head decision said: its
         inclusion probability is 1, so its spans carry ``sentry.client_sample_rate`` 1.0 and
         Sentry counts each once, while head-kept traces carry the rate and count ``1 / rate``
-        times. That keeps Sentry's extrapolated counts right for both. ``attrs`` is the dict
-        the span was built with (the span holds it), written before the span leaves.
+        times. That keeps Sentry's extrapolated counts right for both. A span is never edited
+        once built: a rule-kept one leaves as a copy carrying the rate of 1.0.
         """
         if outcome is _DROP:
             COUNTERS.add("spans_dropped", len(spans))
             return
-        on_end = self.processor.on_end
-        for span, attrs in spans:
+        on_end = self.sink.on_end
+        for span in spans:
             if outcome is _KEEP_BY_RULE:
-                attrs[attr.CLIENT_SAMPLE_RATE] = 1.0
+                span = with_attributes(span, {**(span.attributes or {}), attr.CLIENT_SAMPLE_RATE: 1.0})
             on_end(span)
 
 
@@ -242,7 +158,7 @@ class PendingTrace:
         self._sampler = sampler
         self.head = head
         self.started_ns = time.time_ns()  # the root starts now: what an early decision measures
-        self.spans: list[tuple[ReadableSpan, dict[str, Any]]] = []
+        self.spans: list[ReadableSpan] = []
         self.size = 0
         self.errored = False
         self.cost = 0.0
@@ -250,7 +166,8 @@ class PendingTrace:
 
     def finished(self, span: ReadableSpan, attrs: dict[str, Any], *, root: bool) -> None:
         """Take a finished span of this trace: buffer it, or decide (the root ended, or the buffer
-        is full) and send or drop everything buffered with it. ``attrs``: the span's attribute dict."""
+        is full) and send or drop everything buffered with it. ``attrs``: the span's attributes, read
+        for the rules and the buffer estimate."""
         sampler = self._sampler
         size = estimate_bytes(attrs, span.events)
         errored = span.status.status_code is _ERROR
@@ -259,7 +176,7 @@ class PendingTrace:
             outcome = self.outcome
             counted: str | None = None
             if outcome is not None:
-                released = [(span, attrs)]
+                released = [span]
             else:
                 self.errored = self.errored or errored
                 if type(cost) in (float, int):
@@ -270,14 +187,14 @@ class PendingTrace:
                 ):
                     if not self.spans:
                         sampler.holding.add(self)
-                    self.spans.append((span, attrs))
+                    self.spans.append(span)
                     self.size += size
                     sampler.buffered_spans += 1
                     sampler.buffered_bytes += size
                     return
                 outcome, counted = self._decide(span if root else None)
                 released = self._release()
-                released.append((span, attrs))
+                released.append(span)
                 self.outcome = outcome
         if counted is not None:
             COUNTERS.add(counted)
@@ -298,7 +215,7 @@ class PendingTrace:
         COUNTERS.add("traces_decided_early")
         sampler.deliver(released, outcome)
 
-    def _release(self) -> list[tuple[ReadableSpan, dict[str, Any]]]:
+    def _release(self) -> list[ReadableSpan]:
         """Take the buffered spans out of the budget (the sampler's lock is held)."""
         sampler = self._sampler
         released, self.spans = self.spans, []
@@ -335,10 +252,12 @@ def estimate_bytes(attrs: Mapping[str, Any], events: Sequence[Event] = ()) -> in
             content = value.value
             limit = value.policy.max_chars
             size += min(len(content), limit) if type(content) is str else content_size(content, limit)
-    for event in events:  # exception events: message and stack trace
+    for event in events:  # exception events' message and stack trace; custom events' content
         for value in (event.attributes or {}).values():
             if type(value) is str:
                 size += len(value)
+            elif type(value) is LazyContent:
+                size += content_size(value.value, value.policy.max_chars)
     return size
 
 

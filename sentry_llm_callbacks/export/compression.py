@@ -197,6 +197,3 @@ class Compression:
 
 #: The default: what Sentry's ingestion expects.
 GZIP = Compression("gzip")
-
-#: The names ``OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`` may give.
-COMPRESSIONS = ("gzip", "deflate", "none")

@@ -22,22 +22,17 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from sentry_llm_callbacks._version import __version__
 from sentry_llm_callbacks.base.counters import COUNTERS
 from sentry_llm_callbacks.base.log import DROP_ADVICE, UNAUTHORIZED, fork_safe, log_once, redact_url, warn_user
 from sentry_llm_callbacks.base.threads import start_daemon
 from sentry_llm_callbacks.config.options import default
 from sentry_llm_callbacks.config.settings import Destination
-from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.content import RenderCache
 from sentry_llm_callbacks.core.finishing import finish_span
+from sentry_llm_callbacks.export.compression import Compression
 from sentry_llm_callbacks.export.extra_exporters import ExtraExporterProcessor
 from sentry_llm_callbacks.export.taps import TAPS
 from sentry_llm_callbacks.export.transport import Backoff, OtlpHttpSender, classify_status
@@ -510,10 +505,12 @@ class QueueSpanProcessor(SpanProcessor):
 
 
 class SpanFanOut(SpanProcessor):
-    """Hands each finished span to several processors, in order (what the recorder holds)."""
+    """Hands each finished span to several processors, in order: the sink the recorder is given.
+    A new trace is accepted while the OTLP queue (``gate``) has room for it."""
 
-    def __init__(self, processors: tuple[SpanProcessor, ...]) -> None:
+    def __init__(self, processors: tuple[SpanProcessor, ...], gate: QueueSpanProcessor) -> None:
         self._processors = processors
+        self.accepts_new_trace = gate.accepts_new_trace
 
     def on_start(self, span, parent_context=None) -> None:
         pass
@@ -530,23 +527,20 @@ class SpanFanOut(SpanProcessor):
 
 
 class ExportPipeline:
-    """The span processors for one destination, with what every span of it shares.
+    """The span processors for one destination.
 
-    The recorder builds finished spans itself and hands them to ``span_processor``: the taps,
-    the OTLP queue (``processor``), then each extra exporter's batching. ``is_sampled`` is the
-    head sampling decision, from the trace id. The global tracer provider is never touched.
+    Finished spans are handed to ``sink``: the taps, the OTLP queue (``processor``), then each
+    extra exporter's batching. The global tracer provider is never touched.
     """
 
     def __init__(self, destination: Destination) -> None:
         self.destination = destination
-        self.resource = Resource.create(_resource_attributes(destination))
-        self.scope = InstrumentationScope("sentry_llm_callbacks", __version__)
         transport = destination.transport
         self.sender = OtlpHttpSender(
             destination.endpoint,
             destination.request_headers(),
             timeout=destination.export_timeout,
-            compression=transport.compression,
+            compression=Compression(transport.compression),
             verify=transport.verify,
             cert=transport.cert,
         )
@@ -563,21 +557,7 @@ class ExportPipeline:
             ExtraExporterProcessor(exporter, max_batch_size=destination.max_batch_size)
             for exporter in destination.exporters
         )
-        self.span_processor = SpanFanOut((TAPS, self.processor, *self.extra))
-        self._sampler = TraceIdRatioBased(destination.sample_rate) if destination.sample_rate < 1.0 else None
-        #: Run first when the pipeline shuts down, while it still takes spans (see ``before_close``).
-        self._before_close: list[Callable[[], None]] = []
-
-    def before_close(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when this pipeline starts to shut down, before it stops taking spans:
-        a stage still holding spans for it (the tail sampler) hands them over then."""
-        self._before_close.append(callback)
-
-    def is_sampled(self, trace_id: int) -> bool:
-        """Per trace, from the trace id alone, so every span of a trace agrees (in any process)."""
-        if self._sampler is None:
-            return True
-        return self._sampler.should_sample(None, trace_id, "root").decision.is_sampled()
+        self.sink = SpanFanOut((TAPS, self.processor, *self.extra), self.processor)
 
     def flush(self, timeout: float) -> bool:
         """Deliver what is queued within ``timeout`` seconds. True when everything reached the
@@ -590,11 +570,6 @@ class ExportPipeline:
 
     def shutdown(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        for callback in self._before_close:
-            try:
-                callback()
-            except Exception as exc:
-                log_once("before-close", logging.WARNING, "Handing over held spans at shutdown failed: %r", exc)
         extra = [p.start_shutdown() for p in self.extra]
         ok = self.processor.shutdown(timeout)
         _wait_until(extra, deadline)
@@ -604,17 +579,3 @@ class ExportPipeline:
 def _wait_until(events: list[threading.Event], deadline: float) -> None:
     for event in events:
         event.wait(max(0.0, deadline - time.monotonic()))
-
-
-def _resource_attributes(destination: Destination) -> dict[str, str]:
-    resource = {
-        attr.SERVICE_NAME: destination.service_name,
-        attr.TELEMETRY_SDK_NAME: "sentry-llm-callbacks",
-        attr.TELEMETRY_SDK_VERSION: __version__,
-        attr.TELEMETRY_SDK_LANGUAGE: "python",
-    }
-    if destination.environment:
-        resource[attr.DEPLOYMENT_ENVIRONMENT] = destination.environment
-    if destination.release:
-        resource[attr.SERVICE_VERSION] = destination.release
-    return resource

@@ -38,6 +38,13 @@ def _sdk() -> Any:
     return sys.modules.get("sentry_sdk")
 
 
+def at_root() -> None:
+    """Run at each root: the first time the app's Sentry client is seen, check it for AI
+    integrations of its own that would trace the same runs (:func:`warn_if_duplicated`)."""
+    if duplicate_warning is None and "sentry_sdk" in sys.modules:
+        warn_if_duplicated()
+
+
 def ambient_parent() -> SpanContext | None:
     """The app's current Sentry span, as a remote span context: sampled (our parent) or not
     (only its trace id counts: the one the app's error events carry here). None without one."""

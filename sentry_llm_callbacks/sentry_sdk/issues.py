@@ -54,7 +54,7 @@ class SentryIssues:
 
     Example::
 
-        Recorder(get_pipeline, failure_reporter=SentryIssues())
+        Recorder(get_target, failure_reporter=SentryIssues())
     """
 
     def __init__(self) -> None:
