@@ -155,10 +155,30 @@ def configure(
                       environment="production", release="v2.1.0",
                       sample_rate=0.1, keep={"errors": True, "slower_than": 30.0})
     """
-    # The parameters, by name, exactly as given: the options' definition checks them.
-    options = dict(locals())
-    del options["verify"]
-    destination = build_destination(**options)
+    destination = build_destination(
+        dsn=dsn,
+        otlp_endpoint=otlp_endpoint,
+        environment=environment,
+        release=release,
+        privacy_mode=privacy_mode,
+        sample_rate=sample_rate,
+        headers=headers,
+        service_name=service_name,
+        allow_insecure_http=allow_insecure_http,
+        exporters=exporters,
+        max_queue_size=max_queue_size,
+        max_queue_bytes=max_queue_bytes,
+        max_batch_size=max_batch_size,
+        export_timeout=export_timeout,
+        exit_timeout=exit_timeout,
+        run_timeout=run_timeout,
+        max_open_runs=max_open_runs,
+        max_content_chars=max_content_chars,
+        mask=mask,
+        pricing=pricing,
+        capture_errors=capture_errors,
+        keep=keep,
+    )
     if verify:
         result = check_destination(destination, timeout=min(destination.export_timeout, 10.0))
         if not result.ok:

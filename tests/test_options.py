@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export import SpanExporter
 
 import sentry_llm_callbacks as slc
+from sentry_llm_callbacks.config import settings as settings_module
+from sentry_llm_callbacks.config.keep import KeepRules
 from sentry_llm_callbacks.config.options import BY_NAME, DEFAULT_EXPORT_TIMEOUT, KEPT, OPTIONS, markdown_table
 from sentry_llm_callbacks.config.pricing import Price
 from sentry_llm_callbacks.config.settings import Destination, build_destination
@@ -88,6 +93,11 @@ def test_unknown_options_are_refused() -> None:
 def test_the_destination_has_one_field_per_kept_option() -> None:
     names = [f.name for f in dataclasses.fields(Destination)]
     assert names == ["endpoint", "dsn", "transport", *(option.attribute for option in KEPT)]
+    types = {f.name: f.type for f in dataclasses.fields(Destination)}
+    for option in KEPT:  # written out in the class, so that a reader can go to each field's definition
+        assert types[option.attribute] == option.attribute_type, option.name
+    hints = typing.get_type_hints(Destination, {**vars(settings_module), "SpanExporter": SpanExporter})
+    assert hints["keep"] == KeepRules | None and hints["prices"] == Mapping[str, Price]
     assert "verify" not in names and "allow_insecure_http" not in names
     destination = slc.configure(dsn=DSN)
     for option in KEPT:

@@ -7,23 +7,27 @@ whether plain HTTP is allowed, which depend on each other) and builds the :class
 
 from __future__ import annotations
 
-import inspect
 import ipaddress
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sentry_llm_callbacks._version import __version__
 from sentry_llm_callbacks.base.errors import ConfigurationError
+from sentry_llm_callbacks.config.keep import KeepRules
 from sentry_llm_callbacks.config.options import (
     BY_NAME,
-    KEPT,
     MAX_QUEUE_BYTES,
     check_options,
     is_header_value,
     with_defaults,
 )
 from sentry_llm_callbacks.config.otlp_env import TransportSettings, env_transport
+from sentry_llm_callbacks.config.pricing import Price
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = [
     "DSN_EXAMPLE",
@@ -37,8 +41,6 @@ __all__ = [
     "parse_dsn",
     "validate_endpoint",
 ]
-
-_T = TypeVar("_T")
 
 DSN_EXAMPLE = "https://PUBLICKEY@o123.ingest.us.sentry.io/456"
 ENDPOINT_EXAMPLE = "https://o123.ingest.us.sentry.io/api/456/integration/otlp/v1/traces"
@@ -195,35 +197,40 @@ def _check_transport_security(fieldname: str, scheme: str, host: str, allow: boo
         )
 
 
-def _with_option_fields(cls: type[_T]) -> type[_T]:
-    """Give the class one field per option the destination keeps (``options.KEPT``), then
-    make it a frozen dataclass: the fields are defined once, with the options."""
-    annotations = dict(inspect.get_annotations(cls))
-    for option in KEPT:
-        annotations[option.attribute] = option.attribute_type
-        setattr(cls, option.attribute, field(repr=False))
-    cls.__annotations__ = annotations
-    return dataclass(frozen=True, slots=True, repr=False)(cls)
-
-
-@_with_option_fields
+@dataclass(frozen=True, slots=True, repr=False)
 class Destination:
     """Immutable destination settings returned by :func:`sentry_llm_callbacks.configure`.
 
-    Besides ``endpoint`` and ``dsn`` it has one attribute per option it keeps (see
-    :data:`~sentry_llm_callbacks.config.options.OPTIONS`): ``environment``, ``sample_rate``,
-    ``max_queue_size``, ``prices`` (from ``pricing``)... ``repr`` shows the endpoint host and
-    project, never the DSN key.
+    One typed field per option it keeps, named, typed and ordered as :data:`~.options.OPTIONS`
+    defines them (a test holds the two equal). ``repr`` shows the endpoint host and project,
+    never the DSN key.
     """
 
+    #: Where traces go (checked with ``dsn`` and ``allow_insecure_http``: see build_destination).
     endpoint: str
     dsn: Dsn | None = field(repr=False)
     #: Compression and TLS files, from the standard OTLP exporter environment variables.
     transport: TransportSettings = field(repr=False)
-
-    if TYPE_CHECKING:  # the option fields are added from the options' definition
-
-        def __getattr__(self, name: str) -> Any: ...
+    # The kept options, in the order OPTIONS defines them.
+    environment: str | None
+    release: str | None
+    privacy_mode: bool
+    sample_rate: float
+    headers: Mapping[str, str]
+    service_name: str
+    exporters: tuple[SpanExporter, ...]
+    max_queue_size: int
+    max_queue_bytes: int
+    max_batch_size: int
+    export_timeout: float
+    exit_timeout: float
+    run_timeout: float
+    max_open_runs: int
+    max_content_chars: int
+    mask: Callable[[str], str] | None
+    prices: Mapping[str, Price]
+    capture_errors: bool
+    keep: KeepRules | None
 
     @property
     def host(self) -> str:
