@@ -13,7 +13,6 @@ Importing this package imports neither LangChain nor LlamaIndex.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ from sentry_llm_callbacks.connection import (
     send_test_trace,
     test_connection,
 )
+from sentry_llm_callbacks.core import adapter
 from sentry_llm_callbacks.core.metadata import trace_context, trace_id_for
 
 if TYPE_CHECKING:
@@ -238,34 +238,19 @@ def stats() -> dict[str, int]:
     return out
 
 
-_FRAMEWORKS = {
-    "langchain": "sentry_llm_callbacks.langchain",
-    "llamaindex": "sentry_llm_callbacks.llamaindex",
-}
-
-
 def set_global_handler(frameworks: Iterable[str] = ("langchain", "llamaindex"), **handler_kwargs: Any) -> None:
     """Trace every run of the given frameworks, with no ``callbacks=`` needed.
 
     Objects built before the call are traced too, in every thread. A run that is also given
     a handler explicitly is traced once, by that handler. ``handler_kwargs`` are the handler's
     (``user``, ``session_id``, ``trace``, ``privacy_mode``). Frameworks that are not installed
-    are skipped.
+    are skipped; a name that is no framework raises :class:`ConfigurationError`.
 
     Example::
 
         slc.set_global_handler(user="user_12345", trace={"team": "ml"})
     """
-    if isinstance(frameworks, str):
-        frameworks = (frameworks,)
-    frameworks = tuple(frameworks)
-    for name in frameworks:
-        if name not in ("langchain", "llamaindex"):
-            raise ConfigurationError("frameworks", f"unknown framework {name!r}", '("langchain", "llamaindex")')
-    for name in frameworks:
-        module = _adapter(name)
-        if module is not None:
-            module.set_global_handler(**handler_kwargs)
+    adapter.set_global_handler(frameworks, **handler_kwargs)
 
 
 def unset_global_handler(frameworks: Iterable[str] = ("langchain", "llamaindex")) -> None:
@@ -275,20 +260,4 @@ def unset_global_handler(frameworks: Iterable[str] = ("langchain", "llamaindex")
 
         slc.unset_global_handler()
     """
-    if isinstance(frameworks, str):
-        frameworks = (frameworks,)
-    for name in frameworks:
-        module = _adapter(name)
-        if module is not None:
-            module.unset_global_handler()
-
-
-def _adapter(name: str) -> Any:
-    target = _FRAMEWORKS.get(name)
-    if target is None:
-        return None
-    try:
-        return importlib.import_module(target)
-    except ImportError as exc:
-        logging.getLogger("sentry_llm_callbacks").debug("%s tracing not available: %s", name, exc)
-        return None
+    adapter.unset_global_handler(frameworks)

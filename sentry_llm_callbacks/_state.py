@@ -27,6 +27,7 @@ from sentry_llm_callbacks.base.log import NOT_CONFIGURED, fork_safe, log_once, l
 from sentry_llm_callbacks.base.threads import outside_app_context, start_daemon
 from sentry_llm_callbacks.config.options import default
 from sentry_llm_callbacks.config.settings import Destination, build_destination
+from sentry_llm_callbacks.core import adapter
 from sentry_llm_callbacks.core.pricing import PriceTable
 from sentry_llm_callbacks.core.reaper import RunReaper
 from sentry_llm_callbacks.core.recorder import Recorder
@@ -254,6 +255,7 @@ recorder = Recorder(
     ambient_span=sentry_sdk_interop.ambient_parent,
     at_root=sentry_sdk_interop.at_root,
 )
+adapter.use_recorder(recorder)  # what every framework adapter records through
 reaper = RunReaper(recorder.reap)
 atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):

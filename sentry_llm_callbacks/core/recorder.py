@@ -38,6 +38,7 @@ from sentry_llm_callbacks.base.log import fork_safe, log_once, warn_user
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core import calls
 from sentry_llm_callbacks.core.content import ContentPolicy, LazyContent, capture, clean_str, scalar_or_json
+from sentry_llm_callbacks.core.kinds import GENERATIONS, OPS, RunKind
 from sentry_llm_callbacks.core.message_shapes import prompt_messages, tool_definitions
 from sentry_llm_callbacks.core.metadata import (
     ENVIRONMENT,
@@ -70,25 +71,15 @@ MAX_NAME = 128
 #: Longest tool description kept, in characters.
 MAX_DESCRIPTION = 1024
 
-# Run kinds and what Sentry calls them: (sentry.op, gen_ai.operation.name or None)
-AGENT = "agent"
-CHAT = "chat"
-COMPLETION = "text_completion"
-EMBEDDINGS = "embeddings"
-TOOL = "tool"
-CHAIN = "chain"
-RETRIEVER = "retriever"
-
-_OPS: dict[str, tuple[str, str | None]] = {
-    AGENT: (attr.OP_INVOKE_AGENT, "invoke_agent"),
-    CHAT: (attr.OP_CHAT, "chat"),
-    COMPLETION: (attr.OP_TEXT_COMPLETION, "text_completion"),
-    EMBEDDINGS: (attr.OP_EMBEDDINGS, "embeddings"),
-    TOOL: (attr.OP_EXECUTE_TOOL, "execute_tool"),
-    CHAIN: (attr.OP_FUNCTION, None),
-    RETRIEVER: (attr.OP_FUNCTION, None),
-}
-GENERATIONS = frozenset({CHAT, COMPLETION, EMBEDDINGS})
+# The run kinds, by their old names (``RunKind`` members: each equals its string value).
+AGENT = RunKind.AGENT
+CHAT = RunKind.CHAT
+COMPLETION = RunKind.COMPLETION
+EMBEDDINGS = RunKind.EMBEDDINGS
+TOOL = RunKind.TOOL
+CHAIN = RunKind.CHAIN
+RETRIEVER = RunKind.RETRIEVER
+_OPS = OPS
 
 
 def default_name(kind: str, subject: str | None) -> str:
@@ -96,7 +87,7 @@ def default_name(kind: str, subject: str | None) -> str:
     operation = _OPS[kind][1]
     subject = subject or ""
     if operation is None:
-        return subject.replace("/", "_") or kind
+        return subject.replace("/", "_") or str(kind)
     if kind in GENERATIONS:
         subject = subject.rpartition("/")[2]  # "openai/gpt-4o" -> "gpt-4o": generated names have no "/"
     subject = subject.replace("/", "_")
@@ -343,7 +334,7 @@ class Recorder:
             kind=kind,
             name=name,
             name_is_default=is_default,
-            subject=subject or kind,
+            subject=subject or str(kind),
             policy=policy,
             started=time.monotonic(),
             start_ns=time.time_ns(),
@@ -487,7 +478,7 @@ class Recorder:
             fitted = _fit_name(chosen)
             if fitted:
                 return fitted, False
-        return _fit_name(default_name(kind, name)) or kind, True
+        return _fit_name(default_name(kind, name)) or str(kind), True
 
     # -- during the run ---------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sentry_llm_callbacks import _state
+from sentry_llm_callbacks.core import adapter
 from sentry_llm_callbacks.devtools.waterfall import (
     MODEL,
     SpanSummary,
@@ -149,16 +150,12 @@ class NotebookTracing:
         self._warned: str | None = None
 
     def start(self) -> None:
-        from sentry_llm_callbacks import set_global_handler
-
-        set_global_handler(**self.handler_kwargs)
+        adapter.set_global_handler(**self.handler_kwargs)
         TAPS.add(self.collector)
         self.shell.events.register("post_run_cell", self.post_run_cell)
 
     def stop(self) -> None:
-        from sentry_llm_callbacks import unset_global_handler
-
-        unset_global_handler()
+        adapter.unset_global_handler()
         TAPS.remove(self.collector)
         with contextlib.suppress(ValueError):  # not registered
             self.shell.events.unregister("post_run_cell", self.post_run_cell)
@@ -204,9 +201,7 @@ class NotebookTracing:
                 kwargs[_TEXT_OPTIONS[key]] = value
             else:
                 raise UsageError(f"%sentry_llm: unknown option {key!r}. {MAGIC_USAGE}")
-        from sentry_llm_callbacks import set_global_handler
-
-        set_global_handler(**kwargs)
+        adapter.set_global_handler(**kwargs)
         self.handler_kwargs, self.show_summary = kwargs, show_summary
         return f"sentry_llm_callbacks: tracing with {self.handler_kwargs or 'no extra metadata'}"
 

@@ -40,8 +40,8 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.base.log import callback_failed, guarded, isolated
+from sentry_llm_callbacks.core import adapter as contract
 from sentry_llm_callbacks.core.calls import (
     ControlFlow,
     GraphStep,
@@ -123,7 +123,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         self._layer = MetadataLayer.build(
             user=user, session_id=session_id, trace=trace, privacy_mode=privacy_mode, strict=True
         )
-        self._recorder = _state.recorder
+        self._recorder = contract.recorder()
 
     def __repr__(self) -> str:
         return f"SentryCallbackHandler(user={self._layer.user!r}, session_id={self._layer.session_id!r})"
@@ -829,5 +829,5 @@ def _current_langchain_run() -> UUID | None:
     return getattr(config.get("callbacks"), "parent_run_id", None)
 
 
-if _current_langchain_run not in _state.recorder.ambient_parents:
-    _state.recorder.ambient_parents.append(_current_langchain_run)
+ADAPTER = contract.FrameworkAdapter("langchain", set_global_handler, unset_global_handler, _current_langchain_run)
+contract.register(ADAPTER)

@@ -58,8 +58,8 @@ from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from pydantic import PrivateAttr
 
-from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.base.log import fork_safe, guarded, isolated
+from sentry_llm_callbacks.core import adapter as contract
 from sentry_llm_callbacks.core.calls import (
     ModelRequest,
     ModelResponse,
@@ -113,6 +113,8 @@ _EMBEDDING_METHODS = frozenset(
 )
 
 _on_callback = guarded("LlamaIndex")
+#: The process's recorder (see the adapter contract, :mod:`sentry_llm_callbacks.core.adapter`).
+_recorder = contract.recorder()
 
 
 class SentryLlamaIndexHandler(BaseCallbackHandler):
@@ -269,16 +271,16 @@ class _SpanBridge(BaseSpanHandler):
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
-        self._release(id_)
+        self.release(id_)
         if err is None:
-            _state.recorder.end_run(id_)
+            _recorder.end_run(id_)
         else:
-            _state.recorder.fail_run(id_, err)
+            _recorder.fail_run(id_, err)
 
     # -- internals ----------------------------------------------------------------------
 
     def _enter(self, id_: str, bound_args: inspect.BoundArguments, instance: Any, parent_id: str | None) -> None:
-        recorder = _state.recorder
+        recorder = _recorder
         parent = recorder.get(self._aliases.get(parent_id, parent_id)) if parent_id else None
         traced_tree = parent is not None or (parent_id is not None and recorder.is_under_hidden(parent_id))
         if parent is None and traced_tree:
@@ -327,7 +329,7 @@ class _SpanBridge(BaseSpanHandler):
     def _forget_ended_runs(self) -> None:
         """Forget the runs that ended without passing here (the reaper ended them), so that the
         side state stays bounded."""
-        recorder = _state.recorder
+        recorder = _recorder
         for key in [k for k in list(self._models) if recorder.get(k) is None]:
             self._models.pop(key, None)
         for key in [k for k in list(self._deferred) if recorder.get(k) is None]:
@@ -338,7 +340,7 @@ class _SpanBridge(BaseSpanHandler):
         component, fallback = self._models.get(run.key, (0, None))
         if fallback is not None:
             self._models[run.key] = (component, None)
-            _state.recorder.record_request(run, ModelRequest(model=model))
+            _recorder.record_request(run, ModelRequest(model=model))
 
     def _same_call(self, instance: Any, parent: Run | None) -> str | None:
         """The open model run this model method is part of, if any.
@@ -374,7 +376,7 @@ class _SpanBridge(BaseSpanHandler):
         return None
 
     def _exit(self, id_: str, instance: Any, result: Any) -> None:
-        recorder = _state.recorder
+        recorder = _recorder
         owner = self._aliases.pop(id_, None)
         if owner is not None:
             recorder.end_run(id_)  # forgets the hidden alias
@@ -394,10 +396,14 @@ class _SpanBridge(BaseSpanHandler):
         try:
             isolated(_record_outputs, run, result, default=None)
         finally:
-            self._release(id_)
+            self.release(id_)
             recorder.end_run(id_)
 
-    def _release(self, id_: str) -> None:
+    def owner_of(self, span_id: str) -> str:
+        """The span a model call's span stands for (one call surfaces as several methods)."""
+        return self._aliases.get(span_id, span_id)
+
+    def release(self, id_: str) -> None:
         self._aliases.pop(id_, None)
         self._lazy_streams.pop(id_, None)
         self._models.pop(id_, None)
@@ -508,11 +514,11 @@ def _end_stream_run(key: Any, error: BaseException | None) -> None:
     """End the run a stream kept open: OK when read to the end, closed early when the consumer
     stopped reading (``GeneratorExit``), failed (or cancelled) on an exception."""
     if _bridge is not None:
-        _bridge._release(key)
+        _bridge.release(key)
     if error is None:
-        _state.recorder.end_run(key)
+        _recorder.end_run(key)
     else:
-        _state.recorder.fail_run(key, error)  # GeneratorExit -> close_early
+        _recorder.fail_run(key, error)  # GeneratorExit -> close_early
 
 
 class _EventBridge(BaseEventHandler):
@@ -533,8 +539,8 @@ class _EventBridge(BaseEventHandler):
         if not span_id:
             return
         bridge: _SpanBridge = self.spans
-        owner_key = bridge._aliases.get(span_id, span_id)
-        recorder = _state.recorder
+        owner_key = bridge.owner_of(span_id)
+        recorder = _recorder
         run = recorder.get(owner_key)
         if run is None:
             return
@@ -546,7 +552,7 @@ class _EventBridge(BaseEventHandler):
             # A streamed call ends with its stream's last event, whatever its payload held; an
             # event of a nested method of the same call (an alias) does not end the call.
             if owner_key == span_id and kind in _STREAM_END_EVENTS and owner_key in bridge._deferred:
-                bridge._release(owner_key)
+                bridge.release(owner_key)
                 error = getattr(event, "exception", None)
                 if isinstance(error, BaseException):
                     recorder.fail_run(owner_key, error)
@@ -573,16 +579,14 @@ def _install_bridge() -> None:
         dispatcher.add_span_handler(spans)
         dispatcher.add_event_handler(events)
         _bridge = spans
-        if _current_llamaindex_span not in _state.recorder.ambient_parents:
-            _state.recorder.ambient_parents.append(_current_llamaindex_span)
 
 
 def _current_llamaindex_span() -> str | None:
     """The LlamaIndex span whose code is running now (a tool calling LangChain, say)."""
+    if _bridge is None:  # nothing of LlamaIndex is traced yet
+        return None
     span_id = active_span_id.get()
-    if span_id is None or _bridge is None:
-        return span_id
-    return _bridge._aliases.get(span_id, span_id)
+    return None if span_id is None else _bridge.owner_of(span_id)
 
 
 # --------------------------------------------------------------------------- classification
@@ -709,20 +713,20 @@ def _record_inputs(run: Run, kind: str, bound_args: inspect.BoundArguments) -> N
         payload = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in args.items() if k != "self"}
         if set(payload) == {"kwargs"} and isinstance(payload["kwargs"], Mapping):
             payload = dict(payload["kwargs"])
-        _state.recorder.record_tool_call(run, ToolCall(arguments=payload))
+        _recorder.record_tool_call(run, ToolCall(arguments=payload))
     elif kind in (CHAIN, RETRIEVER, AGENT):
         for key in ("str_or_query_bundle", "query", "query_str", "message", "user_msg", "input"):
             if args.get(key) is not None:
                 query = _query_text(args[key])
                 if kind == RETRIEVER:
-                    _state.recorder.record_retrieval(run, Retrieval(query=query))
+                    _recorder.record_retrieval(run, Retrieval(query=query))
                 else:
-                    _state.recorder.record_input(run, query)
+                    _recorder.record_input(run, query)
                 break
 
 
 def _record_outputs(run: Run, result: Any) -> None:
-    recorder = _state.recorder
+    recorder = _recorder
     if run.kind == RETRIEVER and isinstance(result, list):
         recorder.record_retrieval(run, Retrieval(documents=result, document_count=len(result), shapes=_SHAPES))
     elif result is None:
@@ -793,18 +797,18 @@ def _on_chat_start(run: Run, event: Any) -> None:
 
 def _on_chat_start_messages(run: Run, event: Any) -> None:
     messages = list(getattr(event, "messages", None) or ())
-    _state.recorder.record_request(run, ModelRequest(messages=messages, shapes=_SHAPES))
+    _recorder.record_request(run, ModelRequest(messages=messages, shapes=_SHAPES))
 
 
 def _on_chat_start_tools(run: Run, event: Any) -> None:
     extra = getattr(event, "additional_kwargs", None)
     tools = extra.get("tools") if isinstance(extra, Mapping) else None
-    _state.recorder.record_request(run, ModelRequest(tools=tools))
+    _recorder.record_request(run, ModelRequest(tools=tools))
 
 
 def _on_completion_start(run: Run, event: Any) -> None:
     _request_from_payload(run, getattr(event, "model_dict", None))
-    _state.recorder.record_request(run, ModelRequest(prompt=getattr(event, "prompt", "")))
+    _recorder.record_request(run, ModelRequest(prompt=getattr(event, "prompt", "")))
 
 
 def _request_from_payload(run: Run, model_dict: Any) -> None:
@@ -816,13 +820,13 @@ def _request_from_payload(run: Run, model_dict: Any) -> None:
 
 
 def _on_chunk(run: Run, event: Any) -> None:
-    _state.recorder.mark_first_chunk(run.key)
+    _recorder.mark_first_chunk(run.key)
 
 
 def _on_llm_end(run: Run, event: Any) -> None:
     """The usage of a finished call (the last event of a stream carries the last chunk)."""
     usage = usage_from_response(getattr(event, "response", None))
-    _state.recorder.record_response(run, ModelResponse(usage=usage))
+    _recorder.record_response(run, ModelResponse(usage=usage))
 
 
 def _on_llm_end_response(run: Run, event: Any) -> None:
@@ -835,7 +839,7 @@ def _on_llm_end_response(run: Run, event: Any) -> None:
         response_id=isolated(_raw_text, raw, "id", default=None),
         finish_reasons=isolated(_finish_reasons, raw, default=None),
     )
-    _state.recorder.record_response(run, response)
+    _recorder.record_response(run, response)
 
 
 def _raw_text(raw: Any, key: str) -> str | None:
@@ -853,7 +857,7 @@ def _finish_reasons(raw: Any) -> list[str] | None:
 def _on_llm_end_output(run: Run, event: Any) -> None:
     response = getattr(event, "response", None)
     if response is not None:
-        _state.recorder.record_response(run, ModelResponse(outputs=[response], shapes=_SHAPES))
+        _recorder.record_response(run, ModelResponse(outputs=[response], shapes=_SHAPES))
 
 
 def usage_from_response(response: Any) -> Usage | None:
@@ -868,7 +872,7 @@ def usage_from_response(response: Any) -> Usage | None:
 
 def _on_embedding_end(run: Run, event: Any) -> None:
     chunks = getattr(event, "chunks", None) or ()
-    _state.recorder.record_request(run, ModelRequest(embedding_inputs=chunks))
+    _recorder.record_request(run, ModelRequest(embedding_inputs=chunks))
 
 
 def _on_embedding_start(run: Run, event: Any) -> None:
@@ -878,7 +882,7 @@ def _on_embedding_start(run: Run, event: Any) -> None:
 def _on_query_end(run: Run, event: Any) -> None:
     text = _response_text(getattr(event, "response", None))
     if isinstance(text, str):
-        _state.recorder.record_output(run, text)
+        _recorder.record_output(run, text)
 
 
 #: Each event's extractors, each run on its own (see ``isolated``).
@@ -894,3 +898,6 @@ _EVENTS: dict[str, tuple[Callable[[Run, Any], None], ...]] = {
     "QueryEndEvent": (_on_query_end,),
 }
 _STREAM_END_EVENTS = frozenset({"LLMChatEndEvent", "LLMCompletionEndEvent", "ExceptionEvent"})
+
+ADAPTER = contract.FrameworkAdapter("llamaindex", set_global_handler, unset_global_handler, _current_llamaindex_span)
+contract.register(ADAPTER)
