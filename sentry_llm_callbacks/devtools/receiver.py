@@ -34,6 +34,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.devtools import waterfall
+from sentry_llm_callbacks.devtools.trees import group_traces, walk
+
+__all__ = [
+    "DEFAULT_KEY",
+    "Fault",
+    "LocalReceiver",
+    "ReceivedSpan",
+    "decode_request",
+    "format_trace_tree",
+    "group_traces",
+    "gunzip_one_member",
+]
 
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef"
 _TRACE_PATH = re.compile(r"/trace/([0-9a-fA-F]{32})/?")
@@ -55,6 +68,11 @@ class ReceivedSpan:
     events: list[tuple[str, dict[str, Any]]]
     resource: dict[str, Any]
     parent_is_remote: bool | None = None
+
+    @property
+    def parent_id(self) -> str:
+        """The parent's span id (``parent_span_id``), under the name the tree walker reads."""
+        return self.parent_span_id
 
     @property
     def duration_s(self) -> float:
@@ -291,10 +309,8 @@ class LocalReceiver:
     def page(self, path: str) -> tuple[int, str]:
         """The local web page: ``/`` lists the traces received (newest first), ``/trace/<id>``
         draws one as a waterfall (``?open=all`` with every input and output opened)."""
-        from sentry_llm_callbacks.devtools import waterfall
-
         path, _, query = path.partition("?")
-        traces = waterfall.group(waterfall.from_received_span(s) for s in self.spans)
+        traces = group_traces(waterfall.from_received_span(s) for s in self.spans)
         if path in ("/", "/index.html"):
             return 200, self._list_page(traces)
         match = _TRACE_PATH.fullmatch(path)
@@ -303,9 +319,7 @@ class LocalReceiver:
         trace_id = match.group(1).lower()
         return _trace_page(trace_id, traces.get(trace_id), expanded="open=all" in query.split("&"))
 
-    def _list_page(self, traces: dict[str, list[Any]]) -> str:
-        from sentry_llm_callbacks.devtools import waterfall
-
+    def _list_page(self, traces: dict[str, list[waterfall.SpanSummary]]) -> str:
         endpoint = html.escape(self.plain_endpoint)
         body = (
             '<h1 style="font-size:18px;margin:0 0 4px">Traces received</h1>'
@@ -332,9 +346,7 @@ class LocalReceiver:
         return 200, {}
 
 
-def _trace_page(trace_id: str, members: list[Any] | None, *, expanded: bool) -> tuple[int, str]:
-    from sentry_llm_callbacks.devtools import waterfall
-
+def _trace_page(trace_id: str, members: list[waterfall.SpanSummary] | None, *, expanded: bool) -> tuple[int, str]:
     here = f"/trace/{trace_id}"
     toggle = f'<a href="{here}">collapse all</a>' if expanded else f'<a href="{here}?open=all">expand all</a>'
     nav = f'<p style="margin:0 0 10px"><a href="/">← all traces</a> · {toggle}</p>'
@@ -369,13 +381,6 @@ def gunzip_one_member(raw: bytes) -> bytes:
 # --------------------------------------------------------------------------- showing traces
 
 
-def group_traces(spans: Iterable[ReceivedSpan]) -> dict[str, list[ReceivedSpan]]:
-    traces: dict[str, list[ReceivedSpan]] = {}
-    for span in spans:
-        traces.setdefault(span.trace_id, []).append(span)
-    return traces
-
-
 def _describe(span: ReceivedSpan) -> str:
     a = span.attributes
     bits = [f"{span.duration_s * 1000:.1f} ms"]
@@ -397,27 +402,13 @@ def format_trace_tree(spans: Iterable[ReceivedSpan]) -> str:
     """Each trace as an indented tree: name, op, duration, model, tokens, cost, status."""
     lines: list[str] = []
     for trace_id, members in group_traces(spans).items():
-        by_id = {s.span_id: s for s in members}
-        children: dict[str, list[ReceivedSpan]] = {}
-        roots = []
-        for span in sorted(members, key=lambda s: s.start_ns):
-            if span.parent_span_id and span.parent_span_id in by_id:
-                children.setdefault(span.parent_span_id, []).append(span)
-            else:
-                roots.append(span)
-        first = roots[0] if roots else None
-        extras = []
-        if first is not None:
-            for key in (attr.USER_ID, attr.SESSION_ID, attr.SENTRY_ENVIRONMENT, attr.SENTRY_RELEASE):
-                if key in first.attributes:
-                    extras.append(f"{key}={first.attributes[key]}")
+        rows = walk(members)
+        first = rows[0][1]  # the earliest root
+        extras = [
+            f"{key}={first.attributes[key]}"
+            for key in (attr.USER_ID, attr.SESSION_ID, attr.SENTRY_ENVIRONMENT, attr.SENTRY_RELEASE)
+            if key in first.attributes
+        ]
         lines.append(f"trace {trace_id}" + (f"  ({', '.join(extras)})" if extras else ""))
-
-        def walk(span: ReceivedSpan, depth: int, children: dict[str, list[ReceivedSpan]] = children) -> None:
-            lines.append("  " * (depth + 1) + _describe(span))
-            for child in children.get(span.span_id, []):
-                walk(child, depth + 1)
-
-        for root in roots:
-            walk(root, 0)
+        lines.extend("  " * (depth + 1) + _describe(span) for depth, span in rows)
     return "\n".join(lines)
