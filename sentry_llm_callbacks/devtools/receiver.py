@@ -3,8 +3,9 @@
 It serves ``/api/<project>/integration/otlp/v1/traces`` (checking the ``X-Sentry-Auth`` key
 when one is set) and the plain ``/v1/traces`` path, decodes gzip + protobuf with
 ``opentelemetry-proto``, and keeps what arrived. It powers the zero-setup demo and the
-``serve`` command, and can simulate an unhealthy endpoint (hang, 429 with ``Retry-After``,
-5xx) for resilience testing.
+``serve`` command, and serves the traces it received as web pages. A subclass that overrides
+:meth:`LocalReceiver.respond` can answer like an unhealthy endpoint instead (the tests' fault
+injection does so).
 
 Example::
 
@@ -22,10 +23,10 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -39,9 +40,9 @@ from sentry_llm_callbacks.devtools.trees import group_traces, walk
 
 __all__ = [
     "DEFAULT_KEY",
-    "Fault",
     "LocalReceiver",
     "ReceivedSpan",
+    "Reply",
     "decode_request",
     "format_trace_tree",
     "group_traces",
@@ -125,15 +126,12 @@ def decode_request(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
-@dataclass
-class Fault:
-    """How the receiver misbehaves: ``hang`` seconds before answering, or an HTTP ``status``
-    (with a JSON ``body``, if given, as an error answer would carry)."""
+class Reply(NamedTuple):
+    """The receiver's answer to one POST; ``Content-Type`` is protobuf unless ``headers`` say otherwise."""
 
-    status: int | None = None
-    retry_after: str | None = None
-    hang: float = 0.0
-    body: str | None = None
+    status: int
+    headers: dict[str, str]
+    payload: bytes
 
 
 @dataclass
@@ -162,7 +160,6 @@ class LocalReceiver:
         self.project_id = project_id
         self.public_key = public_key
         self.on_spans = on_spans
-        self.fault: Fault | None = None
         self._store = _Store()
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
@@ -253,34 +250,19 @@ class LocalReceiver:
                 receiver._store.requests += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                status, extra = receiver._check(self.path, self.headers)
-                fault = receiver.fault
-                if status == 200 and fault is not None:
-                    if fault.hang:
-                        time.sleep(fault.hang)
-                    if fault.status is not None:
-                        status = fault.status
-                        if fault.retry_after is not None:
-                            extra["Retry-After"] = fault.retry_after
-                if status == 200:
-                    try:
-                        body = _decompress(raw, self.headers.get("Content-Encoding"))
-                        receiver._record(body, {k.lower(): v for k, v in self.headers.items()})
-                    except Exception:
-                        status = 400
-                if status != 200:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status = receiver._check(self.path, headers)
+                reply = receiver.respond(raw, headers) if status == 200 else Reply(status, {}, b"")
+                if reply.status != 200:
                     receiver._store.rejected += 1
-                payload = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
-                content_type = "application/x-protobuf"
-                if status != 200 and fault is not None and fault.body is not None:
-                    payload, content_type = fault.body.encode(), "application/json"
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
+                self.send_response(reply.status)
+                extra = dict(reply.headers)
+                self.send_header("Content-Type", extra.pop("Content-Type", "application/x-protobuf"))
+                self.send_header("Content-Length", str(len(reply.payload)))
                 for key, value in extra.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                self.wfile.write(reply.payload)
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
@@ -306,6 +288,26 @@ class LocalReceiver:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def respond(self, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """The answer to a POST that reached the traces path with the right key: the body
+        (``headers``' ``content-encoding`` undone) decoded and kept, and OTLP's empty success
+        answer; HTTP 400 when the body cannot be decompressed or decoded.
+
+        ``headers`` are the request's, their names in lower case. A subclass may override this
+        to answer like an unhealthy endpoint (hang, 429, 5xx), calling ``super().respond`` for
+        the healthy answer::
+
+            class Hanging(LocalReceiver):
+                def respond(self, body, headers):
+                    time.sleep(30)
+                    return super().respond(body, headers)
+        """
+        try:
+            self._record(_decompress(body, headers.get("content-encoding")), dict(headers))
+        except Exception:
+            return Reply(400, {}, b"")
+        return Reply(200, {}, ExportTraceServiceResponse().SerializeToString())
+
     def page(self, path: str) -> tuple[int, str]:
         """The local web page: ``/`` lists the traces received (newest first), ``/trace/<id>``
         draws one as a waterfall (``?open=all`` with every input and output opened)."""
@@ -329,21 +331,22 @@ class LocalReceiver:
         body += waterfall.render_trace_list([waterfall.overview(members) for members in traces.values()])
         return waterfall.page("sentry-llm-callbacks: traces", body, refresh=True)
 
-    def _check(self, path: str, headers: Any) -> tuple[int, dict[str, str]]:
+    def _check(self, path: str, headers: Mapping[str, str]) -> int:
+        """What Sentry answers before reading the body: 404 for another path, 401 without a key, 403 for another key."""
         path = path.split("?", 1)[0].rstrip("/")
         if path == "/v1/traces":
-            return 200, {}
+            return 200
         expected = f"/api/{self.project_id}/integration/otlp/v1/traces"
         if path != expected:
-            return 404, {}
+            return 404
         if self.public_key is None:
-            return 200, {}
-        auth = headers.get("X-Sentry-Auth") or ""
+            return 200
+        auth = headers.get("x-sentry-auth") or ""
         if not auth:
-            return 401, {}
+            return 401
         if f"sentry_key={self.public_key}" not in auth:
-            return 403, {}
-        return 200, {}
+            return 403
+        return 200
 
 
 def _trace_page(trace_id: str, members: list[waterfall.SpanSummary] | None, *, expanded: bool) -> tuple[int, str]:
