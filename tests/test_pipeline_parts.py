@@ -29,8 +29,8 @@ from sentry_llm_callbacks.core.content import ContentPolicy, LazyContent
 from sentry_llm_callbacks.core.finishing import finish_span
 from sentry_llm_callbacks.core.reaper import RunReaper
 from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver
-from sentry_llm_callbacks.export.compression import Compression, adler32_combine
 from sentry_llm_callbacks.export import extra_exporters
+from sentry_llm_callbacks.export.compression import Compression, adler32_combine
 from sentry_llm_callbacks.export.taps import TAPS
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 
