@@ -18,7 +18,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -32,12 +32,22 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.core.recorder import CHAIN
-from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver, Reply
 from sentry_llm_callbacks.export.otlp import encode_request
 
 SENTRY_BODY_LIMIT = 12 * 1024 * 1024
 RESOURCE = Resource.create({"service.name": "bench"})
 SCOPE = InstrumentationScope("bench", "1")
+
+
+class HangingReceiver(LocalReceiver):
+    """The local receiver, waiting ``hang`` seconds before it answers each request."""
+
+    hang = 0.0
+
+    def respond(self, body: bytes, headers: Mapping[str, str]) -> Reply:
+        time.sleep(self.hang)
+        return super().respond(body, headers)
 
 
 def free_port() -> int:
@@ -100,8 +110,8 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
 
 def flush_deadline(hang: float = 20.0, deadline: float = 2.0) -> None:
     print(f"\n## 1. flush({deadline:g} s) with the endpoint hanging {hang:g} s per request")
-    with LocalReceiver() as receiver:
-        receiver.fault = Fault(hang=hang)
+    with HangingReceiver() as receiver:
+        receiver.hang = hang
         slc.configure(dsn=receiver.dsn)
         ours_make_spans(50)
         ok, took = timed(lambda: slc.flush(timeout=deadline))
@@ -112,7 +122,7 @@ def flush_deadline(hang: float = 20.0, deadline: float = 2.0) -> None:
             bsp.on_end(sdk_span(i))
         ok, took = timed(lambda: bsp.force_flush(timeout_millis=int(deadline * 1000)))
         print(f"official: force_flush returned {ok} after {took:.2f} s")
-        receiver.fault = None
+        receiver.hang = 0.0
         bsp.shutdown()
 
 

@@ -13,6 +13,7 @@ from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.base.log import reset_log_once
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 
+from .fault_receiver import FaultyReceiver
 from .openai_server import OpenAIServer
 
 #: LangChain hands a run's callbacks to the async code it calls (a node's model call, an async
@@ -67,8 +68,9 @@ def clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[LocalReceiver]:
-    with LocalReceiver() as r:
+def receiver() -> Iterator[FaultyReceiver]:
+    """The local Sentry-like receiver; set its ``fault`` to make it answer like an unhealthy endpoint."""
+    with FaultyReceiver() as r:
         yield r
 
 

@@ -8,7 +8,9 @@ import sys
 import time
 
 from sentry_llm_callbacks import __version__
-from sentry_llm_callbacks.devtools.receiver import Fault, LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
+
+from .fault_receiver import Fault, FaultyReceiver
 
 
 def cli(*args: str, env: dict[str, str] | None = None, hide: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -138,7 +140,7 @@ def test_send_test_trace_returns_at_its_timeout_not_after_the_exit_flush() -> No
     """Against an endpoint that never answers in time, the command used to wait --timeout for
     delivery and then the exit flush's 5 s again. The bound below sits under that 5 s, so the
     old behaviour fails it whatever the machine's speed; it leaves 4 s for interpreter start."""
-    with LocalReceiver() as receiver:
+    with FaultyReceiver() as receiver:
         receiver.fault = Fault(hang=8.0)
         started = time.monotonic()
         result = cli("send-test-trace", "--dsn", receiver.dsn, "--timeout", "1")

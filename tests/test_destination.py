@@ -7,7 +7,9 @@ import pytest
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.config.settings import parse_dsn
-from sentry_llm_callbacks.devtools.receiver import Fault, LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
+
+from .fault_receiver import Fault, FaultyReceiver
 
 KEY = "abcdef0123456789abcdef0123456789"
 DSN = f"https://{KEY}@o123.ingest.us.sentry.io/456"
@@ -127,7 +129,7 @@ def test_environment_variables_are_defaults_and_arguments_win(monkeypatch: pytes
     assert slc.configure().endpoint.endswith("/api/456/integration/otlp/v1/traces")
 
 
-def test_verify_keeps_the_previous_destination_when_the_test_fails(receiver: LocalReceiver) -> None:
+def test_verify_keeps_the_previous_destination_when_the_test_fails(receiver: FaultyReceiver) -> None:
     good = slc.configure(dsn=receiver.dsn, verify=True)
     bad_dsn = f"http://wrongkey@127.0.0.1:{receiver.port}/{receiver.project_id}"
     with pytest.raises(slc.ConnectionTestError) as info:

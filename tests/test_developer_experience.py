@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import sentry_llm_callbacks as slc
-from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver
 
 from .conftest import notebook_tools
+from .fault_receiver import Fault, FaultyReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +43,7 @@ def test_help_for_every_command() -> None:
         assert result.returncode == 0 and "usage:" in result.stdout
 
 
-def test_test_connection_success_and_failures(receiver: LocalReceiver) -> None:
+def test_test_connection_success_and_failures(receiver: FaultyReceiver) -> None:
     ok = cli("test-connection", "--dsn", receiver.dsn)
     assert ok.returncode == 0 and ok.stdout.startswith("OK:")
     bad_key = "feedfacefeedfacefeedfacefeedface"

@@ -16,10 +16,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.core.recorder import CHAIN, CHAT
-from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver, decode_request, gunzip_one_member
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver, decode_request, gunzip_one_member
 from sentry_llm_callbacks.export.compression import GzipRequest, crc32_combine, deflate_segment
 
 from .conftest import delivered
+from .fault_receiver import Fault, FaultyReceiver
 
 
 def free_port() -> int:
@@ -60,7 +61,7 @@ def test_connection_ok(receiver: LocalReceiver) -> None:
     ],
 )
 def test_connection_classifies_answers(
-    receiver: LocalReceiver, fault: Fault | None, dsn_key: str, project: str, reason: str, status: int
+    receiver: FaultyReceiver, fault: Fault | None, dsn_key: str, project: str, reason: str, status: int
 ) -> None:
     receiver.fault = fault
     result = slc.test_connection(dsn=f"http://{dsn_key}@127.0.0.1:{receiver.port}/{project}")
@@ -75,7 +76,7 @@ def test_connection_unauthorized_without_header(receiver: LocalReceiver) -> None
     assert result.reason == "unauthorized" and result.status_code == 401
 
 
-def test_connection_unreachable_and_timeout(receiver: LocalReceiver) -> None:
+def test_connection_unreachable_and_timeout(receiver: FaultyReceiver) -> None:
     refused = slc.test_connection(dsn=f"http://{DEFAULT_KEY}@127.0.0.1:{free_port()}/1", timeout=2)
     assert (refused.ok, refused.reason, refused.status_code) == (False, "unreachable", None)
     assert "refused" in refused.message
@@ -193,7 +194,7 @@ def test_endpoint_down_the_app_is_unharmed_and_flush_keeps_its_deadline() -> Non
     assert slc.stats()["exports_failed"] >= 1
 
 
-def test_hanging_endpoint_flush_and_shutdown_keep_their_deadlines(receiver: LocalReceiver) -> None:
+def test_hanging_endpoint_flush_and_shutdown_keep_their_deadlines(receiver: FaultyReceiver) -> None:
     slc.configure(dsn=receiver.dsn, export_timeout=3)
     receiver.fault = Fault(hang=40)
     make_spans(5)
@@ -205,7 +206,7 @@ def test_hanging_endpoint_flush_and_shutdown_keep_their_deadlines(receiver: Loca
     assert time.monotonic() - started < 10
 
 
-def test_spans_queued_during_a_5xx_outage_are_delivered_after_recovery(receiver: LocalReceiver) -> None:
+def test_spans_queued_during_a_5xx_outage_are_delivered_after_recovery(receiver: FaultyReceiver) -> None:
     slc.configure(dsn=receiver.dsn)
     receiver.fault = Fault(status=503)
     make_spans(10)
@@ -217,7 +218,7 @@ def test_spans_queued_during_a_5xx_outage_are_delivered_after_recovery(receiver:
     assert slc.stats()["exports_failed"] >= 1
 
 
-def test_plain_500_is_retried_too(receiver: LocalReceiver) -> None:
+def test_plain_500_is_retried_too(receiver: FaultyReceiver) -> None:
     slc.configure(dsn=receiver.dsn)
     receiver.fault = Fault(status=500)
     make_spans(2)
@@ -226,7 +227,7 @@ def test_plain_500_is_retried_too(receiver: LocalReceiver) -> None:
     assert len(delivered(receiver, 2)) == 2
 
 
-def test_retry_after_is_honoured(receiver: LocalReceiver) -> None:
+def test_retry_after_is_honoured(receiver: FaultyReceiver) -> None:
     slc.configure(dsn=receiver.dsn)
     receiver.fault = Fault(status=429, retry_after="2")
     make_spans(1)
@@ -240,7 +241,7 @@ def test_retry_after_is_honoured(receiver: LocalReceiver) -> None:
     assert time.monotonic() - first >= 1.9
 
 
-def test_circuit_breaker_stops_retry_storms(receiver: LocalReceiver) -> None:
+def test_circuit_breaker_stops_retry_storms(receiver: FaultyReceiver) -> None:
     slc.configure(dsn=receiver.dsn)
     pipeline = _state.get_pipeline()
     assert pipeline is not None
@@ -257,7 +258,7 @@ def test_circuit_breaker_stops_retry_storms(receiver: LocalReceiver) -> None:
     assert receiver.requests == attempts, "the open breaker still sent requests"
 
 
-def test_rejected_batches_are_dropped_and_counted(receiver: LocalReceiver) -> None:
+def test_rejected_batches_are_dropped_and_counted(receiver: FaultyReceiver) -> None:
     _wait_for_export_threads_to_end()  # counters are process-wide: earlier tests' stragglers count too
     slc.configure(dsn=receiver.dsn)
     receiver.fault = Fault(status=400)
@@ -269,7 +270,7 @@ def test_rejected_batches_are_dropped_and_counted(receiver: LocalReceiver) -> No
     assert after["spans_queued"] == 0
 
 
-def test_full_queue_drops_and_counts_without_blocking(receiver: LocalReceiver) -> None:
+def test_full_queue_drops_and_counts_without_blocking(receiver: FaultyReceiver) -> None:
     slc.configure(dsn=receiver.dsn, max_queue_size=10, max_batch_size=5)
     receiver.fault = Fault(hang=30)
     before = slc.stats()["spans_dropped"]

@@ -16,6 +16,7 @@ from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 
 from .conftest import by_name, delivered
+from .fault_receiver import Fault, FaultyReceiver
 
 # Built before global tracing is switched on: must be traced all the same.
 PREBUILT = RunnableLambda(lambda x: x + 1).with_config(run_name="Prebuilt")
@@ -98,7 +99,7 @@ def test_importing_the_package_imports_no_framework() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_exit_with_a_hanging_endpoint_is_bounded(receiver: LocalReceiver) -> None:
+def test_exit_with_a_hanging_endpoint_is_bounded(receiver: FaultyReceiver) -> None:
     code = f"""
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
@@ -108,8 +109,6 @@ for i in range(5):
     rec.start_run(i, None, kind="chain", name="x", explicit_name=True, handler_layer=None, run_metadata=None)
     rec.end_run(i)
 """
-    from sentry_llm_callbacks.devtools.receiver import Fault
-
     receiver.fault = Fault(hang=120)
     import time
 

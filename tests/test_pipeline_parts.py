@@ -28,13 +28,14 @@ from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.content import ContentPolicy, LazyContent
 from sentry_llm_callbacks.core.finishing import finish_span
 from sentry_llm_callbacks.core.reaper import RunReaper
-from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver
 from sentry_llm_callbacks.export import extra_exporters
 from sentry_llm_callbacks.export.compression import Compression, adler32_combine
 from sentry_llm_callbacks.export.taps import TAPS
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 
 from .conftest import by_name, delivered
+from .fault_receiver import Fault, FaultyReceiver
 from .invariants import check_trace, check_traces
 
 SPANS_PER_CHAIN = 4  # the sequence, the prompt, the chat model, the parser
@@ -297,7 +298,7 @@ def test_an_unusable_env_header_value_is_a_configuration_error(otlp_env: pytest.
         slc.configure(dsn=f"http://{DEFAULT_KEY}@127.0.0.1:9/1")
 
 
-def test_env_timeout_applies_to_each_request(receiver: LocalReceiver, otlp_env: pytest.MonkeyPatch) -> None:
+def test_env_timeout_applies_to_each_request(receiver: FaultyReceiver, otlp_env: pytest.MonkeyPatch) -> None:
     otlp_env.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0.3")
     otlp_env.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")
     destination = slc.configure(dsn=receiver.dsn)
@@ -490,7 +491,7 @@ def test_a_request_the_http_library_refuses_is_a_rejection_not_a_retry(receiver:
 # --------------------------------------------------------------------------- a replaced pipeline
 
 
-def test_flush_waits_for_what_a_replaced_pipeline_still_holds(receiver: LocalReceiver) -> None:
+def test_flush_waits_for_what_a_replaced_pipeline_still_holds(receiver: FaultyReceiver) -> None:
     receiver.fault = Fault(hang=1.0)  # the old pipeline's delivery takes a while
     slc.configure(dsn=receiver.dsn)
     run_chain()
@@ -501,7 +502,7 @@ def test_flush_waits_for_what_a_replaced_pipeline_still_holds(receiver: LocalRec
         check_trace(receiver.spans, generations=1)
 
 
-def test_flush_says_false_when_a_replaced_pipeline_could_not_deliver_in_time(receiver: LocalReceiver) -> None:
+def test_flush_says_false_when_a_replaced_pipeline_could_not_deliver_in_time(receiver: FaultyReceiver) -> None:
     receiver.fault = Fault(hang=3.0)
     slc.configure(dsn=receiver.dsn, exit_timeout=2.0)
     run_chain()

@@ -28,10 +28,11 @@ from langchain_core.runnables import RunnableLambda
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.core.metadata import CUT_MARKER, MAX_ID_CHARS, MAX_METADATA_CHARS
-from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, Fault, LocalReceiver, ReceivedSpan
+from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 
 from .conftest import delivered
+from .fault_receiver import Fault, FaultyReceiver
 from .invariants import check_trace, check_traces
 
 SPANS_PER_CHAIN = 4  # the sequence, the prompt, the model, the parser
@@ -188,7 +189,7 @@ def test_a_burst_of_threads_sharing_one_handler_delivers_every_span(receiver: Lo
     check_traces(spans, threads * invocations, generations=1, usage=[(7, 3)])
 
 
-def test_at_the_backlog_bound_whole_traces_are_dropped_and_counted(receiver: LocalReceiver) -> None:
+def test_at_the_backlog_bound_whole_traces_are_dropped_and_counted(receiver: FaultyReceiver) -> None:
     slc.configure(dsn=receiver.dsn, max_queue_size=60, max_batch_size=8)
     receiver.fault = Fault(hang=1.0)  # the export thread is stuck on its first request meanwhile
     chain = make_chain()
@@ -274,7 +275,7 @@ def test_a_request_that_cannot_be_built_counts_its_spans_as_dropped(
     assert receiver.spans == []
 
 
-def test_a_rejection_logs_what_the_server_said(receiver: LocalReceiver, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_rejection_logs_what_the_server_said(receiver: FaultyReceiver, caplog: pytest.LogCaptureFixture) -> None:
     slc.configure(dsn=receiver.dsn)
     receiver.fault = Fault(status=400, body='{"detail": "span attribute too long: gen_ai.prompt"}')
     make_chain().invoke({"q": "x"}, config={"callbacks": [SentryCallbackHandler()]})
@@ -389,7 +390,7 @@ def test_credentials_in_an_endpoint_never_reach_a_log_record(caplog: pytest.LogC
     def endpoint(port: int) -> str:
         return f"http://user:{user_key}@127.0.0.1:{port}/v1/traces?sentry_key={query_key}&team=ml"
 
-    with LocalReceiver() as receiver:
+    with FaultyReceiver() as receiver:
         for fault in (Fault(status=503), Fault(status=400, body='{"detail": "bad"}'), Fault(status=413)):
             receiver.fault = fault
             slc.configure(otlp_endpoint=endpoint(receiver.port))
@@ -503,7 +504,7 @@ def test_pool_workers_deliver_their_spans_without_a_flush(env_dsn: LocalReceiver
 # --------------------------------------------------------------------------- precise messages
 
 
-def test_connection_says_413_is_the_body_limit(receiver: LocalReceiver) -> None:
+def test_connection_says_413_is_the_body_limit(receiver: FaultyReceiver) -> None:
     receiver.fault = Fault(status=413)
     result = slc.test_connection(dsn=receiver.dsn)
     assert not result.ok and result.status_code == 413 and result.reason == "invalid_config"
@@ -511,7 +512,7 @@ def test_connection_says_413_is_the_body_limit(receiver: LocalReceiver) -> None:
     assert "OTLP" not in result.message
 
 
-def test_connection_shows_a_400s_error_body_without_secrets(receiver: LocalReceiver) -> None:
+def test_connection_shows_a_400s_error_body_without_secrets(receiver: FaultyReceiver) -> None:
     receiver.fault = Fault(status=400, body=f'{{"detail": "invalid auth header sentry_key={DEFAULT_KEY}"}}')
     result = slc.test_connection(dsn=receiver.dsn)
     assert result.status_code == 400

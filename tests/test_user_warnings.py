@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from sentry_llm_callbacks.devtools.receiver import Fault, LocalReceiver
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 
 from .conftest import notebook_tools
+from .fault_receiver import Fault, FaultyReceiver
 
 NOT_CONFIGURED = "sentry_llm_callbacks is not configured"
 REFUSED = "refused our credentials (HTTP 403)"
@@ -51,7 +52,7 @@ def wrong_key_dsn(receiver: LocalReceiver) -> str:
     return receiver.dsn.replace(receiver.public_key, "0" * 32)
 
 
-def rejecting(receiver: LocalReceiver) -> str:
+def rejecting(receiver: FaultyReceiver) -> str:
     receiver.fault = Fault(status=400, body='{"detail": "bad span"}')
     return receiver.dsn
 

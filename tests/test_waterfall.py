@@ -15,7 +15,8 @@ from langchain_core.runnables import RunnableLambda
 
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.devtools.demo import run_langchain_agent
-from sentry_llm_callbacks.devtools.receiver import LocalReceiver
+from sentry_llm_callbacks.devtools.jupyter import render_text
+from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan, format_trace_tree
 from sentry_llm_callbacks.devtools.waterfall import (
     ERROR_COLOUR,
     MAX_SHOWN_CHARS,
@@ -112,6 +113,73 @@ def test_rows_are_depth_first_in_start_order_and_indented_by_depth() -> None:
 def test_a_deep_trace_renders_without_recursion() -> None:
     spans = [span("s0")] + [span(f"s{i}", f"s{i - 1}") for i in range(1, 3000)]
     assert len(ordered(spans)) == 3000
+
+
+def received(summary: SpanSummary) -> ReceivedSpan:
+    """The same span as the local receiver would have decoded it."""
+    return ReceivedSpan(
+        trace_id=summary.trace_id,
+        span_id=summary.span_id,
+        parent_span_id=summary.parent_id,
+        name=summary.name,
+        start_ns=summary.start_ns,
+        end_ns=summary.end_ns,
+        attributes={attr.SENTRY_OP: summary.op},
+        status_code=0,
+        status_message="",
+        events=[],
+        resource={},
+    )
+
+
+def row_names(spans: list[SpanSummary]) -> dict[str, list[str]]:
+    """Span names in the order each view lists them: the receiver's text tree, the notebook's
+    text summary, the waterfall."""
+    tree = format_trace_tree([received(s) for s in spans]).splitlines()[1:]
+    waterfall_ids = re.findall(r'data-span-id="([^"]+)"', render_trace(spans))
+    by_id = {s.span_id: s.name for s in spans}
+    return {
+        "text tree": [line.strip().split("  [")[0] for line in tree],
+        "notebook text": [line.strip().split(" [")[0] for line in render_text(spans).splitlines()],
+        "waterfall": [by_id[span_id] for span_id in waterfall_ids],
+    }
+
+
+def test_every_view_lists_spans_in_the_same_order() -> None:
+    spans = [
+        span("late", "root", start_ms=60),
+        span("orphan", "gone", start_ms=5),
+        span("root", start_ms=0),
+        span("grandchild", "early", start_ms=20),
+        span("early", "root", start_ms=10),
+        span("orphan child", "orphan", start_ms=6),
+    ]
+    views = row_names(spans)
+    expected = ["root", "early", "grandchild", "late", "orphan", "orphan child"]
+    assert views == {view: expected for view in views}
+
+
+def test_parents_in_a_cycle_neither_loop_nor_hide_a_span() -> None:
+    spans = [
+        span("root", start_ms=0),
+        span("a", "b", start_ms=10),
+        span("b", "a", start_ms=20),
+        span("self", "self", start_ms=30),
+    ]
+    assert [(d, s.name) for d, s in ordered(spans)] == [(0, "root"), (0, "self"), (0, "a"), (1, "b")]
+    views = row_names(spans)
+    assert views == {view: ["root", "self", "a", "b"] for view in views}
+    assert 'data-span-id="a"' in render_trace(spans[1:3])  # a trace with no root at all still draws
+
+
+def test_a_span_id_received_twice_is_listed_twice_without_looping() -> None:
+    """An exporter's retry can deliver a span again; one copy under its own descendant once
+    made the text tree recurse without end."""
+    spans = [span("root", start_ms=0), span("x", "root", start_ms=10), span("y", "x", start_ms=20)]
+    spans.append(span("x", "y", start_ms=30, name="x again"))
+    assert [(d, s.name) for d, s in ordered(spans)] == [(0, "root"), (1, "x"), (2, "y"), (3, "x again")]
+    views = row_names(spans)
+    assert views["text tree"] == views["notebook text"] == ["root", "x", "y", "x again"]
 
 
 def test_missing_usage_is_a_dash_never_zero() -> None:

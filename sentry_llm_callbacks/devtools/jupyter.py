@@ -25,6 +25,7 @@ from typing import Any
 
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.core import adapter
+from sentry_llm_callbacks.devtools.trees import walk
 from sentry_llm_callbacks.devtools.waterfall import (
     MODEL,
     SpanSummary,
@@ -32,7 +33,6 @@ from sentry_llm_callbacks.devtools.waterfall import (
     fmt_duration,
     fmt_tokens,
     from_readable_span,
-    ordered,
     render_traces,
     resolve_content,
 )
@@ -99,7 +99,7 @@ def render_html(spans: list[SpanSummary], dropped: int = 0, delivered: bool = Tr
 def render_text(spans: list[SpanSummary]) -> str:
     """The summary as plain text (a terminal IPython, or ``repr``): one line per span, indented."""
     lines = []
-    for depth, s in ordered(spans):
+    for depth, s in walk(spans):
         usage = ""
         if s.input_tokens is not None or s.output_tokens is not None or s.kind == MODEL:
             usage = "tokens " + fmt_tokens(s.input_tokens, s.output_tokens)

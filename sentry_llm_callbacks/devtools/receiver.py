@@ -3,8 +3,9 @@
 It serves ``/api/<project>/integration/otlp/v1/traces`` (checking the ``X-Sentry-Auth`` key
 when one is set) and the plain ``/v1/traces`` path, decodes gzip + protobuf with
 ``opentelemetry-proto``, and keeps what arrived. It powers the zero-setup demo and the
-``serve`` command, and can simulate an unhealthy endpoint (hang, 429 with ``Retry-After``,
-5xx) for resilience testing.
+``serve`` command, and serves the traces it received as web pages. A subclass that overrides
+:meth:`LocalReceiver.respond` can answer like an unhealthy endpoint instead (the tests' fault
+injection does so).
 
 Example::
 
@@ -22,10 +23,10 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -34,6 +35,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.devtools import waterfall
+from sentry_llm_callbacks.devtools.trees import group_traces, walk
+
+__all__ = [
+    "DEFAULT_KEY",
+    "LocalReceiver",
+    "ReceivedSpan",
+    "Reply",
+    "decode_request",
+    "format_trace_tree",
+    "group_traces",
+    "gunzip_one_member",
+]
 
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef"
 _TRACE_PATH = re.compile(r"/trace/([0-9a-fA-F]{32})/?")
@@ -55,6 +69,11 @@ class ReceivedSpan:
     events: list[tuple[str, dict[str, Any]]]
     resource: dict[str, Any]
     parent_is_remote: bool | None = None
+
+    @property
+    def parent_id(self) -> str:
+        """The parent's span id (``parent_span_id``), under the name the tree walker reads."""
+        return self.parent_span_id
 
     @property
     def duration_s(self) -> float:
@@ -107,15 +126,12 @@ def decode_request(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
-@dataclass
-class Fault:
-    """How the receiver misbehaves: ``hang`` seconds before answering, or an HTTP ``status``
-    (with a JSON ``body``, if given, as an error answer would carry)."""
+class Reply(NamedTuple):
+    """The receiver's answer to one POST; ``Content-Type`` is protobuf unless ``headers`` say otherwise."""
 
-    status: int | None = None
-    retry_after: str | None = None
-    hang: float = 0.0
-    body: str | None = None
+    status: int
+    headers: dict[str, str]
+    payload: bytes
 
 
 @dataclass
@@ -144,7 +160,6 @@ class LocalReceiver:
         self.project_id = project_id
         self.public_key = public_key
         self.on_spans = on_spans
-        self.fault: Fault | None = None
         self._store = _Store()
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
@@ -235,34 +250,19 @@ class LocalReceiver:
                 receiver._store.requests += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                status, extra = receiver._check(self.path, self.headers)
-                fault = receiver.fault
-                if status == 200 and fault is not None:
-                    if fault.hang:
-                        time.sleep(fault.hang)
-                    if fault.status is not None:
-                        status = fault.status
-                        if fault.retry_after is not None:
-                            extra["Retry-After"] = fault.retry_after
-                if status == 200:
-                    try:
-                        body = _decompress(raw, self.headers.get("Content-Encoding"))
-                        receiver._record(body, {k.lower(): v for k, v in self.headers.items()})
-                    except Exception:
-                        status = 400
-                if status != 200:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status = receiver._check(self.path, headers)
+                reply = receiver.respond(raw, headers) if status == 200 else Reply(status, {}, b"")
+                if reply.status != 200:
                     receiver._store.rejected += 1
-                payload = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
-                content_type = "application/x-protobuf"
-                if status != 200 and fault is not None and fault.body is not None:
-                    payload, content_type = fault.body.encode(), "application/json"
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
+                self.send_response(reply.status)
+                extra = dict(reply.headers)
+                self.send_header("Content-Type", extra.pop("Content-Type", "application/x-protobuf"))
+                self.send_header("Content-Length", str(len(reply.payload)))
                 for key, value in extra.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                self.wfile.write(reply.payload)
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
@@ -288,13 +288,31 @@ class LocalReceiver:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def respond(self, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """The answer to a POST that reached the traces path with the right key: the body
+        (``headers``' ``content-encoding`` undone) decoded and kept, and OTLP's empty success
+        answer; HTTP 400 when the body cannot be decompressed or decoded.
+
+        ``headers`` are the request's, their names in lower case. A subclass may override this
+        to answer like an unhealthy endpoint (hang, 429, 5xx), calling ``super().respond`` for
+        the healthy answer::
+
+            class Hanging(LocalReceiver):
+                def respond(self, body, headers):
+                    time.sleep(30)
+                    return super().respond(body, headers)
+        """
+        try:
+            self._record(_decompress(body, headers.get("content-encoding")), dict(headers))
+        except Exception:
+            return Reply(400, {}, b"")
+        return Reply(200, {}, ExportTraceServiceResponse().SerializeToString())
+
     def page(self, path: str) -> tuple[int, str]:
         """The local web page: ``/`` lists the traces received (newest first), ``/trace/<id>``
         draws one as a waterfall (``?open=all`` with every input and output opened)."""
-        from sentry_llm_callbacks.devtools import waterfall
-
         path, _, query = path.partition("?")
-        traces = waterfall.group(waterfall.from_received_span(s) for s in self.spans)
+        traces = group_traces(waterfall.from_received_span(s) for s in self.spans)
         if path in ("/", "/index.html"):
             return 200, self._list_page(traces)
         match = _TRACE_PATH.fullmatch(path)
@@ -303,9 +321,7 @@ class LocalReceiver:
         trace_id = match.group(1).lower()
         return _trace_page(trace_id, traces.get(trace_id), expanded="open=all" in query.split("&"))
 
-    def _list_page(self, traces: dict[str, list[Any]]) -> str:
-        from sentry_llm_callbacks.devtools import waterfall
-
+    def _list_page(self, traces: dict[str, list[waterfall.SpanSummary]]) -> str:
         endpoint = html.escape(self.plain_endpoint)
         body = (
             '<h1 style="font-size:18px;margin:0 0 4px">Traces received</h1>'
@@ -315,26 +331,25 @@ class LocalReceiver:
         body += waterfall.render_trace_list([waterfall.overview(members) for members in traces.values()])
         return waterfall.page("sentry-llm-callbacks: traces", body, refresh=True)
 
-    def _check(self, path: str, headers: Any) -> tuple[int, dict[str, str]]:
+    def _check(self, path: str, headers: Mapping[str, str]) -> int:
+        """What Sentry answers before reading the body: 404 for another path, 401 without a key, 403 for another key."""
         path = path.split("?", 1)[0].rstrip("/")
         if path == "/v1/traces":
-            return 200, {}
+            return 200
         expected = f"/api/{self.project_id}/integration/otlp/v1/traces"
         if path != expected:
-            return 404, {}
+            return 404
         if self.public_key is None:
-            return 200, {}
-        auth = headers.get("X-Sentry-Auth") or ""
+            return 200
+        auth = headers.get("x-sentry-auth") or ""
         if not auth:
-            return 401, {}
+            return 401
         if f"sentry_key={self.public_key}" not in auth:
-            return 403, {}
-        return 200, {}
+            return 403
+        return 200
 
 
-def _trace_page(trace_id: str, members: list[Any] | None, *, expanded: bool) -> tuple[int, str]:
-    from sentry_llm_callbacks.devtools import waterfall
-
+def _trace_page(trace_id: str, members: list[waterfall.SpanSummary] | None, *, expanded: bool) -> tuple[int, str]:
     here = f"/trace/{trace_id}"
     toggle = f'<a href="{here}">collapse all</a>' if expanded else f'<a href="{here}?open=all">expand all</a>'
     nav = f'<p style="margin:0 0 10px"><a href="/">← all traces</a> · {toggle}</p>'
@@ -369,13 +384,6 @@ def gunzip_one_member(raw: bytes) -> bytes:
 # --------------------------------------------------------------------------- showing traces
 
 
-def group_traces(spans: Iterable[ReceivedSpan]) -> dict[str, list[ReceivedSpan]]:
-    traces: dict[str, list[ReceivedSpan]] = {}
-    for span in spans:
-        traces.setdefault(span.trace_id, []).append(span)
-    return traces
-
-
 def _describe(span: ReceivedSpan) -> str:
     a = span.attributes
     bits = [f"{span.duration_s * 1000:.1f} ms"]
@@ -397,27 +405,13 @@ def format_trace_tree(spans: Iterable[ReceivedSpan]) -> str:
     """Each trace as an indented tree: name, op, duration, model, tokens, cost, status."""
     lines: list[str] = []
     for trace_id, members in group_traces(spans).items():
-        by_id = {s.span_id: s for s in members}
-        children: dict[str, list[ReceivedSpan]] = {}
-        roots = []
-        for span in sorted(members, key=lambda s: s.start_ns):
-            if span.parent_span_id and span.parent_span_id in by_id:
-                children.setdefault(span.parent_span_id, []).append(span)
-            else:
-                roots.append(span)
-        first = roots[0] if roots else None
-        extras = []
-        if first is not None:
-            for key in (attr.USER_ID, attr.SESSION_ID, attr.SENTRY_ENVIRONMENT, attr.SENTRY_RELEASE):
-                if key in first.attributes:
-                    extras.append(f"{key}={first.attributes[key]}")
+        rows = walk(members)
+        first = rows[0][1]  # the earliest root
+        extras = [
+            f"{key}={first.attributes[key]}"
+            for key in (attr.USER_ID, attr.SESSION_ID, attr.SENTRY_ENVIRONMENT, attr.SENTRY_RELEASE)
+            if key in first.attributes
+        ]
         lines.append(f"trace {trace_id}" + (f"  ({', '.join(extras)})" if extras else ""))
-
-        def walk(span: ReceivedSpan, depth: int, children: dict[str, list[ReceivedSpan]] = children) -> None:
-            lines.append("  " * (depth + 1) + _describe(span))
-            for child in children.get(span.span_id, []):
-                walk(child, depth + 1)
-
-        for root in roots:
-            walk(root, 0)
+        lines.extend("  " * (depth + 1) + _describe(span) for depth, span in rows)
     return "\n".join(lines)

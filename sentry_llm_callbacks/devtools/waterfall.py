@@ -29,12 +29,13 @@ import html
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sentry_llm_callbacks.core import attributes as attr
 
-if TYPE_CHECKING:
-    from sentry_llm_callbacks.devtools.receiver import ReceivedSpan
+# The one grouping and the one tree walk, under the names this module has always offered.
+from sentry_llm_callbacks.devtools.trees import group_traces as group
+from sentry_llm_callbacks.devtools.trees import walk as ordered
 
 __all__ = [
     "COLOURS",
@@ -43,6 +44,7 @@ __all__ = [
     "INDENT_PX",
     "MAX_SHOWN_CHARS",
     "MISSING",
+    "ReceivedSpanLike",
     "SpanSummary",
     "TraceOverview",
     "fmt_cost",
@@ -200,7 +202,22 @@ def from_readable_span(span: Any) -> SpanSummary:
     )
 
 
-def from_received_span(span: ReceivedSpan) -> SpanSummary:
+class ReceivedSpanLike(Protocol):
+    """What :func:`from_received_span` reads: the fields of
+    :class:`~sentry_llm_callbacks.devtools.receiver.ReceivedSpan` (the drawing does not depend on the receiver)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    status_code: int
+    status_message: str
+
+
+def from_received_span(span: ReceivedSpanLike) -> SpanSummary:
     """A summary of a span the local receiver decoded."""
     return from_attributes(
         trace_id=span.trace_id,
@@ -233,38 +250,6 @@ def _call(render: Callable[[], str | None]) -> str | None:
 
 
 # --------------------------------------------------------------------------- a trace's shape
-
-
-def ordered(spans: Iterable[SpanSummary]) -> list[tuple[int, SpanSummary]]:
-    """Spans depth-first in start order, each with its depth; a span whose parent is absent is a root."""
-    spans = sorted(spans, key=lambda s: s.start_ns)
-    ids = {s.span_id for s in spans}
-    children: dict[str, list[SpanSummary]] = {}
-    roots: list[SpanSummary] = []
-    for span in spans:
-        if span.parent_id and span.parent_id in ids and span.parent_id != span.span_id:
-            children.setdefault(span.parent_id, []).append(span)
-        else:
-            roots.append(span)
-    out: list[tuple[int, SpanSummary]] = []
-    stack = [(0, r) for r in reversed(roots)]
-    seen: set[str] = set()
-    while stack:  # iterative: a deep agent loop must not hit the recursion limit
-        depth, span = stack.pop()
-        if span.span_id in seen:
-            continue
-        seen.add(span.span_id)
-        out.append((depth, span))
-        stack.extend((depth + 1, c) for c in reversed(children.get(span.span_id, [])))
-    return out
-
-
-def group(spans: Iterable[SpanSummary]) -> dict[str, list[SpanSummary]]:
-    """Spans by trace id, traces in the order their first span appears."""
-    traces: dict[str, list[SpanSummary]] = {}
-    for span in spans:
-        traces.setdefault(span.trace_id, []).append(span)
-    return traces
 
 
 @dataclass(frozen=True)
