@@ -83,8 +83,8 @@ def test_no_state_left_after_ten_thousand_runs(receiver: LocalReceiver) -> None:
             hidden.invoke(i, config={"callbacks": [handler]})
         else:
             ok.invoke(i, config={"callbacks": [handler]})
-    assert _state.recorder._runs == {}
-    assert _state.recorder._hidden == {}
+    assert _state.recorder.open_runs == 0
+    assert _state.recorder._map.hidden == {}
     assert slc.stats()["runs_open"] == 0
     assert slc.flush(30)
 
@@ -169,5 +169,5 @@ def test_no_state_left_after_a_hundred_thousand_runs_of_every_ending(receiver: L
     abandoned = slc.stats()["runs_abandoned"]
     assert recorder.reap(0.0) == 20_000
     assert slc.stats()["runs_abandoned"] - abandoned == 20_000
-    assert recorder._runs == {} and recorder._hidden == {}
+    assert recorder._map.runs == {} and recorder._map.hidden == {}
     assert slc.stats()["runs_open"] == 0

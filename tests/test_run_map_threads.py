@@ -46,9 +46,9 @@ def switch_between_opcodes() -> Iterator[None]:
     makes every thread that starts or ends a run yield after each instruction, so an update
     without a lock is lost at once.
     """
-    from sentry_llm_callbacks.core.recorder import Recorder
+    from sentry_llm_callbacks.core.runs import RunMap
 
-    watched = {Recorder.start_run.__code__, Recorder._pop.__code__}
+    watched = {RunMap.add.__code__, RunMap.pop.__code__}
 
     def on_opcode(frame: Any, event: str, arg: Any) -> Any:
         if event == "opcode":

@@ -52,6 +52,7 @@ from sentry_llm_callbacks.core.calls import (
     ToolCall,
     ToolResult,
 )
+from sentry_llm_callbacks.core.kinds import RunKind
 from sentry_llm_callbacks.core.message_shapes import (
     ContentShapes,
     Document,
@@ -62,7 +63,7 @@ from sentry_llm_callbacks.core.message_shapes import (
     tool_result_part,
 )
 from sentry_llm_callbacks.core.metadata import PARENT_SPAN_ID, TRACE_ID, MetadataLayer
-from sentry_llm_callbacks.core.recorder import AGENT, CHAIN, CHAT, COMPLETION, RETRIEVER, TOOL, Run
+from sentry_llm_callbacks.core.runs import Run
 from sentry_llm_callbacks.core.usage import Usage, detect, from_langchain, from_openai
 
 __all__ = ["SentryCallbackHandler", "set_global_handler", "unset_global_handler"]
@@ -198,7 +199,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
     ) -> None:
         meta, tag_list = _mapping(metadata), _tag_list(tags)
         name = isolated(_chain_name, kwargs.get("name"), serialized, default=None) or "chain"
-        kind, step = isolated(_graph_role, name, meta, tag_list, default=(CHAIN, None))
+        kind, step = isolated(_graph_role, name, meta, tag_list, default=(RunKind.CHAIN, None))
         agent_name = _text(meta.get("lc_agent_name"))
         if step is not None and parent_run_id is not None:
             # a node's parent is a graph: a (sub)graph is an agent
@@ -211,7 +212,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             kind=kind,
             name=name,
             explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
-            agent_name=agent_name if kind == AGENT else None,
+            agent_name=agent_name if kind == RunKind.AGENT else None,
             graph_step=step,
         )
         self._recorder.record_input(run, inputs, _plain)
@@ -288,7 +289,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         first = isolated(_first_prompt, messages, default=None)
-        self._start_model(CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs, messages=first)
+        self._start_model(RunKind.CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs, messages=first)
 
     @_on_callback
     def on_llm_start(
@@ -303,7 +304,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         first = isolated(_first_prompt, prompts, default=None)
-        self._start_model(COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs, prompt=first)
+        self._start_model(RunKind.COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs, prompt=first)
 
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
         # Called for every streamed chunk: guarded in place, without the wrapper's extra call.
@@ -347,7 +348,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             parent_run_id,
             _tag_list(tags),
             _mapping(metadata),
-            kind=TOOL,
+            kind=RunKind.TOOL,
             name=explicit or tool,
             explicit=bool(explicit and explicit != tool),
         )
@@ -386,7 +387,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             parent_run_id,
             _tag_list(tags),
             meta,
-            kind=RETRIEVER,
+            kind=RunKind.RETRIEVER,
             name=name,
             explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
         )
@@ -552,11 +553,11 @@ def _graph_role(name: str, meta: Mapping[str, Any], tags: Sequence[str]) -> tupl
     """A chain's kind and graph step: a graph is an agent, a graph step is a node."""
     node = meta.get("langgraph_node")
     if name in _AGENT_CHAINS or (meta.get("ls_integration") == "langgraph" and node is None):
-        return AGENT, None
+        return RunKind.AGENT, None
     if node is None or not any(t.startswith(_GRAPH_STEP_TAG) for t in tags):
-        return CHAIN, None
+        return RunKind.CHAIN, None
     step = meta.get("langgraph_step")
-    return CHAIN, GraphStep(str(node), step if isinstance(step, int) and not isinstance(step, bool) else None)
+    return RunKind.CHAIN, GraphStep(str(node), step if isinstance(step, int) and not isinstance(step, bool) else None)
 
 
 def _document_count(documents: Sequence[Any] | None) -> int:

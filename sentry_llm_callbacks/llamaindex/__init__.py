@@ -68,6 +68,7 @@ from sentry_llm_callbacks.core.calls import (
     ToolCall,
     ToolResult,
 )
+from sentry_llm_callbacks.core.kinds import GENERATIONS, RunKind
 from sentry_llm_callbacks.core.message_shapes import (
     ContentShapes,
     Document,
@@ -78,17 +79,7 @@ from sentry_llm_callbacks.core.message_shapes import (
     tool_call_part,
 )
 from sentry_llm_callbacks.core.metadata import MetadataLayer
-from sentry_llm_callbacks.core.recorder import (
-    AGENT,
-    CHAIN,
-    CHAT,
-    COMPLETION,
-    EMBEDDINGS,
-    GENERATIONS,
-    RETRIEVER,
-    TOOL,
-    Run,
-)
+from sentry_llm_callbacks.core.runs import Run
 from sentry_llm_callbacks.core.usage import Usage, detect
 
 __all__ = ["SentryLlamaIndexHandler", "set_global_handler", "unset_global_handler"]
@@ -390,7 +381,7 @@ class _SpanBridge(BaseSpanHandler):
             streams = self._lazy_streams
             streams[id_] = (id(instance), weakref.ref(result, lambda _: streams.pop(id_, None)))
             return
-        if run.kind == CHAIN and isolated(_follow_stream, run, result, default=False):
+        if run.kind == RunKind.CHAIN and isolated(_follow_stream, run, result, default=False):
             self._defer_end(id_)  # the model call happens as the user reads the stream
             return
         try:
@@ -642,36 +633,40 @@ def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | Non
     """The run kind for a dispatcher span, its default-name subject (an agent's name) and what
     is known of it when it starts."""
     if instance is None:
-        if parent is not None and parent.kind == AGENT:
-            return CHAIN, method, None  # a workflow step
+        if parent is not None and parent.kind == RunKind.AGENT:
+            return RunKind.CHAIN, method, None  # a workflow step
         return None, method, None
     role = _role_of(instance, method)
     if role is None:
         return None, method, None
     cls = type(instance).__name__
     if role in ("llm", "embedding"):
-        kind = EMBEDDINGS if role == "embedding" else CHAT if "chat" in method else COMPLETION
+        kind = RunKind.EMBEDDINGS if role == "embedding" else RunKind.CHAT if "chat" in method else RunKind.COMPLETION
         # A component that names no model (a custom or mock LLM) is known by its class, until
         # the call's payload names one: Sentry groups generations by model.
         request = isolated(_model_request, instance, cls, default=ModelRequest(model=cls))
         return kind, request.model or cls, request
     if role == "retriever":
-        return RETRIEVER, f"{cls}.retrieve", None
+        return RunKind.RETRIEVER, f"{cls}.retrieve", None
     if role == "query":
-        return CHAIN, f"{cls}.query", None
+        return RunKind.CHAIN, f"{cls}.query", None
     if role == "synthesize":
-        return CHAIN, f"{cls}.synthesize", None
+        return RunKind.CHAIN, f"{cls}.synthesize", None
     if role == "tool":
         meta = getattr(instance, "metadata", None)
         tool = getattr(meta, "name", None) or cls
         description = getattr(meta, "description", None)
-        return TOOL, tool, ToolCall(name=tool, description=description if isinstance(description, str) else None)
+        return (
+            RunKind.TOOL,
+            tool,
+            ToolCall(name=tool, description=description if isinstance(description, str) else None),
+        )
     if role == "agent":
         agent = getattr(instance, "name", None)
-        return AGENT, agent if isinstance(agent, str) and agent else cls, None
+        return RunKind.AGENT, agent if isinstance(agent, str) and agent else cls, None
     if role == "chat_engine":
-        return CHAIN, f"{cls}.{method}", None
-    return CHAIN, f"{cls}.postprocess", None
+        return RunKind.CHAIN, f"{cls}.{method}", None
+    return RunKind.CHAIN, f"{cls}.postprocess", None
 
 
 def _is_workflow(instance: Any) -> bool:
@@ -709,16 +704,16 @@ def _model_request(instance: Any, fallback_model: str) -> ModelRequest:
 
 def _record_inputs(run: Run, kind: str, bound_args: inspect.BoundArguments) -> None:
     args = bound_args.arguments
-    if kind == TOOL:
+    if kind == RunKind.TOOL:
         payload = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in args.items() if k != "self"}
         if set(payload) == {"kwargs"} and isinstance(payload["kwargs"], Mapping):
             payload = dict(payload["kwargs"])
         _recorder.record_tool_call(run, ToolCall(arguments=payload))
-    elif kind in (CHAIN, RETRIEVER, AGENT):
+    elif kind in (RunKind.CHAIN, RunKind.RETRIEVER, RunKind.AGENT):
         for key in ("str_or_query_bundle", "query", "query_str", "message", "user_msg", "input"):
             if args.get(key) is not None:
                 query = _query_text(args[key])
-                if kind == RETRIEVER:
+                if kind == RunKind.RETRIEVER:
                     _recorder.record_retrieval(run, Retrieval(query=query))
                 else:
                     _recorder.record_input(run, query)
@@ -727,13 +722,13 @@ def _record_inputs(run: Run, kind: str, bound_args: inspect.BoundArguments) -> N
 
 def _record_outputs(run: Run, result: Any) -> None:
     recorder = _recorder
-    if run.kind == RETRIEVER and isinstance(result, list):
+    if run.kind == RunKind.RETRIEVER and isinstance(result, list):
         recorder.record_retrieval(run, Retrieval(documents=result, document_count=len(result), shapes=_SHAPES))
     elif result is None:
         return
-    elif run.kind == TOOL:
+    elif run.kind == RunKind.TOOL:
         recorder.record_tool_result(run, ToolResult(getattr(result, "content", result)))
-    elif run.kind in (CHAIN, AGENT):
+    elif run.kind in (RunKind.CHAIN, RunKind.AGENT):
         text = _response_text(result)
         if text is not None:
             recorder.record_output(run, text)
