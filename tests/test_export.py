@@ -377,20 +377,20 @@ def test_shutdown_stops_the_export_thread_and_counts_what_was_left() -> None:
 def test_flush_waits_for_a_batch_that_is_being_prepared(sentry: LocalReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     """The export thread renders content between taking a batch and sending it; flush() must not
     report success in that window (a process exiting right after would lose the batch)."""
-    from sentry_llm_callbacks.export import pipeline as export
+    from sentry_llm_callbacks.export.encoding import SpanEncoder
 
-    original = export.QueueSpanProcessor._resolve_content
+    original = SpanEncoder._finish_content
 
     def slow_resolve(self, batch):
         time.sleep(0.3)
         original(self, batch)
 
-    monkeypatch.setattr(export.QueueSpanProcessor, "_resolve_content", slow_resolve)
+    monkeypatch.setattr(SpanEncoder, "_finish_content", slow_resolve)
     make_spans(5)
     time.sleep(0.05)
     pipeline = _state.get_pipeline()
     assert pipeline is not None
-    pipeline.processor._wake.set()  # the worker takes the batch now and spends 0.3 s preparing it
+    pipeline.processor._worker.wake.set()  # the worker takes the batch now and spends 0.3 s preparing it
     time.sleep(0.05)
     assert slc.flush(timeout=5)
     assert len(sentry.spans) == 5  # already delivered when flush() returned

@@ -222,7 +222,7 @@ def test_memory_while_the_endpoint_is_down_is_bounded_in_bytes(caplog: pytest.Lo
     for i in range(invocations):
         chain.invoke({"q": "x" * 200 + str(i)}, config={"callbacks": [handler]})
         if i % 20 == 0:
-            processor._wake.set()  # let the export thread encode and compress what is queued
+            processor._worker.wake.set()  # let the export thread encode and compress what is queued
             time.sleep(0.01)
         highest = max(highest, processor.queued_bytes)
     after = slc.stats()
