@@ -16,11 +16,11 @@ import atexit
 import contextlib
 import logging
 import math
-import multiprocessing.util
 import os
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from sentry_llm_callbacks.base.errors import ConfigurationError
 from sentry_llm_callbacks.base.log import NOT_CONFIGURED, fork_safe, log_once, logger, warn_user
@@ -32,9 +32,11 @@ from sentry_llm_callbacks.core.pricing import PriceTable
 from sentry_llm_callbacks.core.reaper import RunReaper
 from sentry_llm_callbacks.core.recorder import Recorder
 from sentry_llm_callbacks.core.target import Target
-from sentry_llm_callbacks.export.pipeline import ExportPipeline
 from sentry_llm_callbacks.sentry_sdk import interop as sentry_sdk_interop
 from sentry_llm_callbacks.sentry_sdk.issues import SentryIssues
+
+if TYPE_CHECKING:
+    from sentry_llm_callbacks.export.pipeline import ExportPipeline
 
 _lock: threading.RLock = fork_safe(sys.modules[__name__], "_lock", threading.RLock)
 _destination: Destination | None = None
@@ -79,6 +81,11 @@ def _create_pipeline() -> ExportPipeline | None:
             except ConfigurationError as exc:
                 warn_user("not-configured", NOT_CONFIGURED.format(problem=exc.problem))
                 return None
+        # The export side is imported with the first pipeline, not with the package: an app that
+        # imports us and never traces (or traces later) does not pay for it at start-up.
+        from sentry_llm_callbacks.export.pipeline import ExportPipeline
+
+        _child_exit.watch()
         pipeline = outside_app_context(ExportPipeline, _destination)  # its threads start clean
         prices = _prices if _prices is not None and _prices.overrides is _destination.prices else None
         _target = Target.create(_destination, pipeline.sink, prices)
@@ -239,9 +246,27 @@ class _ChildExit:
     the after-fork callbacks (where this registers again), runs the target, and calls
     ``util._exit_function()`` (which runs the finalisers) before ``os._exit``. A child started
     with ``spawn`` imports this module afresh, so the import registers it too.
+
+    ``multiprocessing`` is not imported for this (it costs a tenth of the package's import): the
+    hook is set up once the app has imported it, checked at import, before each fork and when a
+    pipeline is created, which is before any child process can start with it.
     """
 
+    watching = False
+
+    def watch(self) -> None:
+        if self.watching or "multiprocessing" not in sys.modules:
+            return
+        import multiprocessing.util  # already in use by the app: what is left of it to load is small
+
+        self.watching = True
+        multiprocessing.util.register_after_fork(self, _ChildExit.after_fork)
+        if multiprocessing.parent_process() is not None:  # imported inside a child, after its bootstrap began
+            self.register()
+
     def register(self) -> None:
+        import multiprocessing.util
+
         # exitpriority 0: run with the first finalisers, before multiprocessing closes its pipes.
         multiprocessing.util.Finalize(None, _at_exit, exitpriority=0)
 
@@ -258,9 +283,7 @@ recorder = Recorder(
 adapter.use_recorder(recorder)  # what every framework adapter records through
 reaper = RunReaper(recorder.reap)
 atexit.register(_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 _child_exit = _ChildExit()
-multiprocessing.util.register_after_fork(_child_exit, _ChildExit.after_fork)
-if multiprocessing.parent_process() is not None:  # imported inside a child, after its bootstrap began
-    _child_exit.register()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_child_exit.watch, after_in_child=_after_fork_in_child)
+_child_exit.watch()

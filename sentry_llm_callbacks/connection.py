@@ -14,7 +14,6 @@ from sentry_llm_callbacks.config.settings import Destination, build_destination
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.recorder import CHAIN, CHAT
 from sentry_llm_callbacks.core.usage import Usage
-from sentry_llm_callbacks.export.transport import classify_status, server_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +58,8 @@ def _describe_status(status: int, destination: Destination, retry_after: str | N
     """``(reason, message)``: the reason from the exporter's own classification, the message
     saying what to do about it (and what the server said, when it said something)."""
     where = _where(destination)
+    from sentry_llm_callbacks.export.transport import classify_status  # with the check, not the package
+
     reason = classify_status(status).reason
     quote = f' The server said: "{said}".' if said else ""
     if reason == "ok":
@@ -146,6 +147,8 @@ def test_connection(
 def check_destination(destination: Destination, timeout: float = 5.0) -> ConnectionResult:
     """:func:`test_connection` for an already validated destination (also used by ``configure(verify=True)``)."""
     import requests
+
+    from sentry_llm_callbacks.export.transport import server_text  # with the check, not the package
 
     started = time.perf_counter()
     with requests.Session() as session:

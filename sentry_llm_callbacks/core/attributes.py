@@ -1,35 +1,23 @@
 """Every span attribute name the package writes, in one place.
 
 Names come from Sentry's own registry (``sentry-conventions``) wherever Sentry defines
-them, and from OpenTelemetry's stable semantic conventions for the SDK's resource keys. A few
-spellings that Sentry still reads but marks deprecated (the older token-subset names) are
-looked up in the registry's metadata instead, so that importing this module emits no
-deprecation warnings and a typo still fails at import time.
+them, and from OpenTelemetry's stable semantic conventions for the SDK's resource keys. They
+are written out as literals, so that importing the package does not load the registry (a
+sixth of the package's import time); the tables at the end name where each comes from, and
+tests hold every one equal to its source (and every sent key registered).
 """
 
 from __future__ import annotations
 
-from opentelemetry.semconv.attributes import telemetry_attributes as _telemetry
-from sentry_conventions.attributes import ATTRIBUTE_METADATA
-from sentry_conventions.attributes import ATTRIBUTE_NAMES as _S
-
-
-def _registered(name: str) -> str:
-    """Return ``name`` after checking that Sentry's registry knows it."""
-    if name not in ATTRIBUTE_METADATA:  # pragma: no cover - guards against registry drift
-        raise KeyError(f"{name!r} is not in sentry-conventions")
-    return name
-
-
 # Sentry span fields
-SENTRY_OP = _S.SENTRY_OP
-SENTRY_DESCRIPTION = _S.SENTRY_DESCRIPTION
-SENTRY_ENVIRONMENT = _S.SENTRY_ENVIRONMENT
-SENTRY_RELEASE = _S.SENTRY_RELEASE
-USER_ID = _S.USER_ID
-CLIENT_SAMPLE_RATE = _S.SENTRY_CLIENT_SAMPLE_RATE
-SESSION_ID = _S.SESSION_ID
-ERROR_TYPE = _S.ERROR_TYPE
+SENTRY_OP = "sentry.op"
+SENTRY_DESCRIPTION = "sentry.description"
+SENTRY_ENVIRONMENT = "sentry.environment"
+SENTRY_RELEASE = "sentry.release"
+USER_ID = "user.id"
+CLIENT_SAMPLE_RATE = "sentry.client_sample_rate"
+SESSION_ID = "session.id"
+ERROR_TYPE = "error.type"
 
 # Values of sentry.op, by what ran (Sentry's AI views select spans by them)
 OP_INVOKE_AGENT = "gen_ai.invoke_agent"
@@ -40,56 +28,56 @@ OP_EXECUTE_TOOL = "gen_ai.execute_tool"
 OP_FUNCTION = "function"  # chains, graph nodes, retrievers: never gen_ai.*, or Sentry counts an LLM call
 
 # gen_ai: operation and identity
-OPERATION_NAME = _S.GEN_AI_OPERATION_NAME
-CONVERSATION_ID = _S.GEN_AI_CONVERSATION_ID
-AGENT_NAME = _S.GEN_AI_AGENT_NAME
-PROVIDER_NAME = _S.GEN_AI_PROVIDER_NAME
-TOOL_NAME = _S.GEN_AI_TOOL_NAME
-TOOL_DESCRIPTION = _S.GEN_AI_TOOL_DESCRIPTION
+OPERATION_NAME = "gen_ai.operation.name"
+CONVERSATION_ID = "gen_ai.conversation.id"
+AGENT_NAME = "gen_ai.agent.name"
+PROVIDER_NAME = "gen_ai.provider.name"
+TOOL_NAME = "gen_ai.tool.name"
+TOOL_DESCRIPTION = "gen_ai.tool.description"
 
 # gen_ai: request
-REQUEST_MODEL = _S.GEN_AI_REQUEST_MODEL
-REQUEST_TEMPERATURE = _S.GEN_AI_REQUEST_TEMPERATURE
-REQUEST_MAX_TOKENS = _S.GEN_AI_REQUEST_MAX_TOKENS
-REQUEST_TOP_P = _S.GEN_AI_REQUEST_TOP_P
-REQUEST_TOP_K = _S.GEN_AI_REQUEST_TOP_K
-REQUEST_FREQUENCY_PENALTY = _S.GEN_AI_REQUEST_FREQUENCY_PENALTY
-REQUEST_PRESENCE_PENALTY = _S.GEN_AI_REQUEST_PRESENCE_PENALTY
-REQUEST_SEED = _S.GEN_AI_REQUEST_SEED
-REQUEST_STOP_SEQUENCES = _S.GEN_AI_REQUEST_STOP_SEQUENCES
-REQUEST_REASONING_LEVEL = _S.GEN_AI_REQUEST_REASONING_LEVEL
+REQUEST_MODEL = "gen_ai.request.model"
+REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+REQUEST_TOP_P = "gen_ai.request.top_p"
+REQUEST_TOP_K = "gen_ai.request.top_k"
+REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
+REQUEST_SEED = "gen_ai.request.seed"
+REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+REQUEST_REASONING_LEVEL = "gen_ai.request.reasoning.level"
 
 # gen_ai: response
-RESPONSE_MODEL = _S.GEN_AI_RESPONSE_MODEL
-RESPONSE_ID = _S.GEN_AI_RESPONSE_ID
-RESPONSE_FINISH_REASONS = _S.GEN_AI_RESPONSE_FINISH_REASONS
-RESPONSE_STREAMING = _S.GEN_AI_RESPONSE_STREAMING
-RESPONSE_TIME_TO_FIRST_CHUNK = _S.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_ID = "gen_ai.response.id"
+RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+RESPONSE_STREAMING = "gen_ai.response.streaming"
+RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
 
 # gen_ai: usage (inclusive totals, and the subsets under both spellings Sentry reads)
-USAGE_INPUT_TOKENS = _S.GEN_AI_USAGE_INPUT_TOKENS
-USAGE_OUTPUT_TOKENS = _S.GEN_AI_USAGE_OUTPUT_TOKENS
-USAGE_TOTAL_TOKENS = _S.GEN_AI_USAGE_TOTAL_TOKENS
-USAGE_CACHE_READ = _S.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
-USAGE_CACHE_READ_LEGACY = _registered("gen_ai.usage.input_tokens.cached")
-USAGE_CACHE_WRITE = _S.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
-USAGE_CACHE_WRITE_LEGACY = _registered("gen_ai.usage.input_tokens.cache_write")
-USAGE_REASONING = _S.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
-USAGE_REASONING_LEGACY = _registered("gen_ai.usage.output_tokens.reasoning")
+USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+USAGE_TOTAL_TOKENS = "gen_ai.usage.total_tokens"
+USAGE_CACHE_READ = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_READ_LEGACY = "gen_ai.usage.input_tokens.cached"
+USAGE_CACHE_WRITE = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_CACHE_WRITE_LEGACY = "gen_ai.usage.input_tokens.cache_write"
+USAGE_REASONING = "gen_ai.usage.reasoning.output_tokens"
+USAGE_REASONING_LEGACY = "gen_ai.usage.output_tokens.reasoning"
 
 # gen_ai: cost in USD
-COST_INPUT = _S.GEN_AI_COST_INPUT_TOKENS
-COST_OUTPUT = _S.GEN_AI_COST_OUTPUT_TOKENS
-COST_TOTAL = _S.GEN_AI_COST_TOTAL_TOKENS
+COST_INPUT = "gen_ai.cost.input_tokens"
+COST_OUTPUT = "gen_ai.cost.output_tokens"
+COST_TOTAL = "gen_ai.cost.total_tokens"
 
 # gen_ai: content (never sent in Privacy Mode)
-INPUT_MESSAGES = _S.GEN_AI_INPUT_MESSAGES
-OUTPUT_MESSAGES = _S.GEN_AI_OUTPUT_MESSAGES
-SYSTEM_INSTRUCTIONS = _S.GEN_AI_SYSTEM_INSTRUCTIONS
-TOOL_DEFINITIONS = _S.GEN_AI_TOOL_DEFINITIONS
-TOOL_CALL_ARGUMENTS = _S.GEN_AI_TOOL_CALL_ARGUMENTS
-TOOL_CALL_RESULT = _S.GEN_AI_TOOL_CALL_RESULT
-EMBEDDINGS_INPUT = _S.GEN_AI_EMBEDDINGS_INPUT
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+EMBEDDINGS_INPUT = "gen_ai.embeddings.input"
 
 #: What generation spans carry in place of their messages in Privacy Mode: Sentry's Conversations
 #: view lists a conversation only when its model calls have both message attributes, and shows
@@ -121,18 +109,18 @@ EVENT_RETRY_ATTEMPT = "retry.attempt"
 EVENT_CUSTOM_DATA = "data"
 
 # Resource
-SERVICE_NAME = _S.SERVICE_NAME
-SERVICE_VERSION = _S.SERVICE_VERSION
-TELEMETRY_SDK_NAME = _telemetry.TELEMETRY_SDK_NAME
-TELEMETRY_SDK_VERSION = _telemetry.TELEMETRY_SDK_VERSION
-TELEMETRY_SDK_LANGUAGE = _telemetry.TELEMETRY_SDK_LANGUAGE
+SERVICE_NAME = "service.name"
+SERVICE_VERSION = "service.version"
+TELEMETRY_SDK_NAME = "telemetry.sdk.name"
+TELEMETRY_SDK_VERSION = "telemetry.sdk.version"
+TELEMETRY_SDK_LANGUAGE = "telemetry.sdk.language"
 # OpenTelemetry's key; Sentry registers only "resource."-prefixed spellings, deprecated for sentry.environment.
 DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
 
 # Exception event fields (OpenTelemetry semantic conventions, which Sentry registers too)
-EXCEPTION_TYPE = _S.EXCEPTION_TYPE
-EXCEPTION_MESSAGE = _S.EXCEPTION_MESSAGE
-EXCEPTION_STACKTRACE = _S.EXCEPTION_STACKTRACE
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
 
 #: Attributes known not to carry prompt, completion or document content. Privacy Mode is an
 #: allowlist: everything outside this set (and the prefixes below) is treated as content.
@@ -217,3 +205,72 @@ OWN_KEYS: dict[str, str] = {
 def is_content(name: str) -> bool:
     """True unless ``name`` is known to carry no prompt, completion or document text."""
     return name not in NON_CONTENT and not name.startswith(NON_CONTENT_PREFIXES)
+
+
+#: Keys taken from Sentry's registry (``sentry_conventions.attributes.ATTRIBUTE_NAMES``): our
+#: constant -> the registry's. Written out here so that importing the package does not load the
+#: registry; tests hold each equal to it.
+FROM_SENTRY_CONVENTIONS: dict[str, str] = {
+    "SENTRY_OP": "SENTRY_OP",
+    "SENTRY_DESCRIPTION": "SENTRY_DESCRIPTION",
+    "SENTRY_ENVIRONMENT": "SENTRY_ENVIRONMENT",
+    "SENTRY_RELEASE": "SENTRY_RELEASE",
+    "USER_ID": "USER_ID",
+    "CLIENT_SAMPLE_RATE": "SENTRY_CLIENT_SAMPLE_RATE",
+    "SESSION_ID": "SESSION_ID",
+    "ERROR_TYPE": "ERROR_TYPE",
+    "OPERATION_NAME": "GEN_AI_OPERATION_NAME",
+    "CONVERSATION_ID": "GEN_AI_CONVERSATION_ID",
+    "AGENT_NAME": "GEN_AI_AGENT_NAME",
+    "PROVIDER_NAME": "GEN_AI_PROVIDER_NAME",
+    "TOOL_NAME": "GEN_AI_TOOL_NAME",
+    "TOOL_DESCRIPTION": "GEN_AI_TOOL_DESCRIPTION",
+    "REQUEST_MODEL": "GEN_AI_REQUEST_MODEL",
+    "REQUEST_TEMPERATURE": "GEN_AI_REQUEST_TEMPERATURE",
+    "REQUEST_MAX_TOKENS": "GEN_AI_REQUEST_MAX_TOKENS",
+    "REQUEST_TOP_P": "GEN_AI_REQUEST_TOP_P",
+    "REQUEST_TOP_K": "GEN_AI_REQUEST_TOP_K",
+    "REQUEST_FREQUENCY_PENALTY": "GEN_AI_REQUEST_FREQUENCY_PENALTY",
+    "REQUEST_PRESENCE_PENALTY": "GEN_AI_REQUEST_PRESENCE_PENALTY",
+    "REQUEST_SEED": "GEN_AI_REQUEST_SEED",
+    "REQUEST_STOP_SEQUENCES": "GEN_AI_REQUEST_STOP_SEQUENCES",
+    "REQUEST_REASONING_LEVEL": "GEN_AI_REQUEST_REASONING_LEVEL",
+    "RESPONSE_MODEL": "GEN_AI_RESPONSE_MODEL",
+    "RESPONSE_ID": "GEN_AI_RESPONSE_ID",
+    "RESPONSE_FINISH_REASONS": "GEN_AI_RESPONSE_FINISH_REASONS",
+    "RESPONSE_STREAMING": "GEN_AI_RESPONSE_STREAMING",
+    "RESPONSE_TIME_TO_FIRST_CHUNK": "GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK",
+    "USAGE_INPUT_TOKENS": "GEN_AI_USAGE_INPUT_TOKENS",
+    "USAGE_OUTPUT_TOKENS": "GEN_AI_USAGE_OUTPUT_TOKENS",
+    "USAGE_TOTAL_TOKENS": "GEN_AI_USAGE_TOTAL_TOKENS",
+    "USAGE_CACHE_READ": "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS",
+    "USAGE_CACHE_WRITE": "GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS",
+    "USAGE_REASONING": "GEN_AI_USAGE_REASONING_OUTPUT_TOKENS",
+    "COST_INPUT": "GEN_AI_COST_INPUT_TOKENS",
+    "COST_OUTPUT": "GEN_AI_COST_OUTPUT_TOKENS",
+    "COST_TOTAL": "GEN_AI_COST_TOTAL_TOKENS",
+    "INPUT_MESSAGES": "GEN_AI_INPUT_MESSAGES",
+    "OUTPUT_MESSAGES": "GEN_AI_OUTPUT_MESSAGES",
+    "SYSTEM_INSTRUCTIONS": "GEN_AI_SYSTEM_INSTRUCTIONS",
+    "TOOL_DEFINITIONS": "GEN_AI_TOOL_DEFINITIONS",
+    "TOOL_CALL_ARGUMENTS": "GEN_AI_TOOL_CALL_ARGUMENTS",
+    "TOOL_CALL_RESULT": "GEN_AI_TOOL_CALL_RESULT",
+    "EMBEDDINGS_INPUT": "GEN_AI_EMBEDDINGS_INPUT",
+    "SERVICE_NAME": "SERVICE_NAME",
+    "SERVICE_VERSION": "SERVICE_VERSION",
+    "EXCEPTION_TYPE": "EXCEPTION_TYPE",
+    "EXCEPTION_MESSAGE": "EXCEPTION_MESSAGE",
+    "EXCEPTION_STACKTRACE": "EXCEPTION_STACKTRACE",
+}
+#: Spellings Sentry still reads but marks deprecated (looked up in the registry's metadata by the tests).
+DEPRECATED_BUT_READ: tuple[str, ...] = (
+    "USAGE_CACHE_READ_LEGACY",
+    "USAGE_CACHE_WRITE_LEGACY",
+    "USAGE_REASONING_LEGACY",
+)
+#: Keys from OpenTelemetry's stable semantic conventions (``telemetry_attributes``): ours -> theirs.
+FROM_OTEL_SEMCONV: dict[str, str] = {
+    "TELEMETRY_SDK_NAME": "TELEMETRY_SDK_NAME",
+    "TELEMETRY_SDK_VERSION": "TELEMETRY_SDK_VERSION",
+    "TELEMETRY_SDK_LANGUAGE": "TELEMETRY_SDK_LANGUAGE",
+}

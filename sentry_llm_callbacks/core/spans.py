@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import traceback
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -174,6 +173,8 @@ def exception_event(error: BaseException, *, private: bool) -> dict[str, str]:
     if private:
         return event
     event[attr.EXCEPTION_MESSAGE] = clean_str(str(error)[:4096])
+    import traceback  # loaded with the first error, not with the package
+
     with contextlib.suppress(Exception):
         event[attr.EXCEPTION_STACKTRACE] = clean_str(
             "".join(traceback.format_exception(type(error), error, error.__traceback__))[-16_384:]

@@ -8,8 +8,8 @@ current one at each trace's root and keeps it with the trace.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from sentry_llm_callbacks._version import __version__
@@ -18,6 +18,9 @@ from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.pricing import PriceTable
 from sentry_llm_callbacks.core.sampling import TraceSampling
 from sentry_llm_callbacks.core.sink import SpanSink
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,9 @@ class Target:
 
             Target.create(build_destination(dsn=DSN), pipeline.sink)
         """
+        # Loaded with the first trace: it brings psutil, a twentieth of the package's import.
+        from opentelemetry.sdk.resources import Resource
+
         return cls(
             settings=settings,
             sink=sink,
