@@ -38,7 +38,6 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_TRACES_HEADERS,
     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
 )
-from opentelemetry.util.re import parse_env_headers
 
 from sentry_llm_callbacks.base.log import log_once
 
@@ -87,6 +86,10 @@ def _env(traces_name: str, generic_name: str) -> str | None:
 def env_headers() -> dict[str, str]:
     """Headers from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``, else ``OTEL_EXPORTER_OTLP_HEADERS``."""
     raw = _env(OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_HEADERS) or ""
+    if not raw:
+        return {}
+    from opentelemetry.util.re import parse_env_headers  # OpenTelemetry's own parser, when there is something to parse
+
     return parse_env_headers(raw, liberal=True)
 
 

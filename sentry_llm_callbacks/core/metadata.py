@@ -7,7 +7,6 @@ the invocation's own metadata. The ``trace`` dicts merge key by key. Privacy onl
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
@@ -61,6 +60,8 @@ def trace_id_for(value: str) -> str:
         candidate = candidate.replace("-", "")
     if len(candidate) == 32 and _HEX.issuperset(candidate) and candidate != "0" * 32:
         return candidate
+    import hashlib  # loaded with the first trace id to hash, not with the package
+
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 

@@ -18,8 +18,6 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
 from sentry_llm_callbacks.base.threads import start_daemon
@@ -133,6 +131,9 @@ def library_price(model: str, provider: str | None = None) -> Price | None:
     """Today's price of ``model`` from genai-prices (pydantic's maintained price data), or None
     when it does not know the model. Tiered prices (by prompt size) keep the library's own
     calculation; flat ones become a :class:`Price` so that pricing a call costs microseconds."""
+    from datetime import datetime, timezone  # here, with the price data, not with the package
+    from decimal import Decimal
+
     from genai_prices import data_snapshot
 
     provider_id = _GENAI_PROVIDERS.get(provider or "")
