@@ -25,7 +25,14 @@ OP_CHAT = "gen_ai.chat"
 OP_TEXT_COMPLETION = "gen_ai.text_completion"
 OP_EMBEDDINGS = "gen_ai.embeddings"
 OP_EXECUTE_TOOL = "gen_ai.execute_tool"
+OP_EVALUATE = "gen_ai.evaluate"  # a score on a run (an evaluation span, as Sentry's trace view reads it)
 OP_FUNCTION = "function"  # chains, graph nodes, retrievers: never gen_ai.*, or Sentry counts an LLM call
+
+# OpenTelemetry's GenAI evaluation attributes (a score); Sentry's registry has none yet
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
+EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
+EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
 
 # gen_ai: operation and identity
 OPERATION_NAME = "gen_ai.operation.name"
@@ -135,6 +142,9 @@ NON_CONTENT: frozenset[str] = frozenset(
         SESSION_ID,
         ERROR_TYPE,
         OPERATION_NAME,
+        EVALUATION_NAME,
+        EVALUATION_SCORE_VALUE,
+        EVALUATION_SCORE_LABEL,
         CONVERSATION_ID,
         AGENT_NAME,
         PROVIDER_NAME,
@@ -199,6 +209,8 @@ OWN_KEYS: dict[str, str] = {
     "service.instance.id": "resource: added by the OpenTelemetry SDK",
     EVENT_RETRY_ATTEMPT: "span event (Sentry drops span events): which retry attempt",
     EVENT_CUSTOM_DATA: "span event of a LangChain custom event (Sentry drops span events)",
+    "gen_ai.evaluation.": "a score (OpenTelemetry's GenAI evaluation attributes; Sentry reads the "
+    "evaluation from gen_ai.input.messages / gen_ai.output.messages, which are sent too)",
 }
 
 

@@ -33,6 +33,7 @@ from sentry_llm_callbacks.core.kinds import GENERATIONS, OPS, RunKind
 from sentry_llm_callbacks.core.metadata import MetadataLayer
 from sentry_llm_callbacks.core.roots import AmbientSpan, Roots
 from sentry_llm_callbacks.core.runs import SAMPLED, Run, RunMap, TraceState, new_span_id
+from sentry_llm_callbacks.core.scores import LastTraces
 from sentry_llm_callbacks.core.spans import admits_content, exception_event, finish, finish_generation, span_name
 from sentry_llm_callbacks.core.usage import Usage
 from sentry_llm_callbacks.core.writers import RunWriter, write_graph_step
@@ -77,6 +78,8 @@ class Recorder(RunWriter):
         self.is_under_hidden = self._map.is_under_hidden
         self.open_descendants = self._map.open_descendants
         self.ambient_run = self._roots.ambient_run
+        #: The root of the last trace that ended in each thread or task (``last_trace()``).
+        self.last_traces = LastTraces()
 
     @property
     def open_runs(self) -> int:
@@ -191,8 +194,10 @@ class Recorder(RunWriter):
         if run.kind in GENERATIONS:
             finish_generation(run, usage or run.usage)
         finish(run)
-        if run.trace.failures and run.is_local_root:
-            _settle_failures(self._failure_reporter, run, None)
+        if run.is_local_root:
+            self.last_traces.root_ended(run)
+            if run.trace.failures:
+                _settle_failures(self._failure_reporter, run, None)
         return run
 
     def end_by_control_flow(self, key: Hashable, flow: calls.ControlFlow) -> Run | None:
@@ -236,6 +241,8 @@ class Recorder(RunWriter):
         if run.kind in GENERATIONS:
             finish_generation(run, None, count_missing=False)
         finish(run)
+        if run.is_local_root:
+            self.last_traces.root_ended(run)
         if run.trace.failures is not None and not cancelled and isinstance(error, Exception):
             if run.is_local_root:
                 _settle_failures(self._failure_reporter, run, error)
@@ -267,6 +274,7 @@ class Recorder(RunWriter):
 
     def clear(self) -> None:
         self._map.clear()
+        self.last_traces.clear()
 
 
 def _mark_failed(run: Run, error: BaseException, *, cancelled: bool) -> None:

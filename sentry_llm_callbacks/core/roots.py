@@ -40,6 +40,7 @@ from sentry_llm_callbacks.core.metadata import (
 )
 from sentry_llm_callbacks.core.runs import SAMPLED, Run, RunMap, TraceState
 from sentry_llm_callbacks.core.sampling import DROPPED
+from sentry_llm_callbacks.core.scores import origin
 from sentry_llm_callbacks.core.spans import span_name
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ class Roots:
             prices=target.prices,
             failures=[] if settings.capture_errors and wants_failures(self.failure_reporter) else None,
             tail=tail if sampled else None,
+            origin=origin(),
         )
 
     def _root_parent(self, trace: Mapping[str, Any]) -> tuple[int, SpanContext | None, bool]:

@@ -53,6 +53,8 @@ class TraceState:
     root_span_id: int = 0
     #: Waiting for the tail decision made when the local root ends (None: already decided).
     tail: PendingTrace | None = None
+    #: Where the root started (its asyncio task, else its thread's id): what ``last_trace()`` asks.
+    origin: Any = None
 
 
 @dataclass(slots=True)
