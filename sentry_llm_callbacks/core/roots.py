@@ -196,8 +196,9 @@ def trace_attributes(layer: MetadataLayer, environment: str | None, release: str
     trace = layer.trace
     if layer.user is not None:
         out[attr.USER_ID] = clean_str(layer.user)
-    if layer.session_id is not None:
-        session = clean_str(layer.session_id)
+    session = layer.session  # an explicit session_id wins over the framework's conversation key
+    if session is not None:
+        session = clean_str(session)
         out[attr.SESSION_ID] = session
         out[attr.CONVERSATION_ID] = session
     env = trace.get(ENVIRONMENT) or environment

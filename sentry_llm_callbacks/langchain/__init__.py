@@ -502,20 +502,27 @@ _last_layer: tuple[tuple[Any, ...], MetadataLayer] | None = None
 
 def _run_metadata(metadata: Mapping[str, Any], parent_run_id: UUID | None) -> tuple[MetadataLayer | None, bool]:
     """The invocation's own metadata layer (None when it sets none), and whether it steers its
-    own trace (it names the trace or the parent span, so the run starts its own trace there)."""
+    own trace (it names the trace or the parent span, so the run starts its own trace there).
+
+    LangGraph copies the checkpointer's conversation key, ``config["configurable"]["thread_id"]``,
+    into every run's metadata as ``thread_id`` (``ensure_config``, langgraph 0.3 to 1.x): it is
+    the layer's ``conversation``."""
     if not metadata:
         return _NO_METADATA
     get = metadata.get
     trace = get("trace")
-    values = (get("user"), get("session_id"), trace, get("privacy_mode"))
-    if values == (None, None, None, None):
+    values = (get("user"), get("session_id"), trace, get("privacy_mode"), get("thread_id"))
+    if values == _UNSET_VALUES:
         return _NO_METADATA
     steers = isinstance(trace, Mapping) and (TRACE_ID in trace or PARENT_SPAN_ID in trace)
     return isolated(_run_layer, values, parent_run_id, default=None), steers
 
 
-def _run_layer(values: tuple[Any, Any, Any, Any], parent_run_id: UUID | None) -> MetadataLayer | None:
-    """The layer of ``(user, session_id, trace, privacy_mode)``.
+_UNSET_VALUES = (None, None, None, None, None)
+
+
+def _run_layer(values: tuple[Any, Any, Any, Any, Any], parent_run_id: UUID | None) -> MetadataLayer | None:
+    """The layer of ``(user, session_id, trace, privacy_mode, thread_id)``.
 
     LangChain hands every run of an invocation the same metadata values, so a nested run reuses
     the layer built for the values it carries; an invocation's first run always builds its own
@@ -525,8 +532,10 @@ def _run_layer(values: tuple[Any, Any, Any, Any], parent_run_id: UUID | None) ->
     last = _last_layer
     if parent_run_id is not None and last is not None and all(map(operator.is_, last[0], values)):
         return last[1]
-    user, session_id, trace, privacy_mode = values
-    layer = MetadataLayer.build(user=user, session_id=session_id, trace=trace, privacy_mode=privacy_mode, strict=False)
+    user, session_id, trace, privacy_mode, thread_id = values
+    layer = MetadataLayer.build(
+        user=user, session_id=session_id, trace=trace, privacy_mode=privacy_mode, conversation=thread_id, strict=False
+    )
     _last_layer = (values, layer)
     return layer
 
