@@ -143,6 +143,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         explicit: bool,
         agent_name: str | None = None,
         graph_step: GraphStep | None = None,
+        resumes: bool = False,
     ) -> Run | None:
         under_hidden = False
         if HIDDEN_TAG in tags:
@@ -167,6 +168,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             agent_name=agent_name,
             graph_step=graph_step,
             under_hidden=under_hidden,
+            resumes=resumes,
         )
 
     def _end(self, run_id: UUID, record: Callable[..., None], *values: Any) -> None:
@@ -214,6 +216,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
             agent_name=agent_name if kind == RunKind.AGENT else None,
             graph_step=step,
+            resumes=parent_run_id is None and _is_resume(inputs),
         )
         self._recorder.record_input(run, inputs, _plain)
 
@@ -538,6 +541,12 @@ def _run_layer(values: tuple[Any, Any, Any, Any, Any], parent_run_id: UUID | Non
     )
     _last_layer = (values, layer)
     return layer
+
+
+def _is_resume(inputs: Any) -> bool:
+    """A graph invoked with LangGraph's ``Command(resume=...)``: it resumes its thread after an
+    interrupt (read by name: this adapter does not import LangGraph)."""
+    return type(inputs).__name__ == "Command" and getattr(inputs, "resume", None) is not None
 
 
 def _control_flow(error: BaseException) -> ControlFlow | None:
