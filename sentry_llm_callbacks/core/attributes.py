@@ -18,6 +18,16 @@ USER_ID = "user.id"
 CLIENT_SAMPLE_RATE = "sentry.client_sample_rate"
 SESSION_ID = "session.id"
 ERROR_TYPE = "error.type"
+#: On a root span that continues an earlier trace: ``<trace id>-<span id>-<1 if sampled>`` of the
+#: earlier root, as Sentry's JavaScript SDK sets it. Sentry's trace view finds a trace's "next
+#: trace" by searching this attribute (span links are not searchable there yet).
+PREVIOUS_TRACE = "sentry.previous_trace"
+
+# Span link attributes
+LINK_TYPE = "sentry.link.type"
+#: The ``sentry.link.type`` of a link to the root of the trace before this one in the same
+#: conversation; Sentry's trace view shows it as the "previous trace".
+LINK_PREVIOUS_TRACE = "previous_trace"
 
 # Values of sentry.op, by what ran (Sentry's AI views select spans by them)
 OP_INVOKE_AGENT = "gen_ai.invoke_agent"
@@ -141,6 +151,7 @@ NON_CONTENT: frozenset[str] = frozenset(
         CLIENT_SAMPLE_RATE,
         SESSION_ID,
         ERROR_TYPE,
+        PREVIOUS_TRACE,
         OPERATION_NAME,
         EVALUATION_NAME,
         EVALUATION_SCORE_VALUE,
@@ -199,6 +210,8 @@ OWN_KEYS: dict[str, str] = {
     OUTPUT_VALUE: "chain / graph-node / query output; Sentry has no key for it (OpenInference's name)",
     RETRIEVAL_DOCUMENTS: "retrieved documents; Sentry's only key for them (ai.documents) is deprecated",
     TRACE_METADATA_PREFIX: "custom trace metadata (the gateway's trace.metadata.* convention)",
+    PREVIOUS_TRACE: "a resumed run's root: the interrupted run's root it continues, as Sentry's JavaScript SDK "
+    "sets it; Sentry's trace view searches it for the next trace",
     USAGE_CACHE_READ_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
     USAGE_CACHE_WRITE_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
     USAGE_REASONING_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
@@ -231,6 +244,7 @@ FROM_SENTRY_CONVENTIONS: dict[str, str] = {
     "CLIENT_SAMPLE_RATE": "SENTRY_CLIENT_SAMPLE_RATE",
     "SESSION_ID": "SESSION_ID",
     "ERROR_TYPE": "ERROR_TYPE",
+    "LINK_TYPE": "SENTRY_LINK_TYPE",
     "OPERATION_NAME": "GEN_AI_OPERATION_NAME",
     "CONVERSATION_ID": "GEN_AI_CONVERSATION_ID",
     "AGENT_NAME": "GEN_AI_AGENT_NAME",

@@ -2,6 +2,10 @@
 
 Precedence, later wins: ``configure()`` defaults < handler constructor < ``trace_context()`` <
 the invocation's own metadata. The ``trace`` dicts merge key by key. Privacy only tightens.
+
+Besides what users set, a run's layer may carry the conversation key its framework already keeps
+(a LangGraph ``thread_id``, a LlamaIndex memory's chat store key): the trace's conversation when
+no layer sets ``session_id`` (:func:`~.roots.trace_attributes` decides).
 """
 
 from __future__ import annotations
@@ -111,12 +115,18 @@ def parse_span_id(value: object) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class MetadataLayer:
-    """One layer of trace metadata (a handler's, a ``trace_context()``'s or a run's)."""
+    """One layer of trace metadata (a handler's, a ``trace_context()``'s or a run's).
+
+    ``conversation`` is the framework's own conversation key for a run (LangGraph's ``thread_id``,
+    a LlamaIndex chat store key), handed over by an adapter; an explicit ``session_id`` of any
+    layer wins over it.
+    """
 
     user: str | None = None
     session_id: str | None = None
     trace: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     privacy_mode: bool | None = None
+    conversation: str | None = None
 
     @classmethod
     def build(
@@ -126,20 +136,29 @@ class MetadataLayer:
         session_id: object = None,
         trace: object = None,
         privacy_mode: object = None,
+        conversation: object = None,
         strict: bool,
     ) -> MetadataLayer:
         """Validate one layer. ``strict`` raises :class:`ConfigurationError` (configuration time);
-        otherwise bad values are logged once and left out (run time)."""
+        otherwise bad values are logged once and left out (run time). ``conversation`` is read
+        from the framework, never from the user: a value that is no id is left out silently."""
         return cls(
             user=_identity("user", user, strict),
             session_id=_identity("session_id", session_id, strict),
             trace=_trace_dict(trace, strict),
             privacy_mode=_flag("privacy_mode", privacy_mode, strict),
+            conversation=conversation_key(conversation),
         )
 
     @property
     def empty(self) -> bool:
-        return self.user is None and self.session_id is None and not self.trace and self.privacy_mode is None
+        return (
+            self.user is None
+            and self.session_id is None
+            and not self.trace
+            and self.privacy_mode is None
+            and self.conversation is None
+        )
 
     def over(self, base: MetadataLayer) -> MetadataLayer:
         """This layer on top of ``base``: set values win, ``trace`` merges key by key, privacy tightens."""
@@ -157,7 +176,27 @@ class MetadataLayer:
             session_id=self.session_id if self.session_id is not None else base.session_id,
             trace=MappingProxyType({**base.trace, **self.trace}) if self.trace else base.trace,
             privacy_mode=privacy,
+            conversation=self.conversation if self.conversation is not None else base.conversation,
         )
+
+    @property
+    def session(self) -> str | None:
+        """The trace's conversation: the explicit ``session_id``, else the framework's key."""
+        return self.session_id if self.session_id is not None else self.conversation
+
+
+def conversation_key(value: object) -> str | None:
+    """A framework's conversation key as text (capped), or None when ``value`` is none: a string,
+    an int or a UUID (LangGraph takes any of them as a ``thread_id``).
+
+    >>> conversation_key("thread-7"), conversation_key(42), conversation_key(True)
+    ('thread-7', '42', None)
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (str, int)) or type(value).__name__ == "UUID":
+        return capped(str(value), MAX_ID_CHARS, "conversation") or None
+    return None
 
 
 def _problem(strict: bool, fieldname: str, problem: str, example: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import Event
-from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
 from sentry_llm_callbacks.base.log import fork_safe
 from sentry_llm_callbacks.core.content import ContentPolicy
@@ -55,6 +55,10 @@ class TraceState:
     tail: PendingTrace | None = None
     #: Where the root started (its asyncio task, else its thread's id): what ``last_trace()`` asks.
     origin: Any = None
+    #: The framework's conversation key of the root run (a LangGraph thread id), if any.
+    conversation: str | None = None
+    #: A run of this trace stopped at an interrupt (LangGraph's ``interrupt()``).
+    interrupted: bool = False
 
 
 @dataclass(slots=True)
@@ -86,6 +90,8 @@ class Run:
     #: (a hint: it makes "does anything still run below this run?" free in the common case).
     parent_run: Run | None = None
     open_children: int = 0
+    #: Span links (a resumed run's root: to the interrupted run's root).
+    links: tuple[Link, ...] = ()
 
     @property
     def trace_id(self) -> int:
