@@ -21,9 +21,8 @@ from sentry_llm_callbacks.core.metadata import MetadataLayer
 from sentry_llm_callbacks.core.usage import Usage
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
-from .invariants import check_trace
+from tests.support.invariants import check_trace
+from tests.support.spans import delivered
 
 # --------------------------------------------------------------------------- the toy framework
 

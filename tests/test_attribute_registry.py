@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +18,11 @@ import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
-from .openai_server import OpenAIServer, Reply
-from .test_langchain import TinyRetriever, add, chat_openai, react_agent
-from .test_llamaindex import build_index, li_openai
+from tests.support.environment import REPO_ROOT
+from tests.support.langchain_models import TinyRetriever, add, chat_openai, react_agent
+from tests.support.llamaindex_models import build_index, li_openai
+from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.spans import delivered
 
 
 def _drive_everything(server: OpenAIServer) -> None:
@@ -113,7 +112,7 @@ def test_every_emitted_key_is_registered_or_justified(
 
 
 def test_own_keys_table_is_in_the_readme() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.partition("## How it looks in Sentry")[2]
     assert section, "README has no 'How it looks in Sentry' section"
     listed = set(re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE))

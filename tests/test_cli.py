@@ -9,8 +9,7 @@ import time
 
 from sentry_llm_callbacks import __version__
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
-
-from .fault_receiver import Fault, FaultyReceiver
+from tests.support.fault_receiver import Fault, FaultyReceiver
 
 
 def cli(*args: str, env: dict[str, str] | None = None, hide: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -39,8 +39,8 @@ from sentry_llm_callbacks.devtools import collector
 from sentry_llm_callbacks.devtools.collector import collector_config, collector_env, collector_yaml
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .invariants import check_trace
+from tests.support.environment import REPO_ROOT
+from tests.support.invariants import check_trace
 
 KEY = "0123456789abcdef0123456789abcdef"
 DSNS = (
@@ -135,7 +135,7 @@ def test_sdk_variables_deliver_through_the_opentelemetry_exporter(
 
 
 def test_the_readme_shows_what_the_command_prints() -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     printed = collector_config("https://PUBLICKEY@o123.ingest.us.sentry.io/456")
     missing = [
         line for line in printed.splitlines() if line.strip() and not line.startswith("# ") and line not in readme

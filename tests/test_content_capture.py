@@ -19,9 +19,8 @@ from sentry_llm_callbacks.core.content import RenderCache, finished_attributes
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.export.taps import TAPS
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import by_name, delivered
-from .invariants import check_trace
+from tests.support.invariants import check_trace
+from tests.support.spans import by_name, delivered
 
 
 def _content(span: Any, key: str) -> Any:
@@ -99,7 +98,7 @@ def test_a_langgraph_agent_renders_byte_identical_with_messages_converted_once_p
 ) -> None:
     from langgraph.prebuilt import create_react_agent
 
-    from .test_scenarios_langchain import add, multiply
+    from tests.support.langchain_models import add, multiply
 
     llm = ScriptedChatModel(
         replies=[

@@ -14,8 +14,7 @@ from langchain_core.runnables import RunnableLambda
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
+from tests.support.spans import delivered
 
 
 class ThreadRecordingMask:

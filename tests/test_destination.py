@@ -8,8 +8,7 @@ import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.config.settings import parse_dsn
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
-
-from .fault_receiver import Fault, FaultyReceiver
+from tests.support.fault_receiver import Fault, FaultyReceiver
 
 KEY = "abcdef0123456789abcdef0123456789"
 DSN = f"https://{KEY}@o123.ingest.us.sentry.io/456"

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver
-
-from .conftest import notebook_tools
-from .fault_receiver import Fault, FaultyReceiver
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "sentry_llm_callbacks", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        cwd=ROOT,
-    )
-
+from tests.support.command_line import cli
+from tests.support.environment import REPO_ROOT
+from tests.support.fault_receiver import Fault, FaultyReceiver
+from tests.support.markers import notebook_tools
 
 # --------------------------------------------------------------------------- command line
 
@@ -98,7 +81,7 @@ def test_serve_prints_each_trace_as_it_arrives() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
     )
     try:
         assert proc.stdout is not None
@@ -196,8 +179,10 @@ def test_notebook_runs_top_to_bottom(name: str, expected: str) -> None:
     """nbclient raises CellExecutionError if any cell fails; the outputs show the decoded trace."""
     nbformat, NotebookClient = notebook_tools()
 
-    notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    notebook = nbformat.read(REPO_ROOT / "notebooks" / name, as_version=4)
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}
+    ).execute()
     outputs = "".join(
         str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
         for cell in notebook.cells
@@ -209,7 +194,6 @@ def test_notebook_runs_top_to_bottom(name: str, expected: str) -> None:
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
-    root = Path(__file__).resolve().parent.parent
-    readme = (root / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "pytest" in line)
-    assert command in (root / ".ci" / "run").read_text()
+    assert command in (REPO_ROOT / ".ci" / "run").read_text()

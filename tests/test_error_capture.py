@@ -10,7 +10,6 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,12 +24,13 @@ import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from sentry_llm_callbacks.sentry_sdk.issues import SentryIssues
-
-from .conftest import delivered, needs_llamaindex_agents
-from .invariants import check_trace, check_traces
-from .openai_server import OpenAIServer, Reply
-from .sentry_app import EnvelopeEndpoint, ai_integrations, mechanism_of
-from .test_llamaindex import li_openai
+from tests.support.environment import REPO_ROOT
+from tests.support.invariants import check_trace, check_traces
+from tests.support.llamaindex_models import li_openai
+from tests.support.markers import needs_llamaindex_agents
+from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.sentry_app import EnvelopeEndpoint, ai_integrations, mechanism_of
+from tests.support.spans import delivered
 
 SECRET = "customer-4471-ssn"  # in every exception message: must never leave in Privacy Mode
 
@@ -274,7 +274,7 @@ def run_app(setup: str, receiver: LocalReceiver, endpoint: EnvelopeEndpoint) -> 
     Returns the SDK's active integrations and the spans that arrived."""
     done = subprocess.run(
         [sys.executable, "-c", APP_WITH_DEFAULT_INTEGRATIONS, endpoint.dsn, receiver.dsn, setup],
-        cwd=Path(__file__).parent.parent,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,
@@ -374,7 +374,7 @@ APP_WITH_CHANGED_SDK = """
 import sys
 import sentry_sdk
 import sentry_llm_callbacks as slc
-from tests.sentry_app import ai_integrations
+from tests.support.sentry_app import ai_integrations
 from tests.test_error_capture import run_agent
 
 sentry_sdk.init(dsn=sys.argv[1], disabled_integrations=ai_integrations())
@@ -402,7 +402,7 @@ def test_an_sdk_we_cannot_capture_with_is_named_once_and_tracing_goes_on(
     code, named = SDK_CHANGES[change]
     done = subprocess.run(
         [sys.executable, "-c", APP_WITH_CHANGED_SDK.format(change=code), endpoint.dsn, receiver.dsn],
-        cwd=Path(__file__).parent.parent,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,

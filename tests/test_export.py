@@ -18,9 +18,8 @@ from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.core.recorder import CHAIN, CHAT
 from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver, decode_request, gunzip_one_member
 from sentry_llm_callbacks.export.compression import GzipRequest, crc32_combine, deflate_segment
-
-from .conftest import delivered
-from .fault_receiver import Fault, FaultyReceiver
+from tests.support.fault_receiver import Fault, FaultyReceiver
+from tests.support.spans import delivered
 
 
 def free_port() -> int:

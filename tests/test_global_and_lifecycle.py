@@ -14,9 +14,8 @@ import sentry_llm_callbacks as slc
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import by_name, delivered
-from .fault_receiver import Fault, FaultyReceiver
+from tests.support.fault_receiver import Fault, FaultyReceiver
+from tests.support.spans import by_name, delivered
 
 # Built before global tracing is switched on: must be traced all the same.
 PREBUILT = RunnableLambda(lambda x: x + 1).with_config(run_name="Prebuilt")

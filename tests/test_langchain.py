@@ -12,12 +12,8 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel, BaseLLM
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult, Generation, LLMResult
-from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langgraph.graph import MessagesState
@@ -25,10 +21,10 @@ from langgraph.graph import MessagesState
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import by_name, delivered, paused
-from .invariants import check_trace, check_traces
-from .openai_server import OpenAIServer, Reply
+from tests.support.invariants import check_trace, check_traces
+from tests.support.langchain_models import TinyRetriever, chat_openai, fake_model, paused, react_agent, simple_chain
+from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.spans import by_name, children_of, delivered, root_of
 
 SEED_METADATA = {
     "user": "user_12345",
@@ -44,32 +40,6 @@ SEED_METADATA = {
         "tags": ["a", "b"],
     },
 }
-
-
-class NamedFake(GenericFakeChatModel):
-    """A fake chat model that names its model, as every real provider does."""
-
-    model_name: str = "fake-chat"
-
-
-def fake_model(*contents: str, usage: dict[str, int] | None = None) -> GenericFakeChatModel:
-    return NamedFake(messages=iter([AIMessage(content=c, usage_metadata=usage) for c in contents]))
-
-
-def simple_chain(model: Any) -> Any:
-    prompt = ChatPromptTemplate.from_messages([("system", "You are a careful SRE."), ("human", "{question}")])
-    return prompt | model | StrOutputParser()
-
-
-def children_of(spans: list[ReceivedSpan], parent: ReceivedSpan) -> list[ReceivedSpan]:
-    return [s for s in spans if s.parent_span_id == parent.span_id]
-
-
-def root_of(spans: list[ReceivedSpan]) -> ReceivedSpan:
-    ids = {s.span_id for s in spans}
-    roots = [s for s in spans if s.parent_span_id not in ids]
-    assert len(roots) == 1, [s.name for s in roots]
-    return roots[0]
 
 
 # --------------------------------------------------------------------------- the seed example
@@ -187,12 +157,6 @@ def test_generated_names_have_no_slash_and_are_capped(sentry: LocalReceiver, ope
 
 
 # --------------------------------------------------------------------------- real model calls
-
-
-def chat_openai(server: OpenAIServer, **kwargs: Any) -> Any:
-    from langchain_openai import ChatOpenAI
-
-    return ChatOpenAI(model="gpt-4o-mini", base_url=server.base_url, api_key="sk-test", **kwargs)
 
 
 class ResponseIdProbe(BaseCallbackHandler):
@@ -347,13 +311,6 @@ def test_tool_calls_and_tool_definitions(sentry: LocalReceiver, openai_server: O
     assert tool_span.attributes["gen_ai.tool.call.result"] == "Sunny in Oslo"
 
 
-class TinyRetriever(BaseRetriever):
-    docs: list[Document]
-
-    def _get_relevant_documents(self, query: str, *, run_manager: Any = None) -> list[Document]:
-        return self.docs
-
-
 def test_retriever_span_counts_documents(sentry: LocalReceiver) -> None:
     retriever = TinyRetriever(
         docs=[
@@ -372,29 +329,6 @@ def test_retriever_span_counts_documents(sentry: LocalReceiver) -> None:
 
 
 # --------------------------------------------------------------------------- LangGraph
-
-
-class ToolCallingFake(NamedFake):
-    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-        return self
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-def react_agent(**kwargs: Any) -> Any:
-    from langgraph.prebuilt import create_react_agent
-
-    messages = iter(
-        [
-            AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 2, "b": 3}, "id": "c1"}]),
-            AIMessage(content="The sum is 5."),
-        ]
-    )
-    return create_react_agent(ToolCallingFake(messages=messages), [add], **kwargs)
 
 
 def test_langgraph_react_agent_shape(sentry: LocalReceiver) -> None:

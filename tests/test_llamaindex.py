@@ -8,26 +8,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from llama_index.core import Document, Settings, VectorStoreIndex
+from llama_index.core import Settings
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import MockLLM
 from llama_index.core.tools import FunctionTool
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.llamaindex import SentryLlamaIndexHandler
-
-from .conftest import by_name, delivered, needs_llamaindex_agents
-from .invariants import check_trace, check_traces
-from .openai_server import OpenAIServer, Reply
-from .test_langchain import children_of, root_of
-
-DOCS = [
-    "Runbook: restart the payments pod when charges fail.",
-    "Postmortem: null card tokens came from mobile v3.2.",
-    "On-call: page the payments team.",
-]
+from tests.support.invariants import check_trace, check_traces
+from tests.support.llamaindex_models import DOCS, build_index, li_openai
+from tests.support.markers import needs_llamaindex_agents
+from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.spans import by_name, children_of, delivered, root_of
 
 
 @pytest.fixture(autouse=True)
@@ -50,19 +43,6 @@ def forget_received(receiver: LocalReceiver) -> None:
     """Deliver what is queued (index building), then forget it."""
     assert slc.flush(5)
     receiver.clear()
-
-
-def build_index(callback_manager: CallbackManager | None = None) -> VectorStoreIndex:
-    kwargs = {"callback_manager": callback_manager} if callback_manager else {}
-    return VectorStoreIndex.from_documents(
-        [Document(text=t) for t in DOCS], embed_model=MockEmbedding(embed_dim=8), **kwargs
-    )
-
-
-def li_openai(server: OpenAIServer, **kwargs: Any) -> Any:
-    from llama_index.llms.openai import OpenAI
-
-    return OpenAI(model="gpt-4o-mini", api_base=server.base_url, api_key="sk-test", **kwargs)
 
 
 def query_trace(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
@@ -356,7 +336,7 @@ def test_langgraph_agent_whose_tool_queries_llamaindex_is_one_trace(sentry: Loca
     from langchain_core.messages import AIMessage
     from langchain_core.tools import tool
 
-    from .test_langchain import ToolCallingFake
+    from tests.support.langchain_models import ToolCallingFake
 
     class NamedToolCallingFake(ToolCallingFake):
         model: str = "fake-tool-caller"  # a model name, as every real chat model has

@@ -18,9 +18,8 @@ from langchain_core.tools import tool
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import by_name, delivered
-from .test_langchain import TinyRetriever
+from tests.support.langchain_models import TinyRetriever
+from tests.support.spans import by_name, delivered
 
 SECRETS = {
     "prompt": "SECRET-PROMPT-7f3a",
@@ -223,7 +222,7 @@ def test_root_joins_the_apps_own_opentelemetry_span(sentry: LocalReceiver) -> No
 def test_root_joins_the_current_sentry_sdk_transaction(sentry: LocalReceiver) -> None:
     import sentry_sdk
 
-    from .sentry_app import app_transaction
+    from tests.support.sentry_app import app_transaction
 
     # No default integrations: they patch the process for good (its stdlib one starts a span for
     # every subprocess, in every later test).

@@ -39,9 +39,8 @@ from sentry_llm_callbacks.core.metadata import MetadataLayer
 from sentry_llm_callbacks.core.recorder import CHAIN, CHAT, COMPLETION, EMBEDDINGS, RETRIEVER, TOOL, Run
 from sentry_llm_callbacks.core.usage import Usage
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
-
-from .conftest import delivered
-from .invariants import check_trace
+from tests.support.invariants import check_trace
+from tests.support.spans import delivered
 
 # --------------------------------------------------------------------------- shared message shapes
 

@@ -8,7 +8,6 @@ import dataclasses
 import inspect
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,8 @@ from sentry_llm_callbacks.core.content import ContentPolicy
 from sentry_llm_callbacks.core.pricing import PriceTable
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.export.pipeline import QueueSpanProcessor
-
-from .conftest import ENV_VARS, delivered
+from tests.support.environment import ENV_VARS, REPO_ROOT
+from tests.support.spans import delivered
 
 KEY = "abcdef0123456789abcdef0123456789"
 DSN = f"https://{KEY}@o123.ingest.us.sentry.io/456"
@@ -166,7 +165,7 @@ def test_every_option_read_from_the_environment_is_covered() -> None:
     with_env = {option.name for option in OPTIONS if option.env}
     assert with_env == set(FROM_ENV) | set(WHERE) | set(MERGED)
     variables = {name for option in OPTIONS for name in option.env}
-    assert variables <= set(ENV_VARS), "tests/conftest.py must clear every option's variable between tests"
+    assert variables <= set(ENV_VARS), "ENV_VARS (cleared before every test) must hold every option's variable"
 
 
 @pytest.mark.parametrize("name", sorted(FROM_ENV))
@@ -197,7 +196,7 @@ def test_downstream_defaults_are_the_options_defaults() -> None:
 
 
 def test_the_readme_table_is_the_definition() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.partition("\n## Configuration\n")[2]
     assert section, "README has no 'Configuration' section"
     table = markdown_table()

@@ -33,10 +33,9 @@ from sentry_llm_callbacks.export import extra_exporters
 from sentry_llm_callbacks.export.compression import Compression, adler32_combine
 from sentry_llm_callbacks.export.taps import TAPS
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import by_name, delivered
-from .fault_receiver import Fault, FaultyReceiver
-from .invariants import check_trace, check_traces
+from tests.support.fault_receiver import Fault, FaultyReceiver
+from tests.support.invariants import check_trace, check_traces
+from tests.support.spans import by_name, delivered
 
 SPANS_PER_CHAIN = 4  # the sequence, the prompt, the chat model, the parser
 

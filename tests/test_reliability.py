@@ -30,10 +30,10 @@ from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.core.metadata import CUT_MARKER, MAX_ID_CHARS, MAX_METADATA_CHARS
 from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
-from .fault_receiver import Fault, FaultyReceiver
-from .invariants import check_trace, check_traces
+from tests.support.environment import REPO_ROOT
+from tests.support.fault_receiver import Fault, FaultyReceiver
+from tests.support.invariants import check_trace, check_traces
+from tests.support.spans import delivered
 
 SPANS_PER_CHAIN = 4  # the sequence, the prompt, the model, the parser
 
@@ -177,8 +177,7 @@ def test_a_burst_of_threads_sharing_one_handler_delivers_every_span(receiver: Lo
     themselves when behind. The burst of the issue (64 x 200), with default settings."""
     threads, invocations = 64, 200
     code = f"from tests.test_reliability import run_burst; run_burst({receiver.dsn!r}, {threads}, {invocations})"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     total = threads * invocations * SPANS_PER_CHAIN
@@ -430,7 +429,7 @@ def test_privacy_mode_does_not_send_tool_descriptions(receiver: LocalReceiver) -
 
     from langgraph.prebuilt import create_react_agent
 
-    from .test_langchain import ToolCallingFake
+    from tests.support.langchain_models import ToolCallingFake
 
     for private in (False, True):
         receiver.clear()

@@ -23,9 +23,8 @@ from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.core.recorder import CHAIN
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
-from .invariants import check_trace, check_traces
+from tests.support.invariants import check_trace, check_traces
+from tests.support.spans import delivered
 
 
 @pytest.fixture

@@ -25,10 +25,9 @@ from sentry_llm_callbacks.core import sampling
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.export.taps import TAPS
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
-from .invariants import check_trace, check_traces
-from .test_langchain import ToolCallingFake, fake_model, simple_chain
+from tests.support.invariants import check_trace, check_traces
+from tests.support.langchain_models import ToolCallingFake, fake_model, simple_chain
+from tests.support.spans import delivered
 
 RATE = "sentry.client_sample_rate"
 #: Rules that no cheap, fast, clean trace meets.

@@ -17,10 +17,10 @@ from llama_index.core.tools import FunctionTool
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
-
-from .conftest import delivered, needs_async_context, needs_llamaindex_agents
-from .invariants import Trace, check_trace
-from .openai_server import OpenAIServer, Reply
+from tests.support.invariants import Trace, check_trace
+from tests.support.markers import needs_async_context, needs_llamaindex_agents
+from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.spans import delivered
 
 DOCS = ["Runbook: restart the payments pod when charges fail.", "On-call: page the payments team."]
 

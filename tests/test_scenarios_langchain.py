@@ -31,10 +31,11 @@ from pydantic import BaseModel
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered, needs_async_context, paused
-from .invariants import Trace, check_trace, check_traces
-from .openai_server import OpenAIServer, Reply
+from tests.support.invariants import Trace, check_trace, check_traces
+from tests.support.langchain_models import add, multiply, paused
+from tests.support.markers import needs_async_context
+from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.spans import delivered
 
 CLOSED_EARLY = "sentry_llm_callbacks.stream.closed_early"
 INTERRUPTED = "sentry_llm_callbacks.langgraph.interrupted"
@@ -95,18 +96,6 @@ def ok(span: ReceivedSpan) -> bool:
 
 def open_runs() -> int:
     return int(slc.stats()["runs_open"])
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-@tool
-def multiply(a: int, b: int) -> int:
-    """Multiply two integers."""
-    return a * b
 
 
 @tool

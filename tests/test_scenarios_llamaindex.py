@@ -33,10 +33,10 @@ from llama_index.core.tools import FunctionTool
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
-
-from .conftest import delivered, needs_llamaindex_agents
-from .invariants import Trace, check_trace, check_traces
-from .openai_server import OpenAIServer, Reply
+from tests.support.invariants import Trace, check_trace, check_traces
+from tests.support.markers import needs_llamaindex_agents
+from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.spans import delivered
 
 CLOSED_EARLY = "sentry_llm_callbacks.stream.closed_early"
 CANCELLED = "sentry_llm_callbacks.run.cancelled"

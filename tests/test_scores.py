@@ -17,9 +17,8 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
-from .invariants import check_trace
+from tests.support.invariants import check_trace
+from tests.support.spans import delivered
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

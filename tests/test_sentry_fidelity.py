@@ -17,12 +17,12 @@ import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from sentry_llm_callbacks.sentry_sdk import interop as sentry_sdk_interop
-
-from .conftest import delivered, needs_llamaindex_agents
-from .invariants import check_trace, check_traces
-from .openai_server import OpenAIServer, Reply
-from .sentry_app import ai_integrations, drop_everything
-from .test_langchain import react_agent, simple_chain
+from tests.support.invariants import check_trace, check_traces
+from tests.support.langchain_models import react_agent, simple_chain
+from tests.support.markers import needs_llamaindex_agents
+from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.sentry_app import ai_integrations, drop_everything
+from tests.support.spans import delivered
 
 #: A DSN nobody listens on: sentry_sdk is active, and ``before_send`` keeps every event local.
 UNUSED_DSN = "http://abc@127.0.0.1:9/1"
@@ -303,7 +303,7 @@ def test_every_span_under_a_llamaindex_agent_carries_its_agent_name(
     from llama_index.core.agent.workflow import FunctionAgent
     from llama_index.core.tools import FunctionTool
 
-    from .test_llamaindex import li_openai
+    from tests.support.llamaindex_models import li_openai
 
     def multiply(a: int, b: int) -> int:
         """Multiply two integers."""

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
-
-from .sentry_app import EnvelopeEndpoint
+from tests.support.environment import REPO_ROOT
+from tests.support.sentry_app import EnvelopeEndpoint
 
 APP = r"""
 import json, sys, threading, urllib.request
@@ -29,7 +28,7 @@ from langchain_core.runnables import RunnableLambda
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from tests.sentry_app import app_transaction
+from tests.support.sentry_app import app_transaction
 
 app_dsn, destination = sys.argv[1], json.loads(sys.stdin.read())  # not in argv: the SDK sends argv
 
@@ -83,7 +82,7 @@ def test_the_apps_sentry_sdk_records_none_of_our_requests(case: str) -> None:
             done = subprocess.run(
                 [sys.executable, "-c", APP, app_dsn],
                 input=json.dumps(destination),
-                cwd=Path(__file__).parent.parent,
+                cwd=REPO_ROOT,
                 capture_output=True,
                 text=True,
                 timeout=120,

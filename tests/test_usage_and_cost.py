@@ -12,9 +12,8 @@ from sentry_llm_callbacks.core.pricing import PriceTable, cost_of, normalise_mod
 from sentry_llm_callbacks.core.usage import Usage, detect, usage_attributes
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
-from .openai_server import OpenAIServer, Reply
+from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.spans import delivered
 
 # (provider, case, payload as the provider or LangChain returns it, expected
 #  (input, output, total, cache_read, cache_write, reasoning))

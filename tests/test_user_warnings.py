@@ -11,9 +11,8 @@ import sys
 import pytest
 
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
-
-from .conftest import notebook_tools
-from .fault_receiver import Fault, FaultyReceiver
+from tests.support.fault_receiver import Fault, FaultyReceiver
+from tests.support.markers import notebook_tools
 
 NOT_CONFIGURED = "sentry_llm_callbacks is not configured"
 REFUSED = "refused our credentials (HTTP 403)"

@@ -28,10 +28,10 @@ from sentry_llm_callbacks.devtools.waterfall import (
     resolve_content,
 )
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
-from .invariants import check_trace
-from .test_developer_experience import ROOT
+from tests.support.command_line import cli
+from tests.support.environment import REPO_ROOT
+from tests.support.invariants import check_trace
+from tests.support.spans import delivered
 
 MS = 1_000_000
 TRACE = "ab" * 16
@@ -430,7 +430,7 @@ def test_demo_keep_serving_prints_the_page_and_serves_it() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
     )
     try:
         assert proc.stdout is not None
@@ -449,8 +449,6 @@ def test_demo_keep_serving_prints_the_page_and_serves_it() -> None:
 
 
 def test_demo_without_dsn_says_how_to_see_the_page() -> None:
-    from .test_developer_experience import cli
-
     result = cli("demo")
     assert result.returncode == 0, result.stderr
     assert "sentry-llm-callbacks demo --keep-serving" in result.stdout

@@ -21,12 +21,11 @@ from langchain_core.runnables import RunnableLambda
 from sentry_llm_callbacks.devtools.demo import run_langchain_agent
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
+from tests.support.environment import REPO_ROOT
+from tests.support.invariants import check_trace
+from tests.support.spans import delivered
 
-from .conftest import delivered
-from .invariants import check_trace
-
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "artifacts"
+ARTIFACTS = REPO_ROOT / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = pytest.mark.skipif(
