@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from tests.support.environment import REPO_ROOT
 from tests.support.invariants import check_trace
+from tests.support.waiting import wait_until
 
 KEY = "0123456789abcdef0123456789abcdef"
 DSNS = (
@@ -233,17 +233,20 @@ class Rotel:
         return self.process
 
     def wait_until_listening(self, port: int) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"rotel-agent exited with {self.process.returncode}: {self.output()}")
+        process = self.process
+        assert process is not None
+
+        def listening() -> bool:  # a port has no event to wait on: it is polled
+            if process.poll() is not None:
+                pytest.fail(f"rotel-agent exited with {process.returncode}: {self.output()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return
+                return True
             except OSError:
-                time.sleep(0.05)  # polling a port: there is no event to wait on
-        pytest.fail(f"rotel-agent did not listen on {port} within {START_TIMEOUT} s")
+                return False
+
+        if not wait_until(listening, timeout=START_TIMEOUT, interval=0.05):
+            pytest.fail(f"rotel-agent did not listen on {port} within {START_TIMEOUT} s")
 
     def output(self) -> str:
         assert self.process is not None

@@ -20,6 +20,7 @@ from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver, d
 from sentry_llm_callbacks.export.compression import GzipRequest, crc32_combine, deflate_segment
 from tests.support.fault_receiver import Fault, FaultyReceiver
 from tests.support.spans import delivered
+from tests.support.waiting import wait_until
 
 
 def free_port() -> int:
@@ -234,7 +235,7 @@ def test_retry_after_is_honoured(receiver: FaultyReceiver) -> None:
     assert slc.flush(timeout=0.5) is False
     requests_during_backoff = receiver.requests
     receiver.fault = None
-    time.sleep(1.0)
+    time.sleep(1.0)  # a window in which nothing may be sent: its length is the behaviour under test
     assert receiver.requests == requests_during_backoff, "retried before Retry-After elapsed"
     assert len(delivered(receiver, 1, timeout=5)) == 1
     assert time.monotonic() - first >= 1.9
@@ -248,12 +249,10 @@ def test_circuit_breaker_stops_retry_storms(receiver: FaultyReceiver) -> None:
     backoff.base, backoff.breaker_threshold, backoff.breaker_cooldown = 0.01, 3, 30.0
     receiver.fault = Fault(status=502)
     make_spans(1)
-    deadline = time.monotonic() + 3
-    while not backoff.breaker_open and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: backoff.breaker_open, timeout=3)
     assert backoff.breaker_open
     attempts = receiver.requests
-    time.sleep(1.0)
+    time.sleep(1.0)  # a window in which nothing may be sent: its length is the behaviour under test
     assert receiver.requests == attempts, "the open breaker still sent requests"
 
 
@@ -366,9 +365,7 @@ def test_shutdown_stops_the_export_thread_and_counts_what_was_left() -> None:
     make_spans(3)
     dropped = slc.stats()["spans_dropped"]
     slc.shutdown(timeout=0.5)
-    deadline = time.monotonic() + 3
-    while _export_threads() - before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not (_export_threads() - before), timeout=3)
     assert not (_export_threads() - before)
     assert slc.stats()["spans_dropped"] - dropped == 3
 
@@ -379,17 +376,18 @@ def test_flush_waits_for_a_batch_that_is_being_prepared(sentry: LocalReceiver, m
     from sentry_llm_callbacks.export.encoding import SpanEncoder
 
     original = SpanEncoder._finish_content
+    preparing = threading.Event()
 
     def slow_resolve(self, batch):
-        time.sleep(0.3)
+        preparing.set()
+        time.sleep(0.3)  # a slow preparation is the behaviour under test
         original(self, batch)
 
     monkeypatch.setattr(SpanEncoder, "_finish_content", slow_resolve)
     make_spans(5)
-    time.sleep(0.05)
     pipeline = _state.get_pipeline()
     assert pipeline is not None
     pipeline.processor._worker.wake.set()  # the worker takes the batch now and spends 0.3 s preparing it
-    time.sleep(0.05)
+    assert preparing.wait(5), "the export thread never took the batch"
     assert slc.flush(timeout=5)
     assert len(sentry.spans) == 5  # already delivered when flush() returned

@@ -462,7 +462,7 @@ async def test_cancelled_run_still_ends_its_span(sentry: LocalReceiver) -> None:
 
     async def slow(x: Any) -> Any:
         started.set()
-        await asyncio.sleep(10)
+        await asyncio.sleep(10)  # a step still running when it is cancelled (long before 10 s)
         return x
 
     chain = RunnableLambda(lambda x: x, afunc=slow).with_config(run_name="Slow step")
@@ -515,7 +515,7 @@ def test_reaper_ends_runs_that_never_end(sentry: LocalReceiver) -> None:
     assert slc.stats()["runs_open"] == 1
     import time
 
-    time.sleep(0.1)
+    time.sleep(0.1)  # the run must be older than the timeout: its age is what the reaper reads
     assert _state.recorder.reap(0.05) == 1
     spans = delivered(sentry, 1)
     check_trace(spans, root_error=True)  # abandoned: ERROR "abandoned"

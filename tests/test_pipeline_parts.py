@@ -220,7 +220,7 @@ def test_a_flush_delivers_runs_past_their_time_limit(sentry: LocalReceiver) -> N
     import uuid
 
     handler.on_chain_start(None, {"x": 1}, run_id=uuid.uuid4(), name="Never ends")
-    time.sleep(0.1)  # older than run_timeout
+    time.sleep(0.1)  # the run must be older than run_timeout: its age is the behaviour under test
     spans = delivered(sentry, 1)
     check_trace(spans, root_error=True)
     assert spans[0].attributes[attr.RUN_ABANDONED] is True

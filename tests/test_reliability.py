@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,6 +33,7 @@ from tests.support.environment import REPO_ROOT
 from tests.support.fault_receiver import Fault, FaultyReceiver
 from tests.support.invariants import check_trace, check_traces
 from tests.support.spans import delivered
+from tests.support.waiting import wait_until
 
 SPANS_PER_CHAIN = 4  # the sequence, the prompt, the model, the parser
 
@@ -84,13 +84,18 @@ def assert_whole_chains(spans: list[ReceivedSpan]) -> int:
 # --------------------------------------------------------------------------- fork
 
 
-def _wait_or_kill(pid: int, deadline: float) -> int | None:
-    """The child's exit status, or None if it was still running at the deadline (then killed)."""
-    while time.monotonic() < deadline:
+def _wait_or_kill(pid: int, timeout: float) -> int | None:
+    """The child's exit status, or None if it was still running after ``timeout`` (then killed)."""
+    codes: list[int] = []
+
+    def exited() -> bool:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
+            codes.append(os.waitstatus_to_exitcode(status))
+        return bool(done)
+
+    if wait_until(exited, timeout):
+        return codes[0]
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return None
@@ -102,10 +107,12 @@ def test_a_child_forked_while_threads_use_every_entry_point_traces_and_exits(sen
     chain = RunnableLambda(lambda x: x + 1)
     handler = SentryCallbackHandler()
     stop = threading.Event()
+    calls: list[int] = []  # per thread, how many calls it has finished
 
-    def hammer(work: Callable[[], object]) -> None:
+    def hammer(index: int, work: Callable[[], object]) -> None:
         while not stop.is_set():
             work()
+            calls[index] += 1
 
     work: list[Callable[[], object]] = [
         slc.stats,
@@ -116,13 +123,20 @@ def test_a_child_forked_while_threads_use_every_entry_point_traces_and_exits(sen
     ]
     for w in work:  # imports done before forking, as a prefork server does: only our locks are at stake
         w()
-    threads = [threading.Thread(target=hammer, args=(w,), daemon=True) for w in work for _ in range(2)]
+
+    def each_moved_on(since: list[int]) -> Callable[[], bool]:
+        return lambda: all(now > then for now, then in zip(calls, since, strict=True))
+
+    hammered = [w for w in work for _ in range(2)]
+    calls.extend(0 for _ in hammered)
+    threads = [threading.Thread(target=hammer, args=(i, w), daemon=True) for i, w in enumerate(hammered)]
     for t in threads:
         t.start()
     outcomes = []
     try:
         for _ in range(6):
-            time.sleep(0.05)
+            # Fork while every thread is at work: each has finished another call since the last fork.
+            assert wait_until(each_moved_on(list(calls)), timeout=15), f"a thread stalled: {calls}"
             pid = os.fork()
             if pid == 0:  # the child: trace one run, deliver it, leave
                 code = 1
@@ -133,7 +147,7 @@ def test_a_child_forked_while_threads_use_every_entry_point_traces_and_exits(sen
                     code = 0 if slc.flush(timeout=5) else 2
                 finally:
                     os._exit(code)
-            outcomes.append(_wait_or_kill(pid, time.monotonic() + 15))
+            outcomes.append(_wait_or_kill(pid, 15))
     finally:
         stop.set()
         for t in threads:
@@ -220,9 +234,11 @@ def test_memory_while_the_endpoint_is_down_is_bounded_in_bytes(caplog: pytest.Lo
     highest = 0
     for i in range(invocations):
         chain.invoke({"q": "x" * 200 + str(i)}, config={"callbacks": [handler]})
-        if i % 20 == 0:
-            processor._worker.wake.set()  # let the export thread encode and compress what is queued
-            time.sleep(0.01)
+        if i % 20 == 0:  # let the export thread encode and compress what is queued: wake it, wait for its pass
+            worker = processor._worker
+            with worker._idle:
+                worker.wake.set()
+                assert worker._idle.wait(5), "the export thread did not finish a pass"
         highest = max(highest, processor.queued_bytes)
     after = slc.stats()
     dropped = after["spans_dropped"] - before["spans_dropped"]
@@ -464,13 +480,11 @@ def env_dsn(receiver: LocalReceiver, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 def _child_spans(receiver: LocalReceiver, count: int) -> list[ReceivedSpan]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        spans = [s for s in receiver.spans if s.name == "child run"]
-        if len(spans) >= count:
-            return spans
-        time.sleep(0.02)
-    return [s for s in receiver.spans if s.name == "child run"]
+    def arrived() -> list[ReceivedSpan]:
+        return [s for s in receiver.spans if s.name == "child run"]
+
+    wait_until(lambda: len(arrived()) >= count, timeout=10)
+    return arrived()
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])

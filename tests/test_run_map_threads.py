@@ -51,7 +51,7 @@ def switch_between_opcodes() -> Iterator[None]:
 
     def on_opcode(frame: Any, event: str, arg: Any) -> Any:
         if event == "opcode":
-            time.sleep(0)
+            time.sleep(0)  # gives the interpreter lock away: the switch is the point
         return on_opcode
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:

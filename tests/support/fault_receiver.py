@@ -45,7 +45,7 @@ class FaultyReceiver(LocalReceiver):
         if fault is None:
             return super().respond(body, headers)
         if fault.hang:
-            time.sleep(fault.hang)
+            time.sleep(fault.hang)  # a hanging endpoint is the fault under test
         if fault.status is None:
             return super().respond(body, headers)
         extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}

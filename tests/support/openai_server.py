@@ -135,7 +135,7 @@ class OpenAIServer:
                         }
                     )
                 for word in reply.content.split(" ") if reply.content else []:
-                    time.sleep(0.002)
+                    time.sleep(0.002)  # a streaming model takes time between chunks (time to first chunk > 0)
                     send({"choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
                 finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
                 send({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
