@@ -190,7 +190,8 @@ def test_a_burst_of_threads_sharing_one_handler_delivers_every_span(receiver: Lo
     the interpreter lock, the queue overflowing); now the threads encode and compress for
     themselves when behind. The burst of the issue (64 x 200), with default settings."""
     threads, invocations = 64, 200
-    code = f"from tests.test_reliability import run_burst; run_burst({receiver.dsn!r}, {threads}, {invocations})"
+    burst = f"run_burst({receiver.dsn!r}, {threads}, {invocations})"
+    code = f"from tests.scenarios.test_reliability import run_burst; {burst}"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

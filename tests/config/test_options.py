@@ -61,9 +61,9 @@ FROM_ENV: dict[str, tuple[str, Any, Any]] = {
     "service_name": ("support-bot", "support-bot", "billing-bot"),
     "export_timeout": ("7", 7.0, 3.0),
 }
-#: Read from the environment together, with their own rules (tests/test_destination.py).
+#: Read from the environment together, with their own rules (tests/config/test_destination.py).
 WHERE = ("dsn", "otlp_endpoint")
-#: Merged with the environment's, name by name (tests/test_pipeline_parts.py).
+#: Merged with the environment's, name by name (tests/export/test_pipeline_parts.py).
 MERGED = ("headers",)
 
 

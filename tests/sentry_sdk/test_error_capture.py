@@ -257,7 +257,7 @@ APP_WITH_DEFAULT_INTEGRATIONS = """
 import sys
 import sentry_sdk
 import sentry_llm_callbacks as slc
-from tests.test_error_capture import run_agent
+from tests.sentry_sdk.test_error_capture import run_agent
 
 disabled = []
 if sys.argv[3] == "without-langchain":
@@ -380,7 +380,7 @@ import sys
 import sentry_sdk
 import sentry_llm_callbacks as slc
 from tests.support.sentry_app import ai_integrations
-from tests.test_error_capture import run_agent
+from tests.sentry_sdk.test_error_capture import run_agent
 
 sentry_sdk.init(dsn=sys.argv[1], disabled_integrations=ai_integrations())
 {change}

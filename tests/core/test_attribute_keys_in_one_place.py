@@ -114,7 +114,7 @@ def test_every_allowed_string_is_still_in_the_code() -> None:
 def test_attributes_takes_from_sentry_conventions_every_key_it_registers() -> None:
     """Every key attributes.py types that Sentry's registry has a live entry for is listed in
     ``FROM_SENTRY_CONVENTIONS`` with the registry's name for it (held equal by
-    tests/test_attribute_sources.py), so no registered key can drift from the registry."""
+    tests/core/test_attribute_sources.py), so no registered key can drift from the registry."""
     source = Path(attr.__file__).read_text(encoding="utf-8")
     typed = {
         node.value
