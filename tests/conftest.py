@@ -54,6 +54,16 @@ def openai_server() -> Iterator[OpenAIServer]:
 
 
 @pytest.fixture
+def llamaindex_settings() -> Iterator[None]:
+    """LlamaIndex's global ``Settings.callback_manager`` put back as it was after the test."""
+    from llama_index.core import Settings
+
+    previous = Settings._callback_manager
+    yield
+    Settings._callback_manager = previous
+
+
+@pytest.fixture
 def caplog_debug(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog

@@ -7,11 +7,10 @@ to the local OpenAI-compatible server, so every generation carries the usage of 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from llama_index.core import Document, Settings, VectorStoreIndex
+from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.tools import FunctionTool
 
@@ -25,11 +24,8 @@ from tests.support.spans import delivered
 DOCS = ["Runbook: restart the payments pod when charges fail.", "On-call: page the payments team."]
 
 
-@pytest.fixture(autouse=True)
-def restore_settings() -> Iterator[None]:
-    previous = Settings._callback_manager
-    yield
-    Settings._callback_manager = previous
+#: Tests here set LlamaIndex's global Settings.callback_manager; each gets back the one before it.
+pytestmark = pytest.mark.usefixtures("llamaindex_settings")
 
 
 def usage(prompt: int, completion: int) -> dict[str, int]:

@@ -11,11 +11,11 @@ import asyncio
 import gc
 import json
 import threading
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import pytest
-from llama_index.core import Document, Settings, VectorStoreIndex
+from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -47,11 +47,8 @@ DOCS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def restore_settings() -> Iterator[None]:
-    previous = Settings._callback_manager
-    yield
-    Settings._callback_manager = previous
+#: Tests here set LlamaIndex's global Settings.callback_manager; each gets back the one before it.
+pytestmark = pytest.mark.usefixtures("llamaindex_settings")
 
 
 def li_openai(server: OpenAIServer, **kwargs: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,12 +21,8 @@ from tests.support.markers import needs_llamaindex_agents
 from tests.support.openai_server import OpenAIServer, Reply
 from tests.support.spans import by_name, children_of, delivered, root_of
 
-
-@pytest.fixture(autouse=True)
-def restore_settings() -> Iterator[None]:
-    previous = Settings._callback_manager
-    yield
-    Settings._callback_manager = previous
+#: Tests here set LlamaIndex's global Settings.callback_manager; each gets back the one before it.
+pytestmark = pytest.mark.usefixtures("llamaindex_settings")
 
 
 #: A retriever query engine's spans below its root, with a mock LLM and mock embeddings.
