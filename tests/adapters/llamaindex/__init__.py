@@ -1,0 +1,1 @@
+"""Tests of sentry_llm_callbacks.llamaindex: LlamaIndex runs as spans."""

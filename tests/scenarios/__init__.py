@@ -1,0 +1,1 @@
+"""Whole-trace scenarios across the layers: real framework usage, both frameworks nested, lifecycle, faults and load."""
