@@ -28,9 +28,9 @@ from sentry_llm_callbacks.core.metadata import MetadataLayer
 from sentry_llm_callbacks.core.roots import trace_attributes
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedLink, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered, paused
-from .invariants import Trace, check_traces
+from tests.support.invariants import Trace, check_traces
+from tests.support.langchain_models import paused
+from tests.support.spans import delivered
 
 SESSION = "session.id"
 CONVERSATION = "gen_ai.conversation.id"
