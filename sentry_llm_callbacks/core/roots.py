@@ -140,6 +140,7 @@ class Roots:
             prices=target.prices,
             failures=[] if settings.capture_errors and wants_failures(self.failure_reporter) else None,
             tail=tail if sampled else None,
+            prompt=layer.prompt if layer.prompt is not None and layer.prompt.name is not None else None,
         )
 
     def _root_parent(self, trace: Mapping[str, Any]) -> tuple[int, SpanContext | None, bool]:

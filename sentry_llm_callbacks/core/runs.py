@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from sentry_llm_callbacks.base.log import fork_safe
+from sentry_llm_callbacks.core.calls import PromptRef
 from sentry_llm_callbacks.core.content import ContentPolicy
 from sentry_llm_callbacks.core.usage import Usage
 
@@ -53,6 +54,8 @@ class TraceState:
     root_span_id: int = 0
     #: Waiting for the tail decision made when the local root ends (None: already decided).
     tail: PendingTrace | None = None
+    #: The prompt the trace's metadata names, for its chat and completion runs (None: none named).
+    prompt: PromptRef | None = None
 
 
 @dataclass(slots=True)
@@ -84,6 +87,11 @@ class Run:
     #: (a hint: it makes "does anything still run below this run?" free in the common case).
     parent_run: Run | None = None
     open_children: int = 0
+    #: The prompt a template rendered just before this run, under the same parent: the model
+    #: calls in this run (or this run itself, a model call) were made from it.
+    prompt: PromptRef | None = None
+    #: A prompt a template rendered under this run, for the next run started under it.
+    next_prompt: PromptRef | None = None
 
     @property
     def trace_id(self) -> int:
