@@ -34,6 +34,7 @@ from sentry_llm_callbacks.connection import (
 )
 from sentry_llm_callbacks.core import adapter
 from sentry_llm_callbacks.core.metadata import trace_context, trace_id_for
+from sentry_llm_callbacks.scores import RunRef, current_run, last_trace, score
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -43,11 +44,15 @@ __all__ = [
     "ConnectionResult",
     "ConnectionTestError",
     "Destination",
+    "RunRef",
     "SentryLlmCallbacksWarning",
     "TestTraceResult",
     "__version__",
     "configure",
+    "current_run",
     "flush",
+    "last_trace",
+    "score",
     "send_test_trace",
     "set_global_handler",
     "shutdown",

@@ -18,6 +18,16 @@ USER_ID = "user.id"
 CLIENT_SAMPLE_RATE = "sentry.client_sample_rate"
 SESSION_ID = "session.id"
 ERROR_TYPE = "error.type"
+#: On a root span that continues an earlier trace: ``<trace id>-<span id>-<1 if sampled>`` of the
+#: earlier root, as Sentry's JavaScript SDK sets it. Sentry's trace view finds a trace's "next
+#: trace" by searching this attribute (span links are not searchable there yet).
+PREVIOUS_TRACE = "sentry.previous_trace"
+
+# Span link attributes
+LINK_TYPE = "sentry.link.type"
+#: The ``sentry.link.type`` of a link to the root of the trace before this one in the same
+#: conversation; Sentry's trace view shows it as the "previous trace".
+LINK_PREVIOUS_TRACE = "previous_trace"
 
 # Values of sentry.op, by what ran (Sentry's AI views select spans by them)
 OP_INVOKE_AGENT = "gen_ai.invoke_agent"
@@ -25,7 +35,14 @@ OP_CHAT = "gen_ai.chat"
 OP_TEXT_COMPLETION = "gen_ai.text_completion"
 OP_EMBEDDINGS = "gen_ai.embeddings"
 OP_EXECUTE_TOOL = "gen_ai.execute_tool"
+OP_EVALUATE = "gen_ai.evaluate"  # a score on a run (an evaluation span, as Sentry's trace view reads it)
 OP_FUNCTION = "function"  # chains, graph nodes, retrievers: never gen_ai.*, or Sentry counts an LLM call
+
+# OpenTelemetry's GenAI evaluation attributes (a score); Sentry's registry has none yet
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
+EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
+EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
 
 # gen_ai: operation and identity
 OPERATION_NAME = "gen_ai.operation.name"
@@ -137,7 +154,11 @@ NON_CONTENT: frozenset[str] = frozenset(
         CLIENT_SAMPLE_RATE,
         SESSION_ID,
         ERROR_TYPE,
+        PREVIOUS_TRACE,
         OPERATION_NAME,
+        EVALUATION_NAME,
+        EVALUATION_SCORE_VALUE,
+        EVALUATION_SCORE_LABEL,
         CONVERSATION_ID,
         AGENT_NAME,
         PROVIDER_NAME,
@@ -194,6 +215,8 @@ OWN_KEYS: dict[str, str] = {
     OUTPUT_VALUE: "chain / graph-node / query output; Sentry has no key for it (OpenInference's name)",
     RETRIEVAL_DOCUMENTS: "retrieved documents; Sentry's only key for them (ai.documents) is deprecated",
     TRACE_METADATA_PREFIX: "custom trace metadata (the gateway's trace.metadata.* convention)",
+    PREVIOUS_TRACE: "a resumed run's root: the interrupted run's root it continues, as Sentry's JavaScript SDK "
+    "sets it; Sentry's trace view searches it for the next trace",
     USAGE_CACHE_READ_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
     USAGE_CACHE_WRITE_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
     USAGE_REASONING_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
@@ -206,6 +229,8 @@ OWN_KEYS: dict[str, str] = {
     "service.instance.id": "resource: added by the OpenTelemetry SDK",
     EVENT_RETRY_ATTEMPT: "span event (Sentry drops span events): which retry attempt",
     EVENT_CUSTOM_DATA: "span event of a LangChain custom event (Sentry drops span events)",
+    "gen_ai.evaluation.": "a score (OpenTelemetry's GenAI evaluation attributes; Sentry reads the "
+    "evaluation from gen_ai.input.messages / gen_ai.output.messages, which are sent too)",
 }
 
 
@@ -226,6 +251,7 @@ FROM_SENTRY_CONVENTIONS: dict[str, str] = {
     "CLIENT_SAMPLE_RATE": "SENTRY_CLIENT_SAMPLE_RATE",
     "SESSION_ID": "SESSION_ID",
     "ERROR_TYPE": "ERROR_TYPE",
+    "LINK_TYPE": "SENTRY_LINK_TYPE",
     "OPERATION_NAME": "GEN_AI_OPERATION_NAME",
     "CONVERSATION_ID": "GEN_AI_CONVERSATION_ID",
     "AGENT_NAME": "GEN_AI_AGENT_NAME",

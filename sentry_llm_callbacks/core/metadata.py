@@ -4,6 +4,10 @@ Precedence, later wins: ``configure()`` defaults < handler constructor < ``trace
 the invocation's own metadata. The ``trace`` dicts merge key by key. Privacy only tightens. A
 prompt named in a layer (``prompt_name`` / ``prompt_version``) names the prompt the trace's
 generations were made from; a layer naming another prompt names its version too.
+
+Besides what users set, a run's layer may carry the conversation key its framework already keeps
+(a LangGraph ``thread_id``, a LlamaIndex memory's chat store key): the trace's conversation when
+no layer sets ``session_id`` (:func:`~.roots.trace_attributes` decides).
 """
 
 from __future__ import annotations
@@ -131,12 +135,18 @@ def parse_span_id(value: object) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class MetadataLayer:
-    """One layer of trace metadata (a handler's, a ``trace_context()``'s or a run's)."""
+    """One layer of trace metadata (a handler's, a ``trace_context()``'s or a run's).
+
+    ``conversation`` is the framework's own conversation key for a run (LangGraph's ``thread_id``,
+    a LlamaIndex chat store key), handed over by an adapter; an explicit ``session_id`` of any
+    layer wins over it.
+    """
 
     user: str | None = None
     session_id: str | None = None
     trace: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     privacy_mode: bool | None = None
+    conversation: str | None = None
     #: The prompt this layer names (from ``prompt_name`` / ``prompt_version``), or None.
     prompt: PromptRef | None = None
 
@@ -150,12 +160,14 @@ class MetadataLayer:
         privacy_mode: object = None,
         prompt_name: object = None,
         prompt_version: object = None,
+        conversation: object = None,
         strict: bool,
     ) -> MetadataLayer:
         """Validate one layer. ``strict`` raises :class:`ConfigurationError` (configuration time);
         otherwise bad values are logged once and left out (run time). The prompt is
         ``prompt_name`` / ``prompt_version`` (a run's metadata has them beside ``user``), else
-        the ``trace`` dict's keys of those names."""
+        the ``trace`` dict's keys of those names. ``conversation`` is read from the framework,
+        never from the user: a value that is no id is left out silently."""
         checked = _trace_dict(trace, strict)
         if checked:
             prompt_name = checked.get(PROMPT_NAME) if prompt_name is None else prompt_name
@@ -165,6 +177,7 @@ class MetadataLayer:
             session_id=_identity("session_id", session_id, strict),
             trace=checked,
             privacy_mode=_flag("privacy_mode", privacy_mode, strict),
+            conversation=conversation_key(conversation),
             prompt=prompt_ref(prompt_name, prompt_version, strict=strict),
         )
 
@@ -175,6 +188,7 @@ class MetadataLayer:
             and self.session_id is None
             and not self.trace
             and self.privacy_mode is None
+            and self.conversation is None
             and self.prompt is None
         )
 
@@ -194,8 +208,28 @@ class MetadataLayer:
             session_id=self.session_id if self.session_id is not None else base.session_id,
             trace=MappingProxyType({**base.trace, **self.trace}) if self.trace else base.trace,
             privacy_mode=privacy,
+            conversation=self.conversation if self.conversation is not None else base.conversation,
             prompt=self.prompt.over(base.prompt) if self.prompt is not None else base.prompt,
         )
+
+    @property
+    def session(self) -> str | None:
+        """The trace's conversation: the explicit ``session_id``, else the framework's key."""
+        return self.session_id if self.session_id is not None else self.conversation
+
+
+def conversation_key(value: object) -> str | None:
+    """A framework's conversation key as text (capped), or None when ``value`` is none: a string,
+    an int or a UUID (LangGraph takes any of them as a ``thread_id``).
+
+    >>> conversation_key("thread-7"), conversation_key(42), conversation_key(True)
+    ('thread-7', '42', None)
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (str, int)) or type(value).__name__ == "UUID":
+        return capped(str(value), MAX_ID_CHARS, "conversation") or None
+    return None
 
 
 def prompt_ref(name: object, version: object, *, strict: bool) -> PromptRef | None:

@@ -33,9 +33,10 @@ from sentry_llm_callbacks.core.kinds import CHAT_LIKE, GENERATIONS, OPS, RunKind
 from sentry_llm_callbacks.core.metadata import MetadataLayer
 from sentry_llm_callbacks.core.roots import AmbientSpan, Roots
 from sentry_llm_callbacks.core.runs import SAMPLED, Run, RunMap, TraceState, new_span_id
+from sentry_llm_callbacks.core.scores import LastTraces
 from sentry_llm_callbacks.core.spans import admits_content, exception_event, finish, finish_generation, span_name
 from sentry_llm_callbacks.core.usage import Usage
-from sentry_llm_callbacks.core.writers import RunWriter, write_graph_step, write_prompt
+from sentry_llm_callbacks.core.writers import RunWriter, write_graph_step, write_previous_trace, write_prompt
 
 if TYPE_CHECKING:
     from sentry_llm_callbacks.core.target import Target
@@ -77,6 +78,8 @@ class Recorder(RunWriter):
         self.is_under_hidden = self._map.is_under_hidden
         self.open_descendants = self._map.open_descendants
         self.ambient_run = self._roots.ambient_run
+        #: The root of the last trace that ended in each thread or task (``last_trace()``).
+        self.last_traces = LastTraces()
 
     @property
     def open_runs(self) -> int:
@@ -103,6 +106,7 @@ class Recorder(RunWriter):
         graph_step: calls.GraphStep | None = None,
         attributes: dict[str, Any] | None = None,
         under_hidden: bool = False,
+        resumes: bool = False,
     ) -> Run | None:
         """Open a span for a run. Returns None when the run is not traced (not configured,
         sampled out, or too many open runs).
@@ -113,6 +117,9 @@ class Recorder(RunWriter):
         ``steers_own_trace``: the run's metadata names its trace or parent span, so it never
         nests under another framework's run. ``agent_name`` names an agent run (default:
         ``name``); ``graph_step`` marks a graph node's run. ``attributes`` are written as they are.
+        ``resumes``: the run resumes its conversation after an interrupt (LangGraph's
+        ``Command(resume=...)``); as a root it links to the interrupted run's root, when that run
+        was recorded in this process.
 
         A chat or completion run carries the named prompt it was made from, most specific
         first: a template rendered just before it, or before the run it is in, under the same
@@ -132,11 +139,13 @@ class Recorder(RunWriter):
             parent_context: SpanContext | None = parent.context
             trace_id = parent_context.trace_id
             name, is_default = span_name(kind, name, explicit_name, trace_state, root=False)
+            previous = None
         else:
-            root = self._roots.start(kind, name, explicit_name, handler_layer, run_metadata)
+            root = self._roots.start(kind, name, explicit_name, handler_layer, run_metadata, resumes)
             if root is None:
                 return None
-            trace_state, trace_id, parent_context, name, is_default = root
+            trace_state, trace_id, parent_context = root.trace, root.trace_id, root.parent
+            name, is_default, previous = root.name, root.name_is_default, root.previous
             policy = trace_state.policy
         if not self._admit(trace_state):
             return None
@@ -166,6 +175,8 @@ class Recorder(RunWriter):
         )
         if parent is None:
             trace_state.root_span_id = run.context.span_id
+            if previous is not None:
+                write_previous_trace(run, previous)
         if kind in CHAT_LIKE:
             if prompt is None:
                 own = run_metadata.prompt if run_metadata is not None else None
@@ -211,8 +222,12 @@ class Recorder(RunWriter):
         if run.kind in GENERATIONS:
             finish_generation(run, usage or run.usage)
         finish(run)
-        if run.trace.failures and run.is_local_root:
-            _settle_failures(self._failure_reporter, run, None)
+        if run.is_local_root:
+            self.last_traces.root_ended(run)
+            if run.trace.failures:
+                _settle_failures(self._failure_reporter, run, None)
+        if run.trace.conversation is not None:
+            self._roots.ended(run)
         return run
 
     def end_by_control_flow(self, key: Hashable, flow: calls.ControlFlow) -> Run | None:
@@ -220,6 +235,9 @@ class Recorder(RunWriter):
         interrupt or as a handoff (to ``flow.target`` when known)."""
         if flow.handoff:
             return self.end_run(key, attributes={attr.LANGGRAPH_HANDOFF: flow.target or True})
+        run = self._map.runs.get(key)
+        if run is not None:
+            run.trace.interrupted = True  # its conversation's next run may resume it
         return self.end_run(key, attributes={attr.LANGGRAPH_INTERRUPTED: True})
 
     def close_early(self, key: Hashable, *, attributes: dict[str, Any] | None = None) -> Run | None:
@@ -256,6 +274,10 @@ class Recorder(RunWriter):
         if run.kind in GENERATIONS:
             finish_generation(run, None, count_missing=False)
         finish(run)
+        if run.is_local_root:
+            self.last_traces.root_ended(run)
+        if run.trace.conversation is not None:
+            self._roots.ended(run, failed=True)
         if run.trace.failures is not None and not cancelled and isinstance(error, Exception):
             if run.is_local_root:
                 _settle_failures(self._failure_reporter, run, error)
@@ -286,7 +308,10 @@ class Recorder(RunWriter):
         return reaped
 
     def clear(self) -> None:
+        """Forget every open run and interrupted conversation (a forked child's fresh start)."""
         self._map.clear()
+        self.last_traces.clear()
+        self._roots.interrupted.clear()
 
 
 def _mark_failed(run: Run, error: BaseException, *, cancelled: bool) -> None:
@@ -306,18 +331,6 @@ def _mark_failed(run: Run, error: BaseException, *, cancelled: bool) -> None:
     if run.events is None:
         run.events = []
     run.events.append(Event("exception", exception_event(error, private=private)))
-
-
-def _settle_failures(reporter: FailureReporter | None, root: Run, root_error: BaseException | None) -> None:
-    """The local root ended: hand over the trace's failures, now that it is known which
-    exception reached the caller (the root's own, and what it was raised from)."""
-    failures, root.trace.failures = root.trace.failures, None
-    if not failures or reporter is None:
-        return
-    try:
-        reporter.report(failures, root_error=root_error, root_attributes=root.attributes)
-    except Exception as exc:
-        log_once("failure-report", logging.WARNING, "Reporting a run's error failed: %r", exc)
 
 
 def _keep_failure(run: Run, error: Exception) -> None:

@@ -5,6 +5,10 @@ the run's own), its parent found (an explicit ``trace_id`` / ``parent_span_id``,
 OpenTelemetry or Sentry span), sampling decided, and the content policy fixed. Nesting across
 frameworks is also decided here: a root run of one framework started inside a run of another
 (a LangChain tool calling LlamaIndex) becomes that run's child, as the adapters' lookups say.
+
+Conversations: a root run resumed after an interrupt finds the interrupted run's root here
+(:mod:`.conversations`), and when a local root ends, whether its trace stopped at an interrupt
+is remembered for the conversation's next run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sentry_llm_callbacks.base.counters import COUNTERS
 from sentry_llm_callbacks.base.log import log_once
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.content import ContentPolicy, clean_str, scalar_or_json
+from sentry_llm_callbacks.core.conversations import InterruptedRoots
 from sentry_llm_callbacks.core.failures import FailureReporter, wants_failures
 from sentry_llm_callbacks.core.metadata import (
     ENVIRONMENT,
@@ -40,6 +45,7 @@ from sentry_llm_callbacks.core.metadata import (
 )
 from sentry_llm_callbacks.core.runs import SAMPLED, Run, RunMap, TraceState
 from sentry_llm_callbacks.core.sampling import DROPPED
+from sentry_llm_callbacks.core.scores import origin
 from sentry_llm_callbacks.core.spans import span_name
 
 if TYPE_CHECKING:
@@ -60,6 +66,8 @@ class RootStart(NamedTuple):
     parent: SpanContext | None
     name: str
     name_is_default: bool
+    #: The root of the interrupted trace this run resumes (its conversation's), or None.
+    previous: SpanContext | None = None
 
 
 class Roots:
@@ -83,6 +91,8 @@ class Roots:
         #: Sentry (used for nesting across frameworks). Each returns a run key of this recorder,
         #: a SpanContext, or None.
         self.ambient_parents: list[AmbientParent] = []
+        #: Per conversation, the root of its last trace that stopped at an interrupt.
+        self.interrupted = InterruptedRoots()
 
     def start(
         self,
@@ -91,8 +101,10 @@ class Roots:
         explicit_name: bool,
         handler_layer: MetadataLayer | None,
         run_metadata: MetadataLayer | None,
+        resumes: bool = False,
     ) -> RootStart | None:
-        """A new trace for a root run; None when nothing is configured."""
+        """A new trace for a root run; None when nothing is configured. ``resumes``: the run
+        resumes its conversation after an interrupt (it links to the interrupted run's root)."""
         target = self._targets()
         if target is None:
             return None
@@ -107,7 +119,23 @@ class Roots:
             self._at_root()
         state = self._trace_state(target, layer, trace_id, parent_sampled)
         name, is_default = span_name(kind, name, explicit_name, state, root=True)
-        return RootStart(state, trace_id, parent, name, is_default)
+        conversation = layer.conversation
+        previous = self.interrupted.get(conversation) if resumes and conversation is not None else None
+        return RootStart(state, trace_id, parent, name, is_default, previous)
+
+    def ended(self, root: Run, *, failed: bool = False) -> None:
+        """A local root ended: remember its conversation's state for the conversation's next run.
+        Stopped at an interrupt, it is what a resume links to; completed, nothing waits to
+        resume; failed, what waited before still does (the resume may be retried)."""
+        trace = root.trace
+        key = trace.conversation
+        if key is None or not root.is_local_root:
+            return
+        if trace.interrupted:
+            if trace.sampled:  # a trace nobody sent is not worth a link
+                self.interrupted.interrupted(key, root.context)
+        elif not failed:
+            self.interrupted.completed(key)
 
     def _trace_state(self, target: Target, layer: MetadataLayer, trace_id: int, parent_sampled: bool) -> TraceState:
         settings = target.settings
@@ -140,6 +168,8 @@ class Roots:
             prices=target.prices,
             failures=[] if settings.capture_errors and wants_failures(self.failure_reporter) else None,
             tail=tail if sampled else None,
+            origin=origin(),
+            conversation=layer.conversation,
             prompt=layer.prompt if layer.prompt is not None and layer.prompt.name is not None else None,
         )
 
@@ -197,8 +227,9 @@ def trace_attributes(layer: MetadataLayer, environment: str | None, release: str
     trace = layer.trace
     if layer.user is not None:
         out[attr.USER_ID] = clean_str(layer.user)
-    if layer.session_id is not None:
-        session = clean_str(layer.session_id)
+    session = layer.session  # an explicit session_id wins over the framework's conversation key
+    if session is not None:
+        session = clean_str(session)
         out[attr.SESSION_ID] = session
         out[attr.CONVERSATION_ID] = session
     env = trace.get(ENVIRONMENT) or environment

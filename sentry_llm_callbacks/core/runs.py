@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import Event
-from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
 from sentry_llm_callbacks.base.log import fork_safe
 from sentry_llm_callbacks.core.calls import PromptRef
@@ -54,6 +54,12 @@ class TraceState:
     root_span_id: int = 0
     #: Waiting for the tail decision made when the local root ends (None: already decided).
     tail: PendingTrace | None = None
+    #: Where the root started (its asyncio task, else its thread's id): what ``last_trace()`` asks.
+    origin: Any = None
+    #: The framework's conversation key of the root run (a LangGraph thread id), if any.
+    conversation: str | None = None
+    #: A run of this trace stopped at an interrupt (LangGraph's ``interrupt()``).
+    interrupted: bool = False
     #: The prompt the trace's metadata names, for its chat and completion runs (None: none named).
     prompt: PromptRef | None = None
 
@@ -87,6 +93,8 @@ class Run:
     #: (a hint: it makes "does anything still run below this run?" free in the common case).
     parent_run: Run | None = None
     open_children: int = 0
+    #: Span links (a resumed run's root: to the interrupted run's root).
+    links: tuple[Link, ...] = ()
     #: The prompt a template rendered just before this run, under the same parent: the model
     #: calls in this run (or this run itself, a model call) were made from it.
     prompt: PromptRef | None = None

@@ -134,6 +134,7 @@ def finish(run: Run) -> None:
         resource=state.resource,
         attributes=attrs,
         events=tuple(run.events) if run.events else (),
+        links=run.links,
         kind=SpanKind.INTERNAL,
         status=run.status,
         start_time=run.start_ns,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from opentelemetry.sdk.trace import Event
+from opentelemetry.trace import Link, SpanContext
 
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core import calls
@@ -265,3 +266,12 @@ def write_graph_step(attrs: dict[str, Any], step: calls.GraphStep) -> None:
     attrs[attr.LANGGRAPH_NODE] = step.node
     if step.step is not None:
         attrs[attr.LANGGRAPH_STEP] = step.step
+
+
+def write_previous_trace(run: Run, previous: SpanContext) -> None:
+    """A root that continues an earlier trace of its conversation (a run resumed after an
+    interrupt): a span link to that trace's root, typed ``previous_trace``, and
+    ``sentry.previous_trace``, as Sentry's JavaScript SDK links the traces of one page session."""
+    run.links = (Link(previous, {attr.LINK_TYPE: attr.LINK_PREVIOUS_TRACE}),)
+    sampled = 1 if previous.trace_flags.sampled else 0
+    run.attributes[attr.PREVIOUS_TRACE] = f"{previous.trace_id:032x}-{previous.span_id:016x}-{sampled}"

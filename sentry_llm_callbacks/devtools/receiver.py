@@ -41,6 +41,7 @@ from sentry_llm_callbacks.devtools.trees import group_traces, walk
 __all__ = [
     "DEFAULT_KEY",
     "LocalReceiver",
+    "ReceivedLink",
     "ReceivedSpan",
     "Reply",
     "decode_request",
@@ -51,6 +52,17 @@ __all__ = [
 
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef"
 _TRACE_PATH = re.compile(r"/trace/([0-9a-fA-F]{32})/?")
+
+
+@dataclass
+class ReceivedLink:
+    """One span link as it arrived: the linked span, whether the link says it was sampled (the
+    W3C sampled bit of its flags, as Sentry reads it), and the link's attributes."""
+
+    trace_id: str
+    span_id: str
+    sampled: bool
+    attributes: dict[str, Any]
 
 
 @dataclass
@@ -69,6 +81,7 @@ class ReceivedSpan:
     events: list[tuple[str, dict[str, Any]]]
     resource: dict[str, Any]
     parent_is_remote: bool | None = None
+    links: list[ReceivedLink] = field(default_factory=list)
 
     @property
     def parent_id(self) -> str:
@@ -121,6 +134,15 @@ def decode_request(body: bytes) -> list[ReceivedSpan]:
                         events=[(e.name, {kv.key: any_value(kv.value) for kv in e.attributes}) for e in span.events],
                         resource=resource,
                         parent_is_remote=remote,
+                        links=[
+                            ReceivedLink(
+                                trace_id=link.trace_id.hex(),
+                                span_id=link.span_id.hex(),
+                                sampled=bool(link.flags & 0x01),
+                                attributes={kv.key: any_value(kv.value) for kv in link.attributes},
+                            )
+                            for link in span.links
+                        ],
                     )
                 )
     return spans

@@ -9,9 +9,15 @@ across spans (op, user, session, environment, model...) are encoded once and reu
 The output decodes with ``opentelemetry-proto`` to the same message OpenTelemetry's encoder
 (``opentelemetry-exporter-otlp-proto-common``) produces: a property test generates spans with
 every attribute value type, events, links, statuses, trace states and several resources and
-scopes, and compares the two. The shapes this package never produces itself (links, a trace
-state, dropped counts, schema URLs, scope attributes) are left to OpenTelemetry's encoder, for
-the whole batch, rather than written twice.
+scopes, and compares the two. The shapes this package never produces itself (a trace state,
+dropped counts, schema URLs, scope attributes) are left to OpenTelemetry's encoder, for the
+whole batch, rather than written twice.
+
+One difference, on purpose: a link's ``flags`` carry the linked context's W3C trace flags in
+bits 0-7, as OTLP defines them; OpenTelemetry's Python encoder (1.30 to 1.45) writes only the
+remote bits there. Sentry (Relay) reads the sampled bit of a link, and its trace view offers a
+"previous trace" only for a link marked sampled. Batches left to OpenTelemetry's encoder get
+the same bits.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode
 
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_double = struct.Struct("<d").pack
@@ -60,6 +66,8 @@ _SPAN_START = b"\x39"  # Span.start_time_unix_nano, fixed64
 _SPAN_END = b"\x41"  # Span.end_time_unix_nano, fixed64
 _SPAN_ATTR = b"\x4a"  # Span.attributes (9)
 _SPAN_EVENT = b"\x5a"  # Span.events (11)
+_SPAN_LINK = b"\x6a"  # Span.links (13)
+_LINK_FLAGS = b"\x35"  # Link.flags (6), fixed32
 _SPAN_STATUS = b"\x7a"  # Span.status (15)
 _SPAN_FLAGS = b"\x85\x01"  # Span.flags (16), fixed32
 _EVENT_TIME = b"\x09"  # Event.time_unix_nano, fixed64
@@ -137,6 +145,12 @@ def encode_span(span: ReadableSpan) -> bytes:
         body += _len_field(_T2, event.name.encode("utf-8", "replace"))
         body += _attributes(_T3, event.attributes)
         parts.append(_len_field(_SPAN_EVENT, body))
+    for link in span.links:
+        linked = link.context
+        body = _len_field(_T1, linked.trace_id.to_bytes(16, "big")) + _len_field(_T2, linked.span_id.to_bytes(8, "big"))
+        body += _attributes(_T4, link.attributes)
+        body += _LINK_FLAGS + _pack_fixed32(_link_flags(linked))
+        parts.append(_len_field(_SPAN_LINK, body))
     status = span.status
     if status is None or status.status_code is StatusCode.UNSET:
         parts.append(_EMPTY_STATUS)  # written even when unset, as OpenTelemetry's encoder does
@@ -148,6 +162,11 @@ def encode_span(span: ReadableSpan) -> bytes:
         parts.append(_len_field(_SPAN_STATUS, body))
     parts.append(_SPAN_FLAGS + _pack_fixed32(flags))
     return b"".join(parts)
+
+
+def _link_flags(linked: SpanContext) -> int:
+    """A link's ``flags``: the remote bits, and the linked context's trace flags (bits 0-7)."""
+    return _HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0) | (int(linked.trace_flags) & 0xFF)
 
 
 _HEADERS: dict[tuple[int, int], tuple[object, object, bytes, bytes]] = {}
@@ -177,8 +196,8 @@ def _needs_official_encoder(span: ReadableSpan) -> bool:
     """Shapes this package never produces itself: OpenTelemetry's encoder writes them."""
     scope = span.instrumentation_scope
     return bool(
-        span.links
-        or span.context.trace_state
+        span.context.trace_state
+        or (span.links and any(link.context.trace_state or link.dropped_attributes for link in span.links))
         or span.dropped_attributes
         or span.dropped_events
         or span.dropped_links
@@ -194,7 +213,9 @@ def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
     if any(_needs_official_encoder(span) for span in spans):
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-        return encode_spans(spans).SerializeToString()
+        message = encode_spans(spans)
+        _add_link_trace_flags(message, spans)
+        return message.SerializeToString()
     groups: dict[bytes, dict[bytes, list[bytes]]] = {}
     for span in spans:
         resource_body, scope_body = _resource_and_scope(span)
@@ -206,3 +227,19 @@ def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
             resource_spans += _len_field(_T2, _len_field(_T1, scope_body) + b"".join(encoded))
         out.append(_len_field(_T1, resource_spans))
     return b"".join(out)
+
+
+def _add_link_trace_flags(message: Any, spans: list[ReadableSpan]) -> None:
+    """Write the linked contexts' trace flags into the links OpenTelemetry's encoder wrote (it
+    writes only the remote bits), so that both encoders send the same links. Its message holds
+    the spans grouped by resource, then scope, in the order they came: they are paired so."""
+    if not any(int(link.context.trace_flags) for span in spans for link in span.links):
+        return
+    groups: dict[Any, dict[Any, list[ReadableSpan]]] = {}
+    for span in spans:
+        groups.setdefault(span.resource, {}).setdefault(span.instrumentation_scope or None, []).append(span)
+    ordered = [span for scopes in groups.values() for group in scopes.values() for span in group]
+    encoded = [span for resource in message.resource_spans for scope in resource.scope_spans for span in scope.spans]
+    for span, written in zip(ordered, encoded, strict=False):
+        for link, written_link in zip(span.links, written.links, strict=False):
+            written_link.flags |= int(link.context.trace_flags) & 0xFF

@@ -161,6 +161,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         explicit: bool,
         agent_name: str | None = None,
         graph_step: GraphStep | None = None,
+        resumes: bool = False,
     ) -> Run | None:
         under_hidden = False
         if HIDDEN_TAG in tags:
@@ -185,6 +186,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             agent_name=agent_name,
             graph_step=graph_step,
             under_hidden=under_hidden,
+            resumes=resumes,
         )
 
     def _end(self, run_id: UUID, record: Callable[..., None], *values: Any) -> None:
@@ -232,6 +234,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
             agent_name=agent_name if kind == RunKind.AGENT else None,
             graph_step=step,
+            resumes=parent_run_id is None and _is_resume(inputs),
         )
         self._recorder.record_input(run, inputs, _plain)
         if run is not None and (_HUB_REPO in meta or PROMPT_NAME in meta):
@@ -518,27 +521,41 @@ def _text(value: Any) -> str | None:
 
 
 _NO_METADATA: tuple[MetadataLayer | None, bool] = (None, False)
-_NONE_SET = (None,) * 6
 #: The last run layer built, with the values it was built from.
 _last_layer: tuple[tuple[Any, ...], MetadataLayer] | None = None
 
 
 def _run_metadata(metadata: Mapping[str, Any], parent_run_id: UUID | None) -> tuple[MetadataLayer | None, bool]:
     """The invocation's own metadata layer (None when it sets none), and whether it steers its
-    own trace (it names the trace or the parent span, so the run starts its own trace there)."""
+    own trace (it names the trace or the parent span, so the run starts its own trace there).
+
+    LangGraph copies the checkpointer's conversation key, ``config["configurable"]["thread_id"]``,
+    into every run's metadata as ``thread_id`` (``ensure_config``, langgraph 0.3 to 1.x): it is
+    the layer's ``conversation``."""
     if not metadata:
         return _NO_METADATA
     get = metadata.get
     trace = get("trace")
-    values = (get("user"), get("session_id"), trace, get("privacy_mode"), get(PROMPT_NAME), get(PROMPT_VERSION))
-    if values == _NONE_SET:
+    values = (
+        get("user"),
+        get("session_id"),
+        trace,
+        get("privacy_mode"),
+        get("thread_id"),
+        get(PROMPT_NAME),
+        get(PROMPT_VERSION),
+    )
+    if values == _UNSET_VALUES:
         return _NO_METADATA
     steers = isinstance(trace, Mapping) and (TRACE_ID in trace or PARENT_SPAN_ID in trace)
     return isolated(_run_layer, values, parent_run_id, default=None), steers
 
 
+_UNSET_VALUES = (None,) * 7
+
+
 def _run_layer(values: tuple[Any, ...], parent_run_id: UUID | None) -> MetadataLayer | None:
-    """The layer of ``(user, session_id, trace, privacy_mode, prompt_name, prompt_version)``.
+    """The layer of ``(user, session_id, trace, privacy_mode, thread_id, prompt_name, prompt_version)``.
 
     LangChain hands every run of an invocation the same metadata values, so a nested run reuses
     the layer built for the values it carries; an invocation's first run always builds its own
@@ -548,18 +565,25 @@ def _run_layer(values: tuple[Any, ...], parent_run_id: UUID | None) -> MetadataL
     last = _last_layer
     if parent_run_id is not None and last is not None and all(map(operator.is_, last[0], values)):
         return last[1]
-    user, session_id, trace, privacy_mode, prompt_name, prompt_version = values
+    user, session_id, trace, privacy_mode, thread_id, prompt_name, prompt_version = values
     layer = MetadataLayer.build(
         user=user,
         session_id=session_id,
         trace=trace,
         privacy_mode=privacy_mode,
+        conversation=thread_id,
         prompt_name=prompt_name,
         prompt_version=prompt_version,
         strict=False,
     )
     _last_layer = (values, layer)
     return layer
+
+
+def _is_resume(inputs: Any) -> bool:
+    """A graph invoked with LangGraph's ``Command(resume=...)``: it resumes its thread after an
+    interrupt (read by name: this adapter does not import LangGraph)."""
+    return type(inputs).__name__ == "Command" and getattr(inputs, "resume", None) is not None
 
 
 def _template_prompt(meta: Mapping[str, Any], serialized: Mapping[str, Any] | None, name: str) -> PromptRef | None:

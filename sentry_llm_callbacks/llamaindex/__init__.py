@@ -62,6 +62,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY
 from pydantic import PrivateAttr
 
 from sentry_llm_callbacks.base.log import fork_safe, guarded, isolated
@@ -85,7 +86,7 @@ from sentry_llm_callbacks.core.message_shapes import (
     provider_name,
     tool_call_part,
 )
-from sentry_llm_callbacks.core.metadata import PROMPT_NAME, PROMPT_VERSION, MetadataLayer, prompt_ref
+from sentry_llm_callbacks.core.metadata import PROMPT_NAME, PROMPT_VERSION, MetadataLayer, conversation_key, prompt_ref
 from sentry_llm_callbacks.core.runs import Run
 from sentry_llm_callbacks.core.usage import Usage, detect
 
@@ -303,12 +304,16 @@ class _SpanBridge(BaseSpanHandler):
                 return
             if self._prompts and parent_id in self._prompts and isinstance(start, ModelRequest):
                 start = dataclasses.replace(start, prompt_ref=self._prompts[parent_id])
-        layer = None
+        layer = conversation = None
         if not traced_tree:
             layer = _handler_layer(instance)
             if layer is None and parent is None and recorder.ambient_run() is None:
                 return  # nobody asked for this run to be traced
-        run = recorder.start_run(id_, parent_id, kind=kind, name=name, explicit_name=False, handler_layer=layer)
+            if instance is not None and _role_of(instance, method) in _CONVERSING:
+                conversation = isolated(_conversation, instance, bound_args, default=None)
+        run = recorder.start_run(
+            id_, parent_id, kind=kind, name=name, explicit_name=False, handler_layer=layer, run_metadata=conversation
+        )
         if run is None:
             return
         if isinstance(start, ModelRequest):
@@ -696,6 +701,41 @@ def _classify(instance: Any, method: str, parent: Run | None) -> tuple[str | Non
     if role == "chat_engine":
         return RunKind.CHAIN, f"{cls}.{method}", None
     return RunKind.CHAIN, f"{cls}.postprocess", None
+
+
+#: Roles whose runs hold a conversation's memory.
+_CONVERSING = frozenset({"chat_engine", "agent"})
+
+
+def _conversation(instance: Any, bound_args: inspect.BoundArguments) -> MetadataLayer | None:
+    """A chat engine's or agent's memory key as the run's conversation (None when it has none).
+
+    The memory is where each keeps it: a chat engine's ``_memory`` (every chat engine of
+    llama-index-core 0.12 to 0.14), a 0.12 ``AgentRunner``'s ``memory``, or for a workflow agent
+    the ``memory=`` given to ``run()``, which reaches the run's span in its start event.
+    """
+    memory = getattr(instance, "_memory", None) or getattr(instance, "memory", None)
+    if memory is None:
+        start_event = bound_args.arguments.get("start_event")
+        read = getattr(start_event, "get", None)
+        memory = read("memory", None) if callable(read) else None
+    key = _memory_key(memory)
+    return MetadataLayer(conversation=key) if key is not None else None
+
+
+def _memory_key(memory: Any) -> str | None:
+    """A LlamaIndex memory's chat store key: ``chat_store_key`` (``ChatMemoryBuffer``,
+    ``ChatSummaryMemoryBuffer``) unless it is LlamaIndex's default, which every conversation
+    shares; ``session_id`` (``Memory``, one per conversation); a composable memory's primary's."""
+    if memory is None or not any(c.__name__ == "BaseMemory" for c in type(memory).__mro__):
+        return None
+    memory = getattr(memory, "primary_memory", None) or memory
+    key = getattr(memory, "chat_store_key", None)
+    if key is None:
+        key = getattr(memory, "session_id", None)
+    elif key == DEFAULT_CHAT_STORE_KEY:
+        return None
+    return conversation_key(key) if isinstance(key, str) else None
 
 
 def _is_workflow(instance: Any) -> bool:
