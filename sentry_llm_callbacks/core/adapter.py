@@ -8,7 +8,8 @@ configuration. It may use
 * the neutral values of :mod:`.calls` and :mod:`.message_shapes` (a model request and response,
   a tool call, a retrieval, content shapes), :class:`~.usage.Usage`, the run kinds of
   :class:`~.kinds.RunKind`, and :class:`~.metadata.MetadataLayer` for a handler's and a run's
-  metadata (``user``, ``session_id``, ``trace``, ``privacy_mode``),
+  metadata (``user``, ``session_id``, ``trace``, ``privacy_mode``, ``prompt_name`` /
+  ``prompt_version``; :func:`~.metadata.prompt_ref` reads a template's named prompt the same way),
 * :func:`sentry_llm_callbacks.base.log.guarded` to keep its callbacks from ever raising into the app.
 
 It provides an object satisfying :class:`Adapter` and registers it when its module is imported

@@ -51,6 +51,8 @@ AGENT_NAME = "gen_ai.agent.name"
 PROVIDER_NAME = "gen_ai.provider.name"
 TOOL_NAME = "gen_ai.tool.name"
 TOOL_DESCRIPTION = "gen_ai.tool.description"
+# The named prompt a generation was made from (a name, not the prompt's text: sent in Privacy Mode)
+PROMPT_NAME = "gen_ai.prompt.name"
 
 # gen_ai: request
 REQUEST_MODEL = "gen_ai.request.model"
@@ -120,6 +122,7 @@ LANGGRAPH_NODE = "sentry_llm_callbacks.langgraph.node"
 LANGGRAPH_STEP = "sentry_llm_callbacks.langgraph.step"
 LANGGRAPH_INTERRUPTED = "sentry_llm_callbacks.langgraph.interrupted"
 LANGGRAPH_HANDOFF = "sentry_llm_callbacks.langgraph.handoff"
+PROMPT_VERSION = "sentry_llm_callbacks.prompt.version"  # beside gen_ai.prompt.name: Sentry registers no version key
 
 # Span events (Sentry drops span events; other OTLP backends keep them)
 EVENT_RETRY_ATTEMPT = "retry.attempt"
@@ -160,6 +163,8 @@ NON_CONTENT: frozenset[str] = frozenset(
         AGENT_NAME,
         PROVIDER_NAME,
         TOOL_NAME,
+        PROMPT_NAME,
+        PROMPT_VERSION,
         # Not TOOL_DESCRIPTION: a tool's description is part of the prompt the model receives.
         REQUEST_MODEL,
         REQUEST_TEMPERATURE,
@@ -215,6 +220,8 @@ OWN_KEYS: dict[str, str] = {
     USAGE_CACHE_READ_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
     USAGE_CACHE_WRITE_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
     USAGE_REASONING_LEGACY: "older spelling Sentry still reads (backfilled); sent beside the current one",
+    PROMPT_VERSION: "the version of the named prompt in gen_ai.prompt.name (a hub commit hash, a version label); "
+    "Sentry registers no prompt version key",
     "sentry_llm_callbacks.": "this package's own facts about a run (usage/cost source, cancelled, closed early, "
     "abandoned, LangGraph node/step/interrupt/handoff, document and input counts)",
     DEPLOYMENT_ENVIRONMENT: "resource: OpenTelemetry's environment key (Sentry reads sentry.environment on spans)",
@@ -251,6 +258,7 @@ FROM_SENTRY_CONVENTIONS: dict[str, str] = {
     "PROVIDER_NAME": "GEN_AI_PROVIDER_NAME",
     "TOOL_NAME": "GEN_AI_TOOL_NAME",
     "TOOL_DESCRIPTION": "GEN_AI_TOOL_DESCRIPTION",
+    "PROMPT_NAME": "GEN_AI_PROMPT_NAME",
     "REQUEST_MODEL": "GEN_AI_REQUEST_MODEL",
     "REQUEST_TEMPERATURE": "GEN_AI_REQUEST_TEMPERATURE",
     "REQUEST_MAX_TOKENS": "GEN_AI_REQUEST_MAX_TOKENS",

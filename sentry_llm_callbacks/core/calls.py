@@ -45,13 +45,46 @@ class RequestParameters:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptRef:
+    """Which named prompt a generation was made from: its ``name`` and, when known, its
+    ``version`` (a hub commit hash, a version label). An identity, not the prompt's text: it is
+    sent in Privacy Mode too.
+
+    A ref without a name only completes one that has a name (a metadata layer that gives the
+    version alone); only a ref with a name is written onto a generation.
+
+    Example::
+
+        PromptRef("support-triage", "3")
+    """
+
+    name: str | None
+    version: str | None = None
+
+    def over(self, base: PromptRef | None) -> PromptRef:
+        """This ref on top of ``base``: a name names its own version (none if it gives none),
+        so a version never sticks to another prompt's name; a version alone completes ``base``.
+
+        >>> PromptRef(None, "4").over(PromptRef("triage", "3"))
+        PromptRef(name='triage', version='4')
+        >>> PromptRef("summary").over(PromptRef("triage", "3"))
+        PromptRef(name='summary', version=None)
+        """
+        if self.name is not None or base is None:
+            return self
+        return PromptRef(base.name, self.version if self.version is not None else base.version)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRequest:
     """What a chat, completion or embeddings call asked for.
 
     ``messages`` are the framework's message objects, system instructions included (the
     recorder splits them), read with ``shapes``; ``prompt`` is a completion model's prompt text
     (it does not replace messages already recorded for the call); ``tools`` are the tool
-    definitions offered to the model; ``embedding_inputs`` the texts an embeddings call embeds.
+    definitions offered to the model; ``embedding_inputs`` the texts an embeddings call embeds;
+    ``prompt_ref`` the named prompt (template) the call was made from, when the framework's
+    payload says (it wins over a prompt named in the trace's metadata).
     """
 
     model: str | None = None
@@ -62,6 +95,7 @@ class ModelRequest:
     prompt: Any = None
     tools: Any = None
     embedding_inputs: Sequence[Any] | None = None
+    prompt_ref: PromptRef | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,3 +34,6 @@ OPS: dict[str, tuple[str, str | None]] = {
 }
 #: Model calls: the kinds Sentry shows as generations.
 GENERATIONS = frozenset({RunKind.CHAT, RunKind.COMPLETION, RunKind.EMBEDDINGS})
+#: Model calls made from a prompt (chat and completion; not embeddings). A tuple: ``in`` compares
+#: identity first, cheaper than hashing an enum member on every run.
+CHAT_LIKE = (RunKind.CHAT, RunKind.COMPLETION)

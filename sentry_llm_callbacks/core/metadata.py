@@ -1,7 +1,9 @@
 """Trace metadata: the layers users set it in, how they merge, and trace-id resolution.
 
 Precedence, later wins: ``configure()`` defaults < handler constructor < ``trace_context()`` <
-the invocation's own metadata. The ``trace`` dicts merge key by key. Privacy only tightens.
+the invocation's own metadata. The ``trace`` dicts merge key by key. Privacy only tightens. A
+prompt named in a layer (``prompt_name`` / ``prompt_version``) names the prompt the trace's
+generations were made from; a layer naming another prompt names its version too.
 
 Besides what users set, a run's layer may carry the conversation key its framework already keeps
 (a LangGraph ``thread_id``, a LlamaIndex memory's chat store key): the trace's conversation when
@@ -20,6 +22,7 @@ from typing import Any
 
 from sentry_llm_callbacks.base.errors import ConfigurationError
 from sentry_llm_callbacks.base.log import log_once
+from sentry_llm_callbacks.core.calls import PromptRef
 from sentry_llm_callbacks.core.content import to_json
 
 #: Keys of the ``trace`` dict that steer the trace rather than becoming ``trace.metadata.*``.
@@ -30,7 +33,24 @@ GENERATION_NAME = "generation_name"
 PARENT_SPAN_ID = "parent_span_id"
 ENVIRONMENT = "environment"
 RELEASE = "release"
-STEERING_KEYS = frozenset({TRACE_ID, TRACE_NAME, SPAN_NAME, GENERATION_NAME, PARENT_SPAN_ID, ENVIRONMENT, RELEASE})
+#: The named prompt the trace's generations were made from (``gen_ai.prompt.name`` and its version
+#: on each generation, not ``trace.metadata.*`` on every span). Also read at the top of a run's
+#: own metadata, beside ``user`` and ``session_id``.
+PROMPT_NAME = "prompt_name"
+PROMPT_VERSION = "prompt_version"
+STEERING_KEYS = frozenset(
+    {
+        TRACE_ID,
+        TRACE_NAME,
+        SPAN_NAME,
+        GENERATION_NAME,
+        PARENT_SPAN_ID,
+        ENVIRONMENT,
+        RELEASE,
+        PROMPT_NAME,
+        PROMPT_VERSION,
+    }
+)
 
 #: Longest ``user`` or ``session_id`` kept, in characters.
 MAX_ID_CHARS = 256
@@ -127,6 +147,8 @@ class MetadataLayer:
     trace: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     privacy_mode: bool | None = None
     conversation: str | None = None
+    #: The prompt this layer names (from ``prompt_name`` / ``prompt_version``), or None.
+    prompt: PromptRef | None = None
 
     @classmethod
     def build(
@@ -136,18 +158,27 @@ class MetadataLayer:
         session_id: object = None,
         trace: object = None,
         privacy_mode: object = None,
+        prompt_name: object = None,
+        prompt_version: object = None,
         conversation: object = None,
         strict: bool,
     ) -> MetadataLayer:
         """Validate one layer. ``strict`` raises :class:`ConfigurationError` (configuration time);
-        otherwise bad values are logged once and left out (run time). ``conversation`` is read
-        from the framework, never from the user: a value that is no id is left out silently."""
+        otherwise bad values are logged once and left out (run time). The prompt is
+        ``prompt_name`` / ``prompt_version`` (a run's metadata has them beside ``user``), else
+        the ``trace`` dict's keys of those names. ``conversation`` is read from the framework,
+        never from the user: a value that is no id is left out silently."""
+        checked = _trace_dict(trace, strict)
+        if checked:
+            prompt_name = checked.get(PROMPT_NAME) if prompt_name is None else prompt_name
+            prompt_version = checked.get(PROMPT_VERSION) if prompt_version is None else prompt_version
         return cls(
             user=_identity("user", user, strict),
             session_id=_identity("session_id", session_id, strict),
-            trace=_trace_dict(trace, strict),
+            trace=checked,
             privacy_mode=_flag("privacy_mode", privacy_mode, strict),
             conversation=conversation_key(conversation),
+            prompt=prompt_ref(prompt_name, prompt_version, strict=strict),
         )
 
     @property
@@ -158,6 +189,7 @@ class MetadataLayer:
             and not self.trace
             and self.privacy_mode is None
             and self.conversation is None
+            and self.prompt is None
         )
 
     def over(self, base: MetadataLayer) -> MetadataLayer:
@@ -177,6 +209,7 @@ class MetadataLayer:
             trace=MappingProxyType({**base.trace, **self.trace}) if self.trace else base.trace,
             privacy_mode=privacy,
             conversation=self.conversation if self.conversation is not None else base.conversation,
+            prompt=self.prompt.over(base.prompt) if self.prompt is not None else base.prompt,
         )
 
     @property
@@ -196,6 +229,30 @@ def conversation_key(value: object) -> str | None:
         return None
     if isinstance(value, (str, int)) or type(value).__name__ == "UUID":
         return capped(str(value), MAX_ID_CHARS, "conversation") or None
+    return None
+
+
+def prompt_ref(name: object, version: object, *, strict: bool) -> PromptRef | None:
+    """The prompt named by ``name`` and ``version`` (strings or numbers, capped like other
+    metadata), or None when neither is usable. ``strict`` raises :class:`ConfigurationError`
+    for a value of another type; otherwise it is logged once and left out.
+
+    >>> prompt_ref("support-triage", 3, strict=True)
+    PromptRef(name='support-triage', version='3')
+    """
+    name = _label(PROMPT_NAME, name, strict)
+    version = _label(PROMPT_VERSION, version, strict)
+    if name is None and version is None:
+        return None
+    return PromptRef(name, version)
+
+
+def _label(fieldname: str, value: object, strict: bool) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return capped(str(value), MAX_METADATA_CHARS, fieldname) or None
+    _problem(strict, fieldname, f"must be a string, not {type(value).__name__}", '"support-triage"')
     return None
 
 
@@ -261,6 +318,9 @@ def _trace_dict(value: object, strict: bool) -> Mapping[str, Any]:
             continue
         if key in (TRACE_NAME, SPAN_NAME, GENERATION_NAME, ENVIRONMENT, RELEASE) and not isinstance(item, str):
             _problem(strict, f"trace.{key}", f"must be a string, not {type(item).__name__}", '"production"')
+            continue
+        if key in (PROMPT_NAME, PROMPT_VERSION) and (isinstance(item, bool) or not isinstance(item, (str, int, float))):
+            _problem(strict, f"trace.{key}", f"must be a string, not {type(item).__name__}", '"support-triage"')
             continue
         key = capped(key, MAX_KEY_CHARS, "trace key")
         out[key] = item if key == TRACE_ID else _capped_value(item, f"trace.{key}")

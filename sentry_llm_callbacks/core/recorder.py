@@ -29,14 +29,14 @@ from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core import calls
 from sentry_llm_callbacks.core.content import clean_str
 from sentry_llm_callbacks.core.failures import MAX_FAILURES_PER_TRACE, Failure, FailureReporter, report_failures
-from sentry_llm_callbacks.core.kinds import GENERATIONS, OPS, RunKind
+from sentry_llm_callbacks.core.kinds import CHAT_LIKE, GENERATIONS, OPS, RunKind
 from sentry_llm_callbacks.core.metadata import MetadataLayer
 from sentry_llm_callbacks.core.roots import AmbientSpan, Roots
 from sentry_llm_callbacks.core.runs import SAMPLED, Run, RunMap, TraceState, new_span_id
 from sentry_llm_callbacks.core.scores import LastTraces
 from sentry_llm_callbacks.core.spans import admits_content, exception_event, finish, finish_generation, span_name
 from sentry_llm_callbacks.core.usage import Usage
-from sentry_llm_callbacks.core.writers import RunWriter, write_graph_step, write_previous_trace
+from sentry_llm_callbacks.core.writers import RunWriter, write_graph_step, write_previous_trace, write_prompt
 
 if TYPE_CHECKING:
     from sentry_llm_callbacks.core.target import Target
@@ -113,12 +113,19 @@ class Recorder(RunWriter):
 
         ``handler_layer`` is the metadata of the handler that saw the run, ``run_metadata`` the
         run's own (the invocation's); a root run layers them over ``trace_context()``, a nested
-        run takes only a tightened Privacy Mode from its own. ``steers_own_trace``: the run's
-        metadata names its trace or parent span, so it never nests under another framework's
-        run. ``agent_name`` names an agent run (default: ``name``); ``graph_step`` marks a
-        graph node's run. ``attributes`` are written as they are. ``resumes``: the run resumes
-        its conversation after an interrupt (LangGraph's ``Command(resume=...)``); as a root it
-        links to the interrupted run's root, when that run was recorded in this process.
+        run takes from its own only a tightened Privacy Mode and the prompt it names.
+        ``steers_own_trace``: the run's metadata names its trace or parent span, so it never
+        nests under another framework's run. ``agent_name`` names an agent run (default:
+        ``name``); ``graph_step`` marks a graph node's run. ``attributes`` are written as they are.
+        ``resumes``: the run resumes its conversation after an interrupt (LangGraph's
+        ``Command(resume=...)``); as a root it links to the interrupted run's root, when that run
+        was recorded in this process.
+
+        A chat or completion run carries the named prompt it was made from, most specific
+        first: a template rendered just before it, or before the run it is in, under the same
+        parent (:meth:`record_prompt`); else the prompt its own metadata names (over the
+        trace's); else the trace's. A prompt the framework's payload names for the call
+        (``ModelRequest.prompt_ref``) wins over all three.
         """
         subject = name
         parent = self._map.resolve_parent(parent_key)
@@ -142,6 +149,13 @@ class Recorder(RunWriter):
             policy = trace_state.policy
         if not self._admit(trace_state):
             return None
+        prompt = None
+        if parent is not None:  # a template rendered just before this run, or before the run it is in
+            prompt = parent.next_prompt
+            if prompt is None:
+                prompt = parent.prompt
+            else:
+                parent.next_prompt = None
         run = Run(
             key=key,
             context=SpanContext(trace_id, new_span_id(), False, SAMPLED),
@@ -157,11 +171,18 @@ class Recorder(RunWriter):
             under_hidden=under_hidden,
             agent=None if parent is None else parent if parent.kind == AGENT else parent.agent,
             parent_run=parent,
+            prompt=prompt,
         )
         if parent is None:
             trace_state.root_span_id = run.context.span_id
             if previous is not None:
                 write_previous_trace(run, previous)
+        if kind in CHAT_LIKE:
+            if prompt is None:
+                own = run_metadata.prompt if run_metadata is not None else None
+                prompt = trace_state.prompt if own is None else own.over(trace_state.prompt)
+            if prompt is not None:
+                write_prompt(run.attributes, prompt)
         if attributes:
             run.attributes.update(attributes)
         if kind == AGENT:

@@ -170,6 +170,7 @@ class Roots:
             tail=tail if sampled else None,
             origin=origin(),
             conversation=layer.conversation,
+            prompt=layer.prompt if layer.prompt is not None and layer.prompt.name is not None else None,
         )
 
     def _root_parent(self, trace: Mapping[str, Any]) -> tuple[int, SpanContext | None, bool]:

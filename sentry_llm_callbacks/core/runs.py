@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
 from sentry_llm_callbacks.base.log import fork_safe
+from sentry_llm_callbacks.core.calls import PromptRef
 from sentry_llm_callbacks.core.content import ContentPolicy
 from sentry_llm_callbacks.core.usage import Usage
 
@@ -59,6 +60,8 @@ class TraceState:
     conversation: str | None = None
     #: A run of this trace stopped at an interrupt (LangGraph's ``interrupt()``).
     interrupted: bool = False
+    #: The prompt the trace's metadata names, for its chat and completion runs (None: none named).
+    prompt: PromptRef | None = None
 
 
 @dataclass(slots=True)
@@ -92,6 +95,11 @@ class Run:
     open_children: int = 0
     #: Span links (a resumed run's root: to the interrupted run's root).
     links: tuple[Link, ...] = ()
+    #: The prompt a template rendered just before this run, under the same parent: the model
+    #: calls in this run (or this run itself, a model call) were made from it.
+    prompt: PromptRef | None = None
+    #: A prompt a template rendered under this run, for the next run started under it.
+    next_prompt: PromptRef | None = None
 
     @property
     def trace_id(self) -> int:

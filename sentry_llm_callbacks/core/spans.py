@@ -18,13 +18,12 @@ from opentelemetry.trace import SpanKind
 from sentry_llm_callbacks.base.counters import COUNTERS
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.content import LazyContent, clean_str, scalar_or_json
-from sentry_llm_callbacks.core.kinds import GENERATIONS, OPS, RunKind
+from sentry_llm_callbacks.core.kinds import CHAT_LIKE, GENERATIONS, OPS
 from sentry_llm_callbacks.core.pricing import cost_of
 from sentry_llm_callbacks.core.runs import Run, TraceState
 from sentry_llm_callbacks.core.usage import Usage, usage_attributes
 
 MAX_NAME = 128
-_CHAT_LIKE = (RunKind.CHAT, RunKind.COMPLETION)
 
 
 def admits_content(run: Run) -> bool:
@@ -126,7 +125,7 @@ def finish(run: Run) -> None:
         attrs.update(run.attributes)
     if not admits_content(run):  # the allowlist: whatever reached the run, only non-content leaves
         attrs = {k: v for k, v in attrs.items() if not attr.is_content(k)}
-        if run.kind in _CHAT_LIKE:
+        if run.kind in CHAT_LIKE:
             attrs.update(dict.fromkeys(attr.PRIVATE_PLACEHOLDERS, attr.FILTERED))
     span = ReadableSpan(
         name=run.name,

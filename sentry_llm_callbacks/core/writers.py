@@ -19,7 +19,7 @@ from opentelemetry.trace import Link, SpanContext
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core import calls
 from sentry_llm_callbacks.core.content import LazyContent, capture, clean_str
-from sentry_llm_callbacks.core.kinds import RunKind
+from sentry_llm_callbacks.core.kinds import CHAT_LIKE, RunKind
 from sentry_llm_callbacks.core.message_shapes import prompt_messages, tool_definitions
 from sentry_llm_callbacks.core.runs import Run, RunMap
 from sentry_llm_callbacks.core.spans import MAX_NAME, admits_content, default_name, fit_name
@@ -50,8 +50,9 @@ class RunWriter:
     # -- neutral values to attributes -------------------------------------------------------
 
     def record_request(self, run: Run | None, request: calls.ModelRequest) -> None:
-        """A model call's request: model, provider, parameters, and as content its messages
-        (system instructions apart), prompt, tool definitions and embedding inputs.
+        """A model call's request: model, provider, parameters, the named prompt it was made
+        from, and as content its messages (system instructions apart), prompt, tool definitions
+        and embedding inputs.
 
         Example::
 
@@ -68,6 +69,8 @@ class RunWriter:
             _write_parameters(attrs, request.parameters)
         if request.embedding_inputs is not None:
             attrs[attr.EMBEDDINGS_INPUT_COUNT] = len(request.embedding_inputs)
+        if request.prompt_ref is not None and run.kind in CHAT_LIKE:
+            write_prompt(attrs, request.prompt_ref)
         if not admits_content(run):
             return
         shapes = request.shapes
@@ -79,6 +82,19 @@ class RunWriter:
         if request.tools:
             self.set_content(run, attr.TOOL_DEFINITIONS, request.tools, tool_definitions)
         self.set_content(run, attr.EMBEDDINGS_INPUT, request.embedding_inputs)
+
+    def record_prompt(self, run: Run | None, prompt: calls.PromptRef) -> None:
+        """A run rendered a named prompt (a prompt template): the run started next under the
+        same parent was made from it (a model call, or a chain such as a retry, a fallback or a
+        structured-output wrapper, with every model call in it). Later runs are not: the
+        identity follows the template's output, not the rest of the parent.
+
+        Example::
+
+            recorder.record_prompt(template_run, PromptRef("support-triage", "3"))
+        """
+        if run is not None and run.parent_run is not None and prompt.name is not None:
+            run.parent_run.next_prompt = prompt
 
     def record_response(self, run: Run | None, response: calls.ModelResponse) -> None:
         """A model call's response: response model, id and finish reasons, the output messages
@@ -232,6 +248,18 @@ def _write_parameters(attrs: dict[str, Any], parameters: calls.RequestParameters
             attrs[key] = value
     if parameters.stop_sequences:
         attrs[attr.REQUEST_STOP_SEQUENCES] = list(parameters.stop_sequences)
+
+
+def write_prompt(attrs: dict[str, Any], prompt: calls.PromptRef) -> None:
+    """The named prompt a model call was made from; a ref without a name writes nothing. Name
+    and version go together: a version is never left beside another prompt's name."""
+    if prompt.name is None:
+        return
+    attrs[attr.PROMPT_NAME] = prompt.name
+    if prompt.version is not None:
+        attrs[attr.PROMPT_VERSION] = prompt.version
+    else:
+        attrs.pop(attr.PROMPT_VERSION, None)
 
 
 def write_graph_step(attrs: dict[str, Any], step: calls.GraphStep) -> None:

@@ -104,7 +104,15 @@ def render_text(spans: list[SpanSummary]) -> str:
         if s.input_tokens is not None or s.output_tokens is not None or s.kind == MODEL:
             usage = "tokens " + fmt_tokens(s.input_tokens, s.output_tokens)
         extra = " ".join(
-            x for x in (s.model or "", usage, fmt_cost(s.cost) if s.cost is not None else "", s.error or "") if x
+            x
+            for x in (
+                s.model or "",
+                f"prompt {s.prompt}" if s.prompt else "",
+                usage,
+                fmt_cost(s.cost) if s.cost is not None else "",
+                s.error or "",
+            )
+            if x
         )
         lines.append(f"{'  ' * depth}{s.name} [{s.op}] {fmt_duration(s.duration_ms)} {extra}".rstrip())
     return "\n".join(lines)

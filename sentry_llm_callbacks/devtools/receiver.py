@@ -414,6 +414,8 @@ def _describe(span: ReceivedSpan) -> str:
     model = a.get(attr.RESPONSE_MODEL) or a.get(attr.REQUEST_MODEL)
     if model:
         bits.append(str(model))
+    if a.get(attr.PROMPT_NAME):
+        bits.append("prompt " + waterfall.fmt_prompt(str(a[attr.PROMPT_NAME]), a.get(attr.PROMPT_VERSION)))
     if attr.USAGE_INPUT_TOKENS in a or attr.USAGE_OUTPUT_TOKENS in a:
         bits.append(f"tokens {a.get(attr.USAGE_INPUT_TOKENS, '?')} in / {a.get(attr.USAGE_OUTPUT_TOKENS, '?')} out")
     if attr.COST_TOTAL in a:
@@ -424,7 +426,7 @@ def _describe(span: ReceivedSpan) -> str:
 
 
 def format_trace_tree(spans: Iterable[ReceivedSpan]) -> str:
-    """Each trace as an indented tree: name, op, duration, model, tokens, cost, status."""
+    """Each trace as an indented tree: name, op, duration, model, prompt, tokens, cost, status."""
     lines: list[str] = []
     for trace_id, members in group_traces(spans).items():
         rows = walk(members)

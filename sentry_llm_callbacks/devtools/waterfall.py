@@ -2,11 +2,11 @@
 
 One row per span, indented by its depth; a bar placed and sized by the span's start and
 duration on the trace's time axis, coloured by kind (agent, model call, tool, chain) and red
-for an error; model, tokens, cost and status on the row; the captured input and output one
-click away in a ``<details>`` element. No scripts, fonts or external CSS, and every style
-inline, so it renders the same in JupyterLab, VS Code notebooks, a static notebook export and
-a browser. Span names and content are untrusted: everything shown goes through
-``html.escape``.
+for an error; model (with the named prompt a model call was made from), tokens, cost and status
+on the row; the captured input and output one click away in a ``<details>`` element. No
+scripts, fonts or external CSS, and every style inline, so it renders the same in JupyterLab,
+VS Code notebooks, a static notebook export and a browser. Span names and content are
+untrusted: everything shown goes through ``html.escape``.
 
 The renderer reads a neutral :class:`SpanSummary`; :func:`from_readable_span` (the
 OpenTelemetry SDK's finished span, as the notebook sees it) and :func:`from_received_span`
@@ -49,6 +49,7 @@ __all__ = [
     "TraceOverview",
     "fmt_cost",
     "fmt_duration",
+    "fmt_prompt",
     "fmt_tokens",
     "from_attributes",
     "from_readable_span",
@@ -113,6 +114,8 @@ class SpanSummary:
     start_ns: int
     end_ns: int
     model: str | None = None
+    #: The named prompt a model call was made from, as :func:`fmt_prompt` shows it.
+    prompt: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost: float | None = None
@@ -167,6 +170,7 @@ def from_attributes(
         _number(attributes.get(attr.USAGE_OUTPUT_TOKENS)),
     )
     model = attributes.get(attr.RESPONSE_MODEL) or attributes.get(attr.REQUEST_MODEL)
+    prompt = attributes.get(attr.PROMPT_NAME)
     return SpanSummary(
         trace_id=trace_id,
         span_id=span_id,
@@ -176,6 +180,7 @@ def from_attributes(
         start_ns=start_ns,
         end_ns=end_ns,
         model=str(model) if model else None,
+        prompt=fmt_prompt(str(prompt), attributes.get(attr.PROMPT_VERSION)) if prompt else None,
         input_tokens=int(tokens_in) if tokens_in is not None else None,
         output_tokens=int(tokens_out) if tokens_out is not None else None,
         cost=_number(attributes.get(attr.COST_TOTAL)),
@@ -298,6 +303,12 @@ def overview(spans: list[SpanSummary]) -> TraceOverview:
 
 def fmt_duration(ms: float) -> str:
     return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
+
+
+def fmt_prompt(name: str, version: Any = None) -> str:
+    """``support-triage:3``, as a hub prompt is pulled (``owner/name:commit``); the name alone
+    when no version is known."""
+    return f"{name}:{version}" if version is not None and version != "" else name
 
 
 def fmt_tokens(tokens_in: int | None, tokens_out: int | None) -> str:
@@ -425,13 +436,24 @@ def _row(depth: int, span: SpanSummary, t0: int, total: int, expanded: bool) -> 
         _name_cell(span, depth, expanded),
         f'<td style="{_TD};position:relative;{_GRID}">{_bar(span, t0, total)}</td>',
         f'<td style="{_TD};{_NUM}">{_E(fmt_duration(span.duration_ms))}</td>',
-        f'<td style="{_TD}" title="{_E(span.model or "")}">{_E(span.model or "")}</td>',
+        _model_cell(span),
         f'<td style="{_TD};{_NUM}">{_E(_row_tokens(span))}</td>',
         f'<td style="{_TD};{_NUM}">{_E(_row_cost(span))}</td>',
         f'<td style="{_TD};text-overflow:ellipsis">{status}</td>',
     ]
     kind = f"slc-row slc-kind-{span.kind}" + (" slc-error" if span.error else "")
     return f'<tr class="{kind}" data-span-id="{_E(span.span_id)}" style="{background}">{"".join(cells)}</tr>'
+
+
+def _model_cell(span: SpanSummary) -> str:
+    model = _E(span.model or "")
+    if not span.prompt:
+        return f'<td style="{_TD}" title="{model}">{model}</td>'
+    prompt = _E(span.prompt)
+    return (
+        f'<td style="{_TD}" title="{model} · prompt {prompt}">{model}'
+        f'<div class="slc-prompt" style="color:#6b7280;{_ONE_LINE}">prompt {prompt}</div></td>'
+    )
 
 
 def _header(trace: TraceOverview, link: str | None) -> str:

@@ -28,6 +28,12 @@ How a run that did not finish normally ends:
   ``GeneratorExit`` and ends the outermost run normally while the runs under it are still open,
   which is how it is recognised here;
 * the task was cancelled by asyncio: ERROR "cancelled", marked ``sentry_llm_callbacks.run.cancelled``.
+
+Which prompt a model call was made from: a prompt template's run receives the template's own
+metadata (``hub.pull`` sets ``lc_hub_owner``, ``lc_hub_repo``, ``lc_hub_commit_hash`` there; an app
+may set ``prompt_name`` / ``prompt_version``), and the model run after it in a ``prompt | model``
+sequence is its sibling, which does not: the template's run hands its identity to the recorder
+(``record_prompt``), which gives it to the run started next under the same parent.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from sentry_llm_callbacks.core.calls import (
     GraphStep,
     ModelRequest,
     ModelResponse,
+    PromptRef,
     RequestParameters,
     Retrieval,
     ToolCall,
@@ -62,7 +69,14 @@ from sentry_llm_callbacks.core.message_shapes import (
     tool_call_part,
     tool_result_part,
 )
-from sentry_llm_callbacks.core.metadata import PARENT_SPAN_ID, TRACE_ID, MetadataLayer
+from sentry_llm_callbacks.core.metadata import (
+    PARENT_SPAN_ID,
+    PROMPT_NAME,
+    PROMPT_VERSION,
+    TRACE_ID,
+    MetadataLayer,
+    prompt_ref,
+)
 from sentry_llm_callbacks.core.runs import Run
 from sentry_llm_callbacks.core.usage import Usage, detect, from_langchain, from_openai
 
@@ -75,6 +89,10 @@ _CONTROL_FLOW = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "
 _HANDOFF = "ParentCommand"
 _AGENT_CHAINS = frozenset({"AgentExecutor"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][\w.]*(<.*>)?")
+#: What ``hub.pull`` (langchain's hub, LangSmith's ``pull_prompt``) adds to a prompt template's metadata.
+_HUB_OWNER, _HUB_REPO, _HUB_COMMIT = "lc_hub_owner", "lc_hub_repo", "lc_hub_commit_hash"
+#: The owner LangSmith gives a prompt of the caller's own workspace (pulled as ``name``, not ``owner/name``).
+_OWN_WORKSPACE = "-"
 
 #: Each request parameter, the invocation-parameter (or LangSmith metadata) keys it is read
 #: from, first found wins, and its type.
@@ -219,6 +237,10 @@ class SentryCallbackHandler(BaseCallbackHandler):
             resumes=parent_run_id is None and _is_resume(inputs),
         )
         self._recorder.record_input(run, inputs, _plain)
+        if run is not None and (_HUB_REPO in meta or PROMPT_NAME in meta):
+            prompt = isolated(_template_prompt, meta, serialized, name, default=None)
+            if prompt is not None:
+                self._recorder.record_prompt(run, prompt)
 
     @_on_callback
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -514,18 +536,26 @@ def _run_metadata(metadata: Mapping[str, Any], parent_run_id: UUID | None) -> tu
         return _NO_METADATA
     get = metadata.get
     trace = get("trace")
-    values = (get("user"), get("session_id"), trace, get("privacy_mode"), get("thread_id"))
+    values = (
+        get("user"),
+        get("session_id"),
+        trace,
+        get("privacy_mode"),
+        get("thread_id"),
+        get(PROMPT_NAME),
+        get(PROMPT_VERSION),
+    )
     if values == _UNSET_VALUES:
         return _NO_METADATA
     steers = isinstance(trace, Mapping) and (TRACE_ID in trace or PARENT_SPAN_ID in trace)
     return isolated(_run_layer, values, parent_run_id, default=None), steers
 
 
-_UNSET_VALUES = (None, None, None, None, None)
+_UNSET_VALUES = (None,) * 7
 
 
-def _run_layer(values: tuple[Any, Any, Any, Any, Any], parent_run_id: UUID | None) -> MetadataLayer | None:
-    """The layer of ``(user, session_id, trace, privacy_mode, thread_id)``.
+def _run_layer(values: tuple[Any, ...], parent_run_id: UUID | None) -> MetadataLayer | None:
+    """The layer of ``(user, session_id, trace, privacy_mode, thread_id, prompt_name, prompt_version)``.
 
     LangChain hands every run of an invocation the same metadata values, so a nested run reuses
     the layer built for the values it carries; an invocation's first run always builds its own
@@ -535,9 +565,16 @@ def _run_layer(values: tuple[Any, Any, Any, Any, Any], parent_run_id: UUID | Non
     last = _last_layer
     if parent_run_id is not None and last is not None and all(map(operator.is_, last[0], values)):
         return last[1]
-    user, session_id, trace, privacy_mode, thread_id = values
+    user, session_id, trace, privacy_mode, thread_id, prompt_name, prompt_version = values
     layer = MetadataLayer.build(
-        user=user, session_id=session_id, trace=trace, privacy_mode=privacy_mode, conversation=thread_id, strict=False
+        user=user,
+        session_id=session_id,
+        trace=trace,
+        privacy_mode=privacy_mode,
+        conversation=thread_id,
+        prompt_name=prompt_name,
+        prompt_version=prompt_version,
+        strict=False,
     )
     _last_layer = (values, layer)
     return layer
@@ -547,6 +584,31 @@ def _is_resume(inputs: Any) -> bool:
     """A graph invoked with LangGraph's ``Command(resume=...)``: it resumes its thread after an
     interrupt (read by name: this adapter does not import LangGraph)."""
     return type(inputs).__name__ == "Command" and getattr(inputs, "resume", None) is not None
+
+
+def _template_prompt(meta: Mapping[str, Any], serialized: Mapping[str, Any] | None, name: str) -> PromptRef | None:
+    """The named prompt a prompt template's run renders: ``hub.pull``'s metadata (the name as
+    it is pulled, ``owner/repo``, or ``repo`` for the caller's own workspace; the commit hash as
+    the version), else the template's ``prompt_name`` / ``prompt_version``. None for a run that
+    is not a prompt template (an invocation's ``prompt_name`` reaches every run's metadata)."""
+    repo = _text(meta.get(_HUB_REPO))
+    if repo is not None:
+        owner = _text(meta.get(_HUB_OWNER))
+        full = f"{owner}/{repo}" if owner is not None and owner != _OWN_WORKSPACE else repo
+        return prompt_ref(full, meta.get(_HUB_COMMIT), strict=False)
+    if not _is_prompt_template(serialized, name):
+        return None
+    return prompt_ref(meta.get(PROMPT_NAME), meta.get(PROMPT_VERSION), strict=False)
+
+
+def _is_prompt_template(serialized: Mapping[str, Any] | None, name: str) -> bool:
+    """A prompt template's run: its serialized id is under ``prompts`` (``langchain.prompts.chat``,
+    ``langchain_core.prompts.structured``), or, where LangChain passes no serialized form, its
+    name is a template class's."""
+    ident = _mapping(serialized).get("id")
+    if isinstance(ident, list) and len(ident) > 2:
+        return ident[1] == "prompts"
+    return name.endswith(("PromptTemplate", "Prompt"))
 
 
 def _control_flow(error: BaseException) -> ControlFlow | None:

@@ -39,11 +39,17 @@ made while it is read nests under them, in the same trace. When the stream ends 
 * the task reading it was cancelled (``asyncio.CancelledError``): ERROR "cancelled", marked
   ``sentry_llm_callbacks.run.cancelled``;
 * the stream raised: ERROR with the exception.
+
+Which prompt a model call was made from: ``LLM.predict`` (and ``stream``, ``structured_predict``
+and their async forms) announces its template in a start event of its own span, and makes the
+model call inside that span; the template's ``metadata`` (``prompt_name``, ``prompt_version``) is
+kept for that span and handed over with the call's request (``ModelRequest.prompt_ref``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import sys
 import weakref
@@ -64,6 +70,7 @@ from sentry_llm_callbacks.core import adapter as contract
 from sentry_llm_callbacks.core.calls import (
     ModelRequest,
     ModelResponse,
+    PromptRef,
     RequestParameters,
     Retrieval,
     ToolCall,
@@ -79,7 +86,7 @@ from sentry_llm_callbacks.core.message_shapes import (
     provider_name,
     tool_call_part,
 )
-from sentry_llm_callbacks.core.metadata import MetadataLayer, conversation_key
+from sentry_llm_callbacks.core.metadata import PROMPT_NAME, PROMPT_VERSION, MetadataLayer, conversation_key, prompt_ref
 from sentry_llm_callbacks.core.runs import Run
 from sentry_llm_callbacks.core.usage import Usage, detect
 
@@ -222,6 +229,9 @@ class _SpanBridge(BaseSpanHandler):
     _models: dict[str, tuple[int, str | None]] = PrivateAttr(default_factory=dict)
     #: Runs whose end waits for their stream (a streamed response ends after its method returned).
     _deferred: set[str] = PrivateAttr(default_factory=set)
+    #: Named prompts announced by ``predict``-like spans: span id -> the template's identity, for
+    #: the model call made inside that span.
+    _prompts: dict[str, PromptRef] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def class_name(cls) -> str:
@@ -281,6 +291,8 @@ class _SpanBridge(BaseSpanHandler):
         method = qualname.rpartition(".")[2]
         kind, name, start = _classify(instance, method, parent)
         if kind is None:
+            if self._prompts and parent_id in self._prompts:  # the call is made deeper (a structured program)
+                self.remember_prompt(id_, self._prompts[parent_id])
             if traced_tree:
                 recorder.hide_run(id_, parent_id)
             return
@@ -290,6 +302,8 @@ class _SpanBridge(BaseSpanHandler):
                 self._aliases[id_] = owner
                 recorder.hide_run(id_, parent_id)
                 return
+            if self._prompts and parent_id in self._prompts and isinstance(start, ModelRequest):
+                start = dataclasses.replace(start, prompt_ref=self._prompts[parent_id])
         layer = conversation = None
         if not traced_tree:
             layer = _handler_layer(instance)
@@ -308,6 +322,13 @@ class _SpanBridge(BaseSpanHandler):
         elif isinstance(start, ToolCall):
             recorder.record_tool_call(run, start)
         isolated(_record_inputs, run, kind, bound_args, default=None)
+
+    def remember_prompt(self, span_id: str, prompt: PromptRef) -> None:
+        """A ``predict``-like span announced its template: the model call inside it was made from it."""
+        prompts = self._prompts
+        if len(prompts) >= _MAX_SIDE_STATE:  # spans that never exited: forget the oldest
+            prompts.pop(next(iter(prompts)), None)
+        prompts[span_id] = prompt
 
     def _remember_model(self, key: str, instance: Any, request: ModelRequest) -> None:
         """Which component a model run runs on, and whether its model is only the class name."""
@@ -373,6 +394,8 @@ class _SpanBridge(BaseSpanHandler):
 
     def _exit(self, id_: str, instance: Any, result: Any) -> None:
         recorder = _recorder
+        if self._prompts:
+            self._prompts.pop(id_, None)
         owner = self._aliases.pop(id_, None)
         if owner is not None:
             recorder.end_run(id_)  # forgets the hidden alias
@@ -400,6 +423,7 @@ class _SpanBridge(BaseSpanHandler):
         return self._aliases.get(span_id, span_id)
 
     def release(self, id_: str) -> None:
+        self._prompts.pop(id_, None)
         self._aliases.pop(id_, None)
         self._lazy_streams.pop(id_, None)
         self._models.pop(id_, None)
@@ -535,12 +559,17 @@ class _EventBridge(BaseEventHandler):
         if not span_id:
             return
         bridge: _SpanBridge = self.spans
+        kind = type(event).__name__
+        if kind in _PROMPT_EVENTS:  # announced in the span the model call will be made in
+            prompt = isolated(_template_prompt, getattr(event, "template", None), default=None)
+            if prompt is not None:
+                bridge.remember_prompt(span_id, prompt)
+            return
         owner_key = bridge.owner_of(span_id)
         recorder = _recorder
         run = recorder.get(owner_key)
         if run is None:
             return
-        kind = type(event).__name__
         try:
             for extractor in _EVENTS.get(kind, ()):
                 isolated(extractor, run, event, default=None)
@@ -824,6 +853,20 @@ _SHAPES = ContentShapes(read_message=_read_message, read_document=_read_node)
 
 
 # --------------------------------------------------------------------------- events
+
+
+#: Events that announce the prompt template a model call is about to be made from.
+_PROMPT_EVENTS = frozenset({"LLMPredictStartEvent", "LLMStructuredPredictStartEvent"})
+
+
+def _template_prompt(template: Any) -> PromptRef | None:
+    """The named prompt of a LlamaIndex prompt template: its ``metadata``'s ``prompt_name`` and
+    ``prompt_version``; None when it names none (LlamaIndex's default templates)."""
+    metadata = getattr(template, "metadata", None)
+    if not isinstance(metadata, Mapping) or PROMPT_NAME not in metadata:
+        return None
+    prompt = prompt_ref(metadata.get(PROMPT_NAME), metadata.get(PROMPT_VERSION), strict=False)
+    return prompt if prompt is not None and prompt.name is not None else None
 
 
 def _on_chat_start(run: Run, event: Any) -> None:

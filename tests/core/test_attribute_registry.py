@@ -27,7 +27,8 @@ from tests.support.spans import delivered
 
 def _drive_everything(server: OpenAIServer) -> None:
     """Every run kind of both frameworks, the error and control-flow paths included."""
-    handler = SentryCallbackHandler(user="u1", session_id="s1", trace={"team": "ml", "trace_id": "job-7"})
+    trace = {"team": "ml", "trace_id": "job-7", "prompt_name": "p", "prompt_version": 2}
+    handler = SentryCallbackHandler(user="u1", session_id="s1", trace=trace)
     config: dict[str, Any] = {"callbacks": [handler]}
     server.queue(
         Reply(content="", tool_calls=[{"id": "c1", "name": "add", "args": {"a": 1, "b": 2}}]),
