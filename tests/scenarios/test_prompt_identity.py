@@ -22,9 +22,8 @@ from sentry_llm_callbacks.core.metadata import MetadataLayer
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.devtools.waterfall import from_attributes, render_trace
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-
-from .conftest import delivered
-from .invariants import check_trace
+from tests.support.invariants import check_trace
+from tests.support.spans import delivered
 
 NAME = "gen_ai.prompt.name"
 VERSION = "sentry_llm_callbacks.prompt.version"
