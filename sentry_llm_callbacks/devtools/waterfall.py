@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -121,6 +121,8 @@ class SpanSummary:
     cost: float | None = None
     error: str | None = None
     content: list[tuple[str, Content]] = field(default_factory=list)
+    #: A score's ``name value`` (an evaluation span: shown as a badge on the row it scores).
+    score: str | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -186,7 +188,22 @@ def from_attributes(
         cost=_number(attributes.get(attr.COST_TOTAL)),
         error=error,
         content=_content(attributes),
+        score=_score(attributes),
     )
+
+
+def _score(attributes: Mapping[str, Any]) -> str | None:
+    """``helpfulness 0.8``, ``thumbs_up yes``, ``category billing`` for an evaluation span."""
+    name = attributes.get(attr.EVALUATION_NAME)
+    if attributes.get(attr.SENTRY_OP) != attr.OP_EVALUATE or not name:
+        return None
+    label = attributes.get(attr.EVALUATION_SCORE_LABEL)
+    if label in ("true", "false"):
+        return f"{name} {'yes' if label == 'true' else 'no'}"
+    value = _number(attributes.get(attr.EVALUATION_SCORE_VALUE))
+    if value is not None:
+        return f"{name} {round(value, 2):g}"
+    return f"{name} {label}" if label else str(name)
 
 
 def from_readable_span(span: Any) -> SpanSummary:
@@ -411,11 +428,18 @@ def _swatch(colour: str, margin: str) -> str:
     )
 
 
-def _name_cell(span: SpanSummary, depth: int, expanded: bool) -> str:
+_BADGE = (
+    "display:inline-block;margin-left:6px;padding:0 5px;border-radius:8px;background:#ede9fe;color:#5b21b6;"
+    "font-size:11px;line-height:16px"
+)
+
+
+def _name_cell(span: SpanSummary, depth: int, expanded: bool, scores: Sequence[str] = ()) -> str:
     colour = ERROR_COLOUR if span.error else COLOURS[span.kind]
     dot = _swatch(colour, "0 6px 0 0")
     op = f' <span style="color:#9ca3af">{_E(span.op)}</span>' if span.op else ""
-    label = f'{dot}<span class="slc-name" title="{_E(span.name)}">{_E(span.name)}</span>{op}'
+    badges = "".join(f'<span class="slc-score" style="{_BADGE}">{_E(score)}</span>' for score in scores)
+    label = f'{dot}<span class="slc-name" title="{_E(span.name)}">{_E(span.name)}</span>{op}{badges}'
     content = _content_html(span)
     style = f"{_TD};padding-left:{8 + depth * INDENT_PX}px;white-space:normal"
     if not content:
@@ -425,7 +449,7 @@ def _name_cell(span: SpanSummary, depth: int, expanded: bool) -> str:
     return f'<td style="{style}"><details class="slc-details"{opened}>{summary}{content}</details></td>'
 
 
-def _row(depth: int, span: SpanSummary, t0: int, total: int, expanded: bool) -> str:
+def _row(depth: int, span: SpanSummary, t0: int, total: int, expanded: bool, scores: Sequence[str] = ()) -> str:
     status = (
         f'<span style="color:{ERROR_COLOUR};font-weight:600" title="{_E(span.error)}">{_E(span.error)}</span>'
         if span.error
@@ -433,7 +457,7 @@ def _row(depth: int, span: SpanSummary, t0: int, total: int, expanded: bool) -> 
     )
     background = "background:#fef2f2;" if span.error else ""
     cells = [
-        _name_cell(span, depth, expanded),
+        _name_cell(span, depth, expanded, scores),
         f'<td style="{_TD};position:relative;{_GRID}">{_bar(span, t0, total)}</td>',
         f'<td style="{_TD};{_NUM}">{_E(fmt_duration(span.duration_ms))}</td>',
         _model_cell(span),
@@ -501,7 +525,13 @@ def render_trace(spans: list[SpanSummary], *, link: str | None = None, expanded:
     t0 = min(s.start_ns for s in spans)
     total = max(max(s.end_ns for s in spans) - t0, 1)
     head = _thead(total)
-    rows = "".join(_row(depth, span, t0, total, expanded) for depth, span in ordered(spans))
+    scores: dict[str, list[str]] = {}
+    for span in spans:  # a score shows on the row it scores, too
+        if span.score is not None:
+            scores.setdefault(span.parent_id, []).append(span.score)
+    rows = "".join(
+        _row(depth, span, t0, total, expanded, scores.get(span.span_id, ())) for depth, span in ordered(spans)
+    )
     return (
         f'<div class="slc-waterfall" data-trace-id="{_E(trace.trace_id)}" style="{_BOX}">{_header(trace, link)}'
         f'<table style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{_legend()}</div>'
