@@ -6,9 +6,11 @@
 
 Each round runs every workload once on each side (the other commit checked out in a temporary
 git worktree, this checkout as it is), each in its own process (``ab_cpu.py --json``), sides
-alternating and their order swapped every round. One line per workload: the median CPU per
-invocation (every thread, the final flush included) of each side and their ratio. With
-``--fail-above F`` the exit status is 1 when any workload's ratio exceeds ``1 + F``.
+alternating and their order swapped every round. One line per workload: the best (lowest) CPU
+per invocation of each side over the rounds (every thread, the final flush included), their
+ratio, and the ratio of the medians. On a shared machine interference only ever adds CPU time,
+so the best round is the steadiest figure: it is what ``--fail-above F`` checks (exit status 1
+when any workload's best-to-best ratio exceeds ``1 + F``).
 
 A single run on a 2-core machine varies by several percent; the README's Performance section
 says how many invocations and rounds keep the noise under the CI threshold, as measured with
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,10 +64,16 @@ def main() -> int:
                 ["git", "worktree", "add", "--detach", "-q", str(worktree), args.against], cwd=ROOT, check=True
             )
             other = worktree
+        # This checkout's package is copied beside the other one, so that both sides import from
+        # the same kind of place (no bytecode cache on either side, the same file system).
+        this = Path(scratch) / "this"
+        shutil.copytree(
+            ROOT / "sentry_llm_callbacks", this / "sentry_llm_callbacks", ignore=shutil.ignore_patterns("__pycache__")
+        )
         try:
             results: dict[str, dict[str, list[float]]] = {w: {"other": [], "this": []} for w in workloads}
             for round_no in range(args.rounds):
-                sides = [("other", other), ("this", ROOT)]
+                sides = [("other", other), ("this", this)]
                 if round_no % 2:
                     sides.reverse()
                 for workload in workloads:
@@ -76,17 +85,16 @@ def main() -> int:
                 subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False)
 
     failed = False
-    print(f"CPU per invocation, median of {args.rounds} rounds: {args.against} -> this checkout ({args.mode})")
+    print(f"CPU per invocation, best of {args.rounds} rounds: {args.against} -> this checkout ({args.mode})")
     for workload in workloads:
-        before = statistics.median(results[workload]["other"])
-        after = statistics.median(results[workload]["this"])
-        ratio = after / before
+        other, this = results[workload]["other"], results[workload]["this"]
+        ratio = min(this) / min(other)
+        median_ratio = statistics.median(this) / statistics.median(other)
         over = args.fail_above is not None and ratio > 1 + args.fail_above
         failed |= over
-        spread = max(results[workload]["this"]) / min(results[workload]["this"]) - 1
         print(
-            f"{workload:11} {before:9.0f} us -> {after:9.0f} us  x{ratio:.3f}"
-            f"  (this side's spread {spread:.1%}){'  SLOWER than allowed' if over else ''}"
+            f"{workload:11} {min(other):9.0f} us -> {min(this):9.0f} us  x{ratio:.3f}"
+            f"  (medians x{median_ratio:.3f}){'  SLOWER than allowed' if over else ''}"
         )
     return 1 if failed else 0
 
