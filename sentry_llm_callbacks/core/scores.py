@@ -257,10 +257,12 @@ class LastTraces:
 
 def origin() -> Any:
     """The context a trace starts in: the running asyncio task, else the thread's id."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
+    # asyncio is asked only when the app has imported it; another thread may be importing it
+    # right now, so the module can still lack its functions.
+    current_task = getattr(sys.modules.get("asyncio"), "current_task", None)
+    if current_task is not None:
         try:
-            task = asyncio.current_task()
+            task = current_task()
         except RuntimeError:  # no running event loop in this thread
             task = None
         if task is not None:

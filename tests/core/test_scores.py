@@ -242,3 +242,17 @@ def test_an_evaluation_span_sends_only_keys_sentry_knows_or_we_list(receiver: Lo
         meta = ATTRIBUTE_METADATA.get(key)
         own = any(key == k or (k.endswith(".") and key.startswith(k)) for k in attr.OWN_KEYS)
         assert own or (meta is not None and meta.deprecation is None), key
+
+
+def test_a_trace_starts_while_another_thread_is_still_importing_asyncio(
+    receiver: LocalReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module object without its functions yet stands where asyncio is: a root must still start."""
+    import types
+
+    slc.configure(dsn=receiver.dsn)
+    monkeypatch.setitem(sys.modules, "asyncio", types.ModuleType("asyncio"))
+    answer_chain().invoke("q", config={"callbacks": [SentryCallbackHandler()]})
+    monkeypatch.undo()
+    (span,) = delivered(receiver, 1)
+    assert slc.last_trace() == slc.RunRef(trace_id=span.trace_id, span_id=span.span_id)
