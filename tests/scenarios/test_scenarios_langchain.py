@@ -20,7 +20,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.output_parsers import StrOutputParser
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnableParallel, chain
 from langchain_core.tools import tool
@@ -57,8 +57,11 @@ class ScenarioModel(GenericFakeChatModel):
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         return self
 
+    def _reply(self, messages: Any) -> AIMessage:
+        return next(self.messages)
+
     def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Iterator[Any]:
-        message = next(self.messages)
+        message = self._reply(messages)
         assert isinstance(message, AIMessage)
         words = str(message.content).split(" ") if message.content else [""]
         for i, word in enumerate(words):
@@ -435,8 +438,21 @@ def test_runnable_parallel_keeps_each_call_apart(sentry: LocalReceiver) -> None:
         assert len([g for g in trace.generations if branch in trace.ancestors(g)]) == 1
 
 
+class KeyedModel(ScenarioModel):
+    """Answers question ``qN`` with the N-th reply, whatever order the calls come in (LangChain's
+    ``batch`` may call the model in another order than its inputs', even with ``max_concurrency=1``)."""
+
+    replies: tuple[AIMessage, ...] = ()
+
+    def _reply(self, messages: Any) -> AIMessage:
+        return self.replies[int(str(messages[-1].content).removeprefix("q"))]
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages))])
+
+
 def test_batch_gives_one_trace_per_input(sentry: LocalReceiver) -> None:
-    llm = model(*(reply(f"a{i}", (10 * (i + 1), i + 1)) for i in range(3)))
+    llm = KeyedModel(messages=iter(()), replies=tuple(reply(f"a{i}", (10 * (i + 1), i + 1)) for i in range(3)))
     answers = (prompt() | llm | StrOutputParser()).batch(
         [{"question": f"q{i}"} for i in range(3)], config=config(), max_concurrency=1
     )
