@@ -15,6 +15,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.graph import MessagesState  # at module level: older LangGraph reads the node's annotations from here
 
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.core.calls import PromptRef
@@ -118,7 +119,7 @@ def _fail(value: Any) -> Any:
 
 
 def test_a_template_and_model_called_inside_a_langgraph_node(sentry: LocalReceiver) -> None:
-    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.graph import END, START, StateGraph
 
     prompt, model, other = hub_prompt(repo="node-prompt"), chat("answer"), chat("follow-up")
 
