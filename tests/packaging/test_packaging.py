@@ -59,8 +59,11 @@ def wheel() -> Path:
 
 def test_the_wheel_ships_its_data_files(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    for needed in ("sentry_llm_callbacks/py.typed", "sentry_llm_callbacks/collector.py"):
-        assert needed in names
+    layers = ("base", "config", "core", "export", "sentry_sdk", "devtools", "langchain", "llamaindex")
+    needed = ["sentry_llm_callbacks/py.typed", "sentry_llm_callbacks/devtools/collector.py"]
+    needed += [f"sentry_llm_callbacks/{layer}/__init__.py" for layer in layers]
+    for name in needed:
+        assert name in names
     assert not any(name.startswith("tests/") for name in names)
 
 
