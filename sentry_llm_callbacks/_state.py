@@ -87,8 +87,7 @@ def _create_pipeline() -> ExportPipeline | None:
 
         _child_exit.watch()
         pipeline = outside_app_context(ExportPipeline, _destination)  # its threads start clean
-        prices = _prices if _prices is not None and _prices.overrides is _destination.prices else None
-        _target = Target.create(_destination, pipeline.sink, prices)
+        _target = Target.create(_destination, pipeline.sink, _prices)  # None: a destination read from the environment
         _pipeline = pipeline
         reaper.start(_destination.run_timeout)
         logger.debug("Export pipeline created for %r", _destination)

@@ -164,18 +164,12 @@ def library_price(model: str, provider: str | None = None) -> Price | None:
     return Price(**flat, source=source)
 
 
-def _parsed(rows: Mapping[str, Any] | None) -> bool:
-    return rows is not None and all(type(row) is Price for row in rows.values())
-
-
 class PriceTable:
     """The user's overrides (``configure(pricing=...)``) on top of genai-prices; lookups cached."""
 
     def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
         """``overrides``: the rows of ``configure(pricing=...)``, parsed (:func:`parse_pricing`) or not."""
-        #: The user's rows, parsed (the destination's own mapping when it was given one).
-        self.overrides: Mapping[str, Price] = parse_pricing(overrides) if not _parsed(overrides) else overrides
-        self._overrides = {name.lower(): price for name, price in self.overrides.items()}
+        self._overrides = parse_pricing(overrides)  # by lower-cased model id
         self._cache: dict[tuple[str, str | None], Price | None] = {}
         self._lock = threading.Lock()
         _library.start()

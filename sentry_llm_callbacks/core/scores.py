@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,11 @@ class RunRef:
 
     @classmethod
     def of(cls, run: Run) -> RunRef:
-        return cls(format(run.context.trace_id, "032x"), format(run.context.span_id, "016x"))
+        return cls.from_ids(run.context.trace_id, run.context.span_id)
+
+    @classmethod
+    def from_ids(cls, trace_id: int, span_id: int) -> RunRef:
+        return cls(format(trace_id, "032x"), format(span_id, "016x"))
 
 
 def _hex(value: object, pattern: re.Pattern[str], field: str, digits: str) -> str:
@@ -209,7 +214,8 @@ class LastTraces:
         self._threads: dict[int, tuple[int, int]] = {}
         #: Trace ids whose root ran in Privacy Mode (insertion-ordered, bounded).
         self._private: dict[int, None] = {}
-        self._tasks: Any = None  # a WeakKeyDictionary, made when a task first ends a trace
+        #: By asyncio task; a finished task's entry goes with it.
+        self._tasks: weakref.WeakKeyDictionary[Any, tuple[int, int]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def root_ended(self, run: Run) -> None:
@@ -229,21 +235,14 @@ class LastTraces:
             threads[where if where is not None else threading.get_ident()] = ids
             return
         with self._lock:
-            if self._tasks is None:
-                import weakref
-
-                self._tasks = weakref.WeakKeyDictionary()
             self._tasks[where] = ids
 
     def last(self) -> RunRef | None:
         where = origin()
-        if type(where) is int:
-            found = self._threads.get(where)
-        else:
-            found = self._tasks.get(where) if self._tasks is not None else None
+        found = self._threads.get(where) if type(where) is int else self._tasks.get(where)
         if found is None:
             return None
-        return RunRef(format(found[0], "032x"), format(found[1], "016x"))
+        return RunRef.from_ids(*found)
 
     def was_private(self, trace_id: int) -> bool:
         """True when a trace that ended here ran in Privacy Mode (remembered for the last 10 000)."""
@@ -252,7 +251,7 @@ class LastTraces:
     def clear(self) -> None:
         self._threads.clear()
         self._private.clear()
-        self._tasks = None
+        self._tasks = weakref.WeakKeyDictionary()
 
 
 def origin() -> Any:
