@@ -14,6 +14,7 @@ from langchain_core.runnables import RunnableLambda
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
+from tests.support.invariants import check_traces
 from tests.support.spans import delivered
 
 
@@ -50,6 +51,7 @@ def test_mask_never_runs_on_the_calling_thread(receiver: LocalReceiver) -> None:
     run.on_chain_end({"output": "done"})
 
     spans = delivered(receiver, 2)
+    check_traces(spans, 2)  # the chain, then the agent run
     app_thread = threading.get_ident()
     assert mask.threads, "the mask never ran"
     assert app_thread not in mask.threads, "the mask ran on the application's thread"

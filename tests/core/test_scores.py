@@ -17,7 +17,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from tests.support.invariants import check_trace
+from tests.support.invariants import check_trace, check_traces
 from tests.support.spans import delivered
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -131,6 +131,7 @@ def test_privacy_mode_sends_the_name_and_value_only(receiver: LocalReceiver) -> 
     slc.score(ref, "helpfulness", 0.4, explanation="SECRET-EXPLANATION")
     slc.score(ref, "faithful", EvaluationResult(response="SECRET-STATE", passing=True, feedback="SECRET-FEEDBACK"))
     spans = delivered(receiver, 3)
+    check_trace(spans, lazy=[s.name for s in evaluations(spans)])
     wire = b"".join(receiver.bodies)
     for secret in (b"SECRET-QUESTION", b"SECRET-EXPLANATION", b"SECRET-STATE", b"SECRET-FEEDBACK"):
         assert secret not in wire, secret
@@ -146,7 +147,8 @@ def test_a_private_handler_makes_its_scores_private(receiver: LocalReceiver) -> 
     ref = slc.last_trace()
     assert ref is not None
     slc.score(ref, "helpfulness", 0.4, explanation="SECRET-EXPLANATION")
-    delivered(receiver, 2)
+    spans = delivered(receiver, 2)
+    check_trace(spans, lazy=[s.name for s in evaluations(spans)])
     assert b"SECRET-EXPLANATION" not in b"".join(receiver.bodies)
 
 
@@ -169,6 +171,7 @@ def test_last_trace_is_per_asyncio_task(receiver: LocalReceiver) -> None:
 
     refs = dict(asyncio.run(both()))
     spans = delivered(receiver, 2)
+    check_traces(spans, 2)
     roots = {s.attributes["input.value"]: s for s in spans}
     for question, ref in refs.items():
         assert ref is not None
@@ -254,5 +257,7 @@ def test_a_trace_starts_while_another_thread_is_still_importing_asyncio(
     monkeypatch.setitem(sys.modules, "asyncio", types.ModuleType("asyncio"))
     answer_chain().invoke("q", config={"callbacks": [SentryCallbackHandler()]})
     monkeypatch.undo()
-    (span,) = delivered(receiver, 1)
+    spans = delivered(receiver, 1)
+    check_trace(spans)
+    (span,) = spans
     assert slc.last_trace() == slc.RunRef(trace_id=span.trace_id, span_id=span.span_id)

@@ -23,7 +23,7 @@ from sentry_llm_callbacks.core.metadata import MetadataLayer
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.devtools.waterfall import from_attributes, render_trace
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from tests.support.invariants import check_trace
+from tests.support.invariants import check_trace, check_traces
 from tests.support.spans import delivered
 
 NAME = "gen_ai.prompt.name"
@@ -108,6 +108,7 @@ def test_the_template_reaches_a_model_inside_a_fallback_or_retry_wrapper(sentry:
         {"q": "b"}, config={"callbacks": [handler]}
     )
     spans = delivered(sentry)
+    check_traces(spans, 2, generations=1)
     assert_only_generations_named(
         spans,
         {"backup": ("fallback-prompt", "a1b2c3d4"), "chat GenericFakeChatModel": ("retry-prompt", "a1b2c3d4")},
@@ -142,7 +143,9 @@ def test_a_template_and_model_called_inside_a_langgraph_node(sentry: LocalReceiv
 def test_a_batch_names_each_generation(sentry: LocalReceiver) -> None:
     chain = hub_prompt() | FakeListChatModel(responses=["a", "b", "c"]).with_config(run_name="answer")
     chain.batch([{"q": "1"}, {"q": "2"}, {"q": "3"}], config={"callbacks": [SentryCallbackHandler()]})
-    answers = [s for s in delivered(sentry) if s.name == "answer"]
+    spans = delivered(sentry)
+    check_traces(spans, 3, generations=1)
+    answers = [s for s in spans if s.name == "answer"]
     assert len(answers) == 3
     assert {prompt_of(s) for s in answers} == {("support-triage", "a1b2c3d4")}
 
@@ -212,7 +215,9 @@ def test_bad_prompt_values(sentry: LocalReceiver) -> None:
         "q",
         config={"callbacks": [SentryCallbackHandler()], "metadata": {"prompt_name": ["x"], "prompt_version": 3}},
     )
-    (answer,) = delivered(sentry)
+    spans = delivered(sentry)
+    check_trace(spans, generations=1)
+    (answer,) = spans
     assert prompt_of(answer) == (None, None)  # a version alone names no prompt
 
 
@@ -275,7 +280,9 @@ def test_a_llamaindex_template_names_the_completion_made_from_it(
 
 def test_a_llamaindex_template_wins_over_the_handlers_prompt(sentry: LocalReceiver, llamaindex_settings: None) -> None:
     _query(mode="refine", prompt_name="handler-prompt", prompt_version="h1")
-    completions = sorted((s for s in delivered(sentry) if s.op == "gen_ai.text_completion"), key=lambda s: s.start_ns)
+    spans = delivered(sentry)
+    check_trace(spans, generations=3)  # the query's embedding, then refine's two completions
+    completions = sorted((s for s in spans if s.op == "gen_ai.text_completion"), key=lambda s: s.start_ns)
     assert [prompt_of(s) for s in completions] == [("docs-qa", "7"), ("handler-prompt", "h1")]
 
 
@@ -289,6 +296,7 @@ def test_privacy_mode_still_sends_the_prompt_identity(receiver: LocalReceiver, l
     )
     _query()
     spans = delivered(receiver)
+    check_traces(spans, 2)  # the chain, then the query
     assert prompt_of(named(spans, "answer")) == ("support-triage", "a1b2c3d4")
     (completion,) = [s for s in spans if s.op == "gen_ai.text_completion"]
     assert prompt_of(completion) == ("docs-qa", "7")
