@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanContext
 from sentry_llm_callbacks.base.counters import COUNTERS
 from sentry_llm_callbacks.base.log import log_once
 from sentry_llm_callbacks.core import attributes as attr
-from sentry_llm_callbacks.core.content import ContentPolicy, clean_str, scalar_or_json
+from sentry_llm_callbacks.core.content import clean_str, scalar_or_json
 from sentry_llm_callbacks.core.conversations import InterruptedRoots
 from sentry_llm_callbacks.core.failures import FailureReporter, wants_failures
 from sentry_llm_callbacks.core.metadata import (
@@ -160,11 +160,7 @@ class Roots:
             trace_name=trace.get(TRACE_NAME),
             span_name=trace.get(SPAN_NAME),
             generation_name=trace.get(GENERATION_NAME),
-            policy=ContentPolicy(
-                private=bool(settings.privacy_mode or layer.privacy_mode),
-                max_chars=settings.max_content_chars,
-                mask=settings.mask,
-            ),
+            policy=target.policy(private=bool(layer.privacy_mode)),
             prices=target.prices,
             failures=[] if settings.capture_errors and wants_failures(self.failure_reporter) else None,
             tail=tail if sampled else None,

@@ -15,6 +15,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from sentry_llm_callbacks._version import __version__
 from sentry_llm_callbacks.config.settings import Destination
 from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.core.content import ContentPolicy
 from sentry_llm_callbacks.core.pricing import PriceTable
 from sentry_llm_callbacks.core.sampling import TraceSampling
 from sentry_llm_callbacks.core.sink import SpanSink
@@ -34,6 +35,12 @@ class Target:
     resource: Resource
     scope: InstrumentationScope
     prices: PriceTable
+    #: The content policy of its traces, and of its traces in Privacy Mode: made once, not per trace.
+    policies: tuple[ContentPolicy, ContentPolicy]
+
+    def policy(self, *, private: bool) -> ContentPolicy:
+        """The content policy of a trace of this target; ``private``: the trace asks for Privacy Mode."""
+        return self.policies[bool(private or self.settings.privacy_mode)]
 
     @classmethod
     def create(cls, settings: Destination, sink: SpanSink, prices: PriceTable | None = None) -> Target:
@@ -53,6 +60,10 @@ class Target:
             resource=Resource.create(resource_attributes(settings)),
             scope=InstrumentationScope("sentry_llm_callbacks", __version__),
             prices=prices if prices is not None else PriceTable(settings.prices),
+            policies=(
+                ContentPolicy(private=False, max_chars=settings.max_content_chars, mask=settings.mask),
+                ContentPolicy(private=True, max_chars=settings.max_content_chars, mask=settings.mask),
+            ),
         )
 
 

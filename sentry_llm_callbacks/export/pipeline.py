@@ -30,7 +30,7 @@ from sentry_llm_callbacks.export.backlog import Backlog
 from sentry_llm_callbacks.export.compression import Compression
 from sentry_llm_callbacks.export.encoding import SpanEncoder
 from sentry_llm_callbacks.export.extra_exporters import ExtraExporterProcessor
-from sentry_llm_callbacks.export.taps import TAPS
+from sentry_llm_callbacks.export.taps import TAPS, SpanTaps
 from sentry_llm_callbacks.export.transport import Backoff, OtlpHttpSender
 from sentry_llm_callbacks.export.worker import ExportWorker
 
@@ -187,19 +187,29 @@ class QueueSpanProcessor(SpanProcessor):
 
 
 class SpanFanOut(SpanProcessor):
-    """Hands each finished span to several processors, in order: the sink the recorder is given.
-    A new trace is accepted while the OTLP queue (``gate``) has room for it."""
+    """Hands each finished span to the taps, the OTLP queue (``gate``) and each extra exporter's
+    processor, in that order: the sink the recorder is given. A new trace is accepted while the
+    OTLP queue has room for it.
 
-    def __init__(self, processors: tuple[SpanProcessor, ...], gate: QueueSpanProcessor) -> None:
-        self._processors = processors
+    Called once per span on the application's thread: no taps and no extra exporters (the usual
+    case) cost one truth test each, not a call."""
+
+    def __init__(self, taps: SpanTaps, gate: QueueSpanProcessor, extra: tuple[SpanProcessor, ...] = ()) -> None:
+        self._taps = taps
+        self._gate = gate.on_end
+        self._extra = extra
         self.accepts_new_trace = gate.accepts_new_trace
 
     def on_start(self, span, parent_context=None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        for processor in self._processors:
-            processor.on_end(span)
+        if self._taps.taps:
+            self._taps.on_end(span)
+        self._gate(span)
+        if self._extra:
+            for processor in self._extra:
+                processor.on_end(span)
 
     def shutdown(self) -> None:
         pass
@@ -239,7 +249,7 @@ class ExportPipeline:
             ExtraExporterProcessor(exporter, max_batch_size=destination.max_batch_size)
             for exporter in destination.exporters
         )
-        self.sink = SpanFanOut((TAPS, self.processor, *self.extra), self.processor)
+        self.sink = SpanFanOut(TAPS, self.processor, self.extra)
 
     def flush(self, timeout: float) -> bool:
         """Deliver what is queued within ``timeout`` seconds. True when everything reached the

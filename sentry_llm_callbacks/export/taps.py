@@ -22,24 +22,24 @@ class SpanTaps(SpanProcessor):
     passed on. Empty in normal use, so a span pays one truth test."""
 
     def __init__(self) -> None:
-        # Replaced, never mutated: a span ending on another thread iterates a stable tuple.
-        self._taps: tuple[Tap, ...] = ()
+        #: Replaced, never mutated: a span ending on another thread iterates a stable tuple.
+        self.taps: tuple[Tap, ...] = ()
 
     def add(self, tap: Tap) -> None:
-        if tap not in self._taps:
-            self._taps = (*self._taps, tap)
+        if tap not in self.taps:
+            self.taps = (*self.taps, tap)
 
     def remove(self, tap: Tap) -> None:
-        self._taps = tuple(t for t in self._taps if t is not tap)
+        self.taps = tuple(t for t in self.taps if t is not tap)
 
     def __contains__(self, tap: object) -> bool:
-        return tap in self._taps
+        return tap in self.taps
 
     def on_start(self, span, parent_context=None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        for tap in self._taps:
+        for tap in self.taps:
             try:
                 tap(span)
             except Exception as exc:
