@@ -170,7 +170,8 @@ def report(results: dict, modes: list[str], workloads: list[str], args: argparse
         "",
         "x floor: added median / `otel_floor`'s (the spans we deliver, made directly with the SDK, no "
         "framework dispatch); x bare: / `otel_bare`'s (one SDK span per framework run, from a callback). "
-        "CPU added: process CPU per invocation (every thread, the final flush included) against `none`.",
+        "CPU added: process CPU per invocation (every thread, the final flush included) against `none`; "
+        "CPU x floor: / `otel_floor`'s CPU added; app CPU added: the application thread's alone.",
         "",
     ]
     for workload in workloads:
@@ -182,13 +183,14 @@ def report(results: dict, modes: list[str], workloads: list[str], args: argparse
         base_cpu = statistics.median(r["cpu_ns_per_invocation"] for r in base_runs if "cpu_ns_per_invocation" in r)
         floor_added = added_median(results, "otel_floor", workload, base_med)
         bare_added = added_median(results, "otel_bare", workload, base_med)
+        floor_cpu = cpu_added(results, "otel_floor", workload, base_cpu)
         lines += [
             f"### {workload} (no tracing: median {base_med / 1e3:.0f} us, p99 {base_p99 / 1e3:.0f} us, "
             f"CPU {base_cpu / 1e3:.0f} us)",
             "",
-            "| mode | added median | added p99 | x floor | x bare | CPU added | spans delivered / invocation "
-            "| RSS growth MB |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| mode | added median | added p99 | x floor | x bare | CPU added | CPU x floor | app CPU added "
+            "| spans delivered / invocation | RSS growth MB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for mode in modes:
             runs = results.get((mode, workload))
@@ -198,20 +200,90 @@ def report(results: dict, modes: list[str], workloads: list[str], args: argparse
             if not times:
                 first = runs[0]
                 why = f"unsupported: {first['unsupported']}" if "unsupported" in first else f"error: {first['error']}"
-                lines.append(f"| {LABELS.get(mode, mode)} | {why} | | | | | | |")
+                lines.append(f"| {LABELS.get(mode, mode)} | {why} | | | | | | | | |")
                 continue
             added = statistics.median(times) - base_med
             added_p99 = pct(times, 0.99) - base_p99
             cpu = statistics.median(r["cpu_ns_per_invocation"] for r in runs) - base_cpu
+            app_cpu = app_cpu_added(runs, base_runs)
             spans = sum(r["spans_received"] for r in runs) / sum(r["invocations"] for r in runs)
             rss = statistics.median(r["rss_after_mb"] - r["rss_before_mb"] for r in runs)
             lines.append(
                 f"| {LABELS.get(mode, mode)} | {added / 1e3:+.0f} us | {added_p99 / 1e3:+.0f} us | "
                 f"{ratio(added, floor_added)} | {ratio(added, bare_added)} | {cpu / 1e3:+.0f} us | "
-                f"{spans:.2f} | {rss:.1f} |"
+                f"{ratio(cpu, floor_cpu)} | {app_cpu} | {spans:.2f} | {rss:.1f} |"
             )
         lines.append("")
+    lines += targets(results, workloads)
     return "\n".join(lines)
+
+
+PEERS = ("openllmetry", "langfuse", "openinference")
+
+
+def cpu_added(results: dict, mode: str, workload: str, base_cpu: float) -> float | None:
+    runs = [r for r in results.get((mode, workload), []) if "cpu_ns_per_invocation" in r]
+    return statistics.median(r["cpu_ns_per_invocation"] for r in runs) - base_cpu if runs else None
+
+
+def app_cpu_added(runs: list[dict], base_runs: list[dict]) -> str:
+    mine = [r["app_cpu_ns_per_invocation"] for r in runs if "app_cpu_ns_per_invocation" in r]
+    base = [r["app_cpu_ns_per_invocation"] for r in base_runs if "app_cpu_ns_per_invocation" in r]
+    if not mine or not base:
+        return "-"
+    return f"{(statistics.median(mine) - statistics.median(base)) / 1e3:+.0f} us"
+
+
+def targets(results: dict, workloads: list[str]) -> list[str]:
+    """Each workload's figures against the targets: ours against ``ours@base`` (the baseline's
+    added median and CPU added), ours against the floor, and the best peer against ours."""
+    lines = [
+        "### Against the targets",
+        "",
+        "| workload | median vs @base | CPU vs @base | CPU x floor | median x floor | privacy CPU x floor "
+        "| p99 added, ours / floor | best peer CPU / ours | best peer median / ours |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for workload in workloads:
+        row = target_row(results, workload)
+        if row:
+            lines.append(row)
+    lines.append("")
+    return lines
+
+
+def target_row(results: dict, workload: str) -> str | None:
+    base_runs = results.get(("none", workload), [])
+    base = [t for r in base_runs for t in r.get("times_ns", [])]
+    if not base:
+        return None
+    base_med, base_p99 = statistics.median(base), pct(base, 0.99)
+    base_cpu = statistics.median(r["cpu_ns_per_invocation"] for r in base_runs if "cpu_ns_per_invocation" in r)
+
+    def med(mode: str) -> float | None:
+        return added_median(results, mode, workload, base_med)
+
+    def cpu(mode: str) -> float | None:
+        return cpu_added(results, mode, workload, base_cpu)
+
+    def p99(mode: str) -> str:
+        times = [t for r in results.get((mode, workload), []) for t in r.get("times_ns", [])]
+        return f"{(pct(times, 0.99) - base_p99) / 1e3:+.0f} us" if times else "-"
+
+    peers_cpu = [c for c in (cpu(p) for p in PEERS) if c is not None]
+    peers_med = [m for m in (med(p) for p in PEERS) if m is not None]
+    ours_cpu, ours_med = cpu("ours"), med("ours")
+    return (
+        f"| {workload} | {quotient(ours_med, med('ours@base'))} | {quotient(ours_cpu, cpu('ours@base'))} | "
+        f"{quotient(ours_cpu, cpu('otel_floor'))} | {quotient(ours_med, med('otel_floor'))} | "
+        f"{quotient(cpu('ours_privacy'), cpu('otel_floor'))} | {p99('ours')} / {p99('otel_floor')} | "
+        f"{quotient(min(peers_cpu) if peers_cpu else None, ours_cpu)} | "
+        f"{quotient(min(peers_med) if peers_med else None, ours_med)} |"
+    )
+
+
+def quotient(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a is not None and b else "-"
 
 
 LABELS = {
