@@ -89,12 +89,14 @@ class Backlog:
 
     def over(self, factor: float) -> bool:
         """Whether the backlog is at ``factor`` times its bound, in spans or bytes."""
-        spans = len(self.queue) + self.held_spans
-        if spans >= self.max_spans * factor:
+        queued = len(self.queue)
+        if queued + self.held_spans >= self.max_spans * factor:
             return True
-        if self.raw_bytes >= self.max_bytes * self.RAW_FACTOR * factor:
+        raw = self.raw_bytes
+        if raw >= self.max_bytes * self.RAW_FACTOR * factor:
             return True
-        return self.budget_bytes() >= self.max_bytes * factor
+        # budget_bytes(), inline: this is asked for every span, on the application's thread
+        return self.held_bytes + raw * self.ratio + queued * self.span_bytes >= self.max_bytes * factor
 
     def budget_bytes(self) -> int:
         """What the backlog counts against ``max_bytes``: compressed bytes held, encoded bytes at
