@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import types
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -101,9 +102,31 @@ def _wait_or_kill(pid: int, timeout: float) -> int | None:
     return None
 
 
-def test_a_child_forked_while_threads_use_every_entry_point_traces_and_exits(sentry: LocalReceiver) -> None:
+def _stop_langchain_importing_langchain_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """langchain-core 0.3's ``get_debug()`` and ``get_verbose()`` run ``import langchain`` on every
+    invocation; without the ``langchain`` package each attempt takes importlib's lock for that
+    name, and a child forked while another thread holds it waits for it forever, inside
+    LangChain, with or without a tracer (Python does not renew per-module import locks in a
+    child). What is tested here is our locks, so that import is made to find a module at once,
+    as it does where ``langchain`` is installed. langchain-core 1.x no longer imports it.
+    """
+    from importlib.metadata import version
+
+    if not version("langchain-core").startswith("0.") or "langchain" in sys.modules:
+        return
+    stand_in = types.ModuleType("langchain")
+    stand_in.debug = False  # type: ignore[attr-defined]
+    stand_in.verbose = False  # type: ignore[attr-defined]
+    stand_in.llm_cache = None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "langchain", stand_in)
+
+
+def test_a_child_forked_while_threads_use_every_entry_point_traces_and_exits(
+    sentry: LocalReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Prefork servers fork a traced parent at any moment; a lock held by another thread at that
     moment must not hang the child."""
+    _stop_langchain_importing_langchain_per_call(monkeypatch)
     chain = RunnableLambda(lambda x: x + 1)
     handler = SentryCallbackHandler()
     stop = threading.Event()
