@@ -4,9 +4,10 @@ One row per span, indented by its depth; a bar placed and sized by the span's st
 duration on the trace's time axis, coloured by kind (agent, model call, tool, chain) and red
 for an error; model (with the named prompt a model call was made from), tokens, cost and status
 on the row; the captured input and output one click away in a ``<details>`` element. No
-scripts, fonts or external CSS, and every style inline, so it renders the same in JupyterLab,
-VS Code notebooks, a static notebook export and a browser. Span names and content are
-untrusted: everything shown goes through ``html.escape``.
+scripts, fonts or external CSS; every style is stated both inline and in a scoped ``<style>``
+block that wins over the host's stylesheet (:mod:`~sentry_llm_callbacks.devtools.waterfall_style`),
+so it renders the same in JupyterLab, VS Code notebooks, a static notebook export and a browser.
+Span names and content are untrusted: everything shown goes through ``html.escape``.
 
 The renderer reads a neutral :class:`SpanSummary`; :func:`from_readable_span` (the
 OpenTelemetry SDK's finished span, as the notebook sees it) and :func:`from_received_span`
@@ -32,10 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.devtools import waterfall_style as style
 
 # The one grouping and the one tree walk, under the names this module has always offered.
 from sentry_llm_callbacks.devtools.trees import group_traces as group
 from sentry_llm_callbacks.devtools.trees import walk as ordered
+from sentry_llm_callbacks.devtools.waterfall_style import INDENT_PX, style_block
 
 __all__ = [
     "COLOURS",
@@ -68,7 +71,6 @@ __all__ = [
 
 #: Characters of one captured input or output shown in the page before the truncation marker.
 MAX_SHOWN_CHARS = 2000
-INDENT_PX = 14
 MISSING = "—"
 
 #: Content attributes shown under a row, with the label each gets, in this order.
@@ -367,30 +369,13 @@ def shorten(text: str, limit: int = MAX_SHOWN_CHARS) -> tuple[str, int]:
 # --------------------------------------------------------------------------- HTML
 
 _E = html.escape
-_BOX = (
-    "font:12px/1.45 -apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;"
-    "color:#1f2937;background:#fff;border:1px solid #e5e7eb;border-radius:6px;padding:8px 10px;margin:4px 0 10px;"
-    "max-width:100%;overflow-x:auto"
-)
-_TABLE = "border-collapse:collapse;width:100%;min-width:760px;table-layout:fixed"
-_TH = "text-align:left;font-weight:600;color:#6b7280;padding:4px 8px;border-bottom:1px solid #e5e7eb;white-space:nowrap"
-_TD = "padding:4px 8px;border-bottom:1px solid #f3f4f6;vertical-align:top;white-space:nowrap;overflow:hidden"
-_NUM = "text-align:right;font-variant-numeric:tabular-nums"
-# Quarter lines behind the bars give the shared time axis a scale.
-_GRID = (
-    "background:linear-gradient(90deg,transparent calc(25% - 1px),#eef0f3 25%,transparent calc(25% + 1px),"
-    "transparent calc(50% - 1px),#eef0f3 50%,transparent calc(50% + 1px),"
-    "transparent calc(75% - 1px),#eef0f3 75%,transparent calc(75% + 1px))"
-)
-_PRE = (
-    "margin:2px 0 6px;padding:6px 8px;background:#f9fafb;border:1px solid #e5e7eb;border-radius:4px;"
-    "white-space:pre-wrap;word-break:break-word;max-height:240px;overflow:auto;"
-    "font:11px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#111827"
-)
-# A long name (or a narrow notebook) is cut with an ellipsis rather than wrapped under the indent.
+_BOX, _TABLE, _SECTION, _TH, _TD, _NUM = style.BOX, style.TABLE, style.SECTION, style.TH, style.TD, style.NUM
+_PRE = style.PRE
+# A model or prompt too long for its column is cut with an ellipsis; its title holds it whole.
 _ONE_LINE = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
-_COLUMNS = (("span", "28%"), ("timeline", "27%"), ("duration", "7%"), ("model", "11%"), ("tokens", "8%"))
-_COLUMNS += (("cost", "8%"), ("status", "11%"))
+_COLUMNS = (("span", "32%"), ("timeline", "24%"), ("duration", "7%"), ("model", "11%"), ("tokens", "8%"))
+_COLUMNS += (("cost", "8%"), ("status", "10%"))
+_NUMBERS = ("duration", "tokens", "cost")
 
 
 def _bar(span: SpanSummary, t0: int, total: int) -> str:
@@ -401,8 +386,7 @@ def _bar(span: SpanSummary, t0: int, total: int) -> str:
     colour = ERROR_COLOUR if span.error else COLOURS[span.kind]
     return (
         f'<div class="slc-bar slc-kind-{span.kind}" title="{_E(fmt_duration(span.duration_ms))}" '
-        f'style="position:absolute;top:5px;height:10px;left:{left:.3f}%;width:{width:.3f}%;min-width:2px;'
-        f'background:{colour};border-radius:2px"></div>'
+        f'style="{style.BAR};left:{left:.3f}%;width:{width:.3f}%;background:{colour}"></div>'
     )
 
 
@@ -429,8 +413,8 @@ def _swatch(colour: str, margin: str) -> str:
 
 
 _BADGE = (
-    "display:inline-block;margin-left:6px;padding:0 5px;border-radius:8px;background:#ede9fe;color:#5b21b6;"
-    "font-size:11px;line-height:16px"
+    "display:inline-block;margin-left:6px;padding:0 5px;text-indent:0;border-radius:8px;background:#ede9fe;"
+    "color:#5b21b6;font-size:11px;line-height:16px"
 )
 
 
@@ -439,14 +423,20 @@ def _name_cell(span: SpanSummary, depth: int, expanded: bool, scores: Sequence[s
     dot = _swatch(colour, "0 6px 0 0")
     op = f' <span style="color:#9ca3af">{_E(span.op)}</span>' if span.op else ""
     badges = "".join(f'<span class="slc-score" style="{_BADGE}">{_E(score)}</span>' for score in scores)
-    label = f'{dot}<span class="slc-name" title="{_E(span.name)}">{_E(span.name)}</span>{op}{badges}'
+    name = f'<span class="slc-name" title="{_E(span.name)}">{_E(span.name)}</span>'
     content = _content_html(span)
-    style = f"{_TD};padding-left:{8 + depth * INDENT_PX}px;white-space:normal"
+    # Indented by the depth (inline, and as --slc-depth for the style block); a long name wraps.
+    cell = (
+        f'<td style="{_TD};{style.NAME_CELL};padding-left:{8 + depth * INDENT_PX}px;--slc-depth:{depth}" '
+        'class="slc-name-cell">'
+    )
+    toggle = f'<span class="slc-toggle" style="{style.TOGGLE}">{"▸" if content else ""}</span>'
+    label = f"{toggle}{dot}{name}{op}{badges}"
     if not content:
-        return f'<td style="{style}"><div style="{_ONE_LINE};padding-left:13px">{label}</div></td>'
+        return f'{cell}<div class="slc-label" style="{style.LABEL}">{label}</div></td>'
     opened = " open" if expanded else ""
-    summary = f'<summary style="cursor:pointer;{_ONE_LINE}">{label}</summary>'
-    return f'<td style="{style}"><details class="slc-details"{opened}>{summary}{content}</details></td>'
+    summary = f'<summary class="slc-label" style="{style.LABEL};cursor:pointer">{label}</summary>'
+    return f'{cell}<details class="slc-details"{opened}>{summary}{content}</details></td>'
 
 
 def _row(depth: int, span: SpanSummary, t0: int, total: int, expanded: bool, scores: Sequence[str] = ()) -> str:
@@ -455,18 +445,19 @@ def _row(depth: int, span: SpanSummary, t0: int, total: int, expanded: bool, sco
         if span.error
         else '<span style="color:#059669">ok</span>'
     )
-    background = "background:#fef2f2;" if span.error else ""
+    background = f";{style.ERROR_ROW}" if span.error else ""
+    number = f'<td style="{_TD};{_NUM}" class="slc-num">'
     cells = [
         _name_cell(span, depth, expanded, scores),
-        f'<td style="{_TD};position:relative;{_GRID}">{_bar(span, t0, total)}</td>',
-        f'<td style="{_TD};{_NUM}">{_E(fmt_duration(span.duration_ms))}</td>',
+        f'<td style="{_TD};position:relative;{style.GRID}" class="slc-timeline">{_bar(span, t0, total)}</td>',
+        f"{number}{_E(fmt_duration(span.duration_ms))}</td>",
         _model_cell(span),
-        f'<td style="{_TD};{_NUM}">{_E(_row_tokens(span))}</td>',
-        f'<td style="{_TD};{_NUM}">{_E(_row_cost(span))}</td>',
+        f"{number}{_E(_row_tokens(span))}</td>",
+        f"{number}{_E(_row_cost(span))}</td>",
         f'<td style="{_TD};text-overflow:ellipsis">{status}</td>',
     ]
     kind = f"slc-row slc-kind-{span.kind}" + (" slc-error" if span.error else "")
-    return f'<tr class="{kind}" data-span-id="{_E(span.span_id)}" style="{background}">{"".join(cells)}</tr>'
+    return f'<tr class="{kind}" data-span-id="{_E(span.span_id)}" style="{_SECTION}{background}">{"".join(cells)}</tr>'
 
 
 def _model_cell(span: SpanSummary) -> str:
@@ -507,20 +498,24 @@ def _legend() -> str:
 
 def _thead(total_ns: int) -> str:
     cells = []
-    for name, width in _COLUMNS:
-        align = f";{_NUM}" if name in ("duration", "tokens", "cost") else ""
+    for name, _ in _COLUMNS:
         label = name
         if name == "timeline":  # the axis: 0 on the left, the trace's duration on the right
             label = f'<span style="float:right">{_E(fmt_duration(total_ns / 1e6))}</span>0'
-        cells.append(f'<th style="{_TH};width:{width}{align}">{label}</th>')
-    return "".join(cells)
+        align, kind = (f";{_NUM}", ' class="slc-num"') if name in _NUMBERS else ("", "")
+        cells.append(f'<th style="{_TH}{align}"{kind}>{label}</th>')
+    # Column widths on <col> (no host styles those; the cells' own width stays auto).
+    cols = "".join(f'<col style="width:{width}">' for _, width in _COLUMNS)
+    return f'<colgroup>{cols}</colgroup><thead style="{_SECTION}"><tr style="{_SECTION}">{"".join(cells)}</tr></thead>'
 
 
 def render_trace(spans: list[SpanSummary], *, link: str | None = None, expanded: bool = False) -> str:
-    """One trace as a waterfall (an HTML fragment); ``link`` points to the trace elsewhere (Sentry),
-    ``expanded`` shows every row's input and output opened."""
-    if not spans:
-        return ""
+    """One trace as a waterfall (an HTML fragment, its scoped ``<style>`` first); ``link`` points
+    to the trace elsewhere (Sentry), ``expanded`` shows every row's input and output opened."""
+    return style_block() + _waterfall(spans, link=link, expanded=expanded) if spans else ""
+
+
+def _waterfall(spans: list[SpanSummary], *, link: str | None = None, expanded: bool = False) -> str:
     trace = overview(spans)
     t0 = min(s.start_ns for s in spans)
     total = max(max(s.end_ns for s in spans) - t0, 1)
@@ -534,15 +529,17 @@ def render_trace(spans: list[SpanSummary], *, link: str | None = None, expanded:
     )
     return (
         f'<div class="slc-waterfall" data-trace-id="{_E(trace.trace_id)}" style="{_BOX}">{_header(trace, link)}'
-        f'<table style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{_legend()}</div>'
+        f'<table style="{_TABLE}">{head}<tbody style="{_SECTION}">{rows}</tbody></table>{_legend()}</div>'
     )
 
 
 def render_traces(spans: list[SpanSummary], *, link_for: Callable[[str], str | None] | None = None) -> str:
     """Every trace among ``spans``, each as a waterfall, in the order they started."""
     traces = sorted(group(spans).values(), key=lambda members: min(s.start_ns for s in members))
-    return "".join(
-        render_trace(members, link=link_for(members[0].trace_id) if link_for else None) for members in traces
+    if not traces:
+        return ""
+    return style_block() + "".join(
+        _waterfall(members, link=link_for(members[0].trace_id) if link_for else None) for members in traces
     )
 
 

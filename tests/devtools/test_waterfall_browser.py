@@ -9,8 +9,6 @@ run, its input and output opened) for a person to look at.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,36 +19,11 @@ from langchain_core.runnables import RunnableLambda
 from sentry_llm_callbacks.devtools.demo import run_langchain_agent
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
-from tests.support.environment import REPO_ROOT
+from tests.support.chromium import chromium, needs_chromium, screenshot
 from tests.support.invariants import check_trace
 from tests.support.spans import delivered
 
-ARTIFACTS = REPO_ROOT / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (apt-get install -y chromium; .ci/run does it when it can)"
-)
-
-
-def chromium(tmp_path: Path, *args: str) -> str:
-    """Run headless Chromium with no network of its own beyond the page, and return its stdout."""
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+pytestmark = needs_chromium
 
 
 def send_traces(sentry: LocalReceiver) -> tuple[str, str]:
@@ -103,9 +76,5 @@ def test_waterfall_renders_in_chromium(sentry: LocalReceiver, tmp_path: Path) ->
     assert "ValueError: card token &lt;missing&gt;" in error_rows[0]
     assert "slc-error" not in next(row for row in re.findall(r"<tr class=.*?</tr>", dom, flags=re.S) if "40 → 5" in row)
 
-    ARTIFACTS.mkdir(exist_ok=True)
     for name, url in (("waterfall.png", f"/trace/{agent}"), ("waterfall-error.png", f"/trace/{failed}?open=all")):
-        shot = ARTIFACTS / name
-        shot.unlink(missing_ok=True)
-        chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,900", base + url)
-        assert shot.stat().st_size > 10_000  # a drawn page, not a blank one
+        screenshot(tmp_path, base + url, name)
