@@ -1,0 +1,292 @@
+"""What the trace page shows of a span, without a browser: attributes grouped, messages as a
+conversation, errors, the time axis, the link to Sentry, and the page's HTML holding hostile
+values inert. The browser drives the same pages in ``test_waterfall_browser.py``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.devtools import details
+from sentry_llm_callbacks.devtools.details import Message, Part, conversation, error_details, io_content
+from sentry_llm_callbacks.devtools.receiver import ReceivedSpan
+
+MS = 1_000_000
+TRACE = "ab" * 16
+
+
+def received(
+    span_id: str = "a" * 16,
+    parent: str = "",
+    *,
+    name: str = "span",
+    start_ms: float = 0,
+    end_ms: float = 10,
+    status: tuple[int, str] = (0, ""),
+    events: list[tuple[str, dict[str, Any]]] | None = None,
+    **attributes: Any,
+) -> ReceivedSpan:
+    return ReceivedSpan(
+        trace_id=TRACE,
+        span_id=span_id,
+        parent_span_id=parent,
+        name=name,
+        start_ns=int(start_ms * MS),
+        end_ns=int(end_ms * MS),
+        attributes={attr.SENTRY_OP: "function", **attributes},
+        status_code=status[0],
+        status_message=status[1],
+        events=events or [],
+        resource={"service.name": "llm-app"},
+    )
+
+
+def text(role: str, content: str) -> Message:
+    return Message(role, (Part("text", content),))
+
+
+QUESTION = "Why are payments failing?"
+#: What the package sends for a model call's input (Sentry's message shape).
+SENTRY_INPUT = json.dumps([{"role": "user", "parts": [{"type": "text", "content": QUESTION}]}])
+
+
+# --------------------------------------------------------------------------- conversations
+
+
+def test_a_langgraph_roots_raw_input_reads_as_the_same_conversation_as_its_model_calls() -> None:
+    """The root of a LangGraph agent carries the app's own input, ``("human", "...")`` pairs
+    under ``messages``; the model call under it carries Sentry's shape. Both show one user message."""
+    root_input = json.dumps({"messages": [["human", QUESTION]]})
+    assert conversation(root_input) == conversation(SENTRY_INPUT) == [text("user", QUESTION)]
+
+
+@pytest.mark.parametrize(
+    ("value", "roles"),
+    [
+        ([["system", "Be brief"], ["human", "hi"], ["ai", "hello"]], ["system", "user", "assistant"]),
+        ({"messages": ["hi", {"type": "ai", "content": "hello"}]}, ["user", "assistant"]),  # LangChain dumps
+        (
+            [
+                {"role": "developer", "content": "Be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            ],
+            ["developer", "user"],
+        ),
+        ({"role": "assistant", "parts": [{"type": "text", "content": "one message"}]}, ["assistant"]),
+    ],
+)
+def test_every_message_shape_reads_as_roles_in_order(value: Any, roles: list[str]) -> None:
+    found = conversation(json.dumps(value))
+    assert found is not None and [m.role for m in found] == roles
+
+
+def test_tool_calls_and_results_keep_their_name_arguments_and_id() -> None:
+    sentry = [
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "search", "arguments": {"q": "x"}}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "result": "found it"}]},
+        {"role": "assistant", "parts": [{"type": "text", "content": "done"}], "finish_reason": "stop"},
+    ]
+    openai = [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "function": {"name": "search", "arguments": '{"q": "x"}'}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "found it"},
+        {"role": "assistant", "content": "done", "finish_reason": "stop"},
+    ]
+    langchain = [
+        {"type": "ai", "content": "", "tool_calls": [{"name": "search", "args": {"q": "x"}, "id": "c1"}]},
+        {"type": "tool", "content": "found it", "tool_call_id": "c1"},
+        {"type": "ai", "content": "done", "finish_reason": "stop"},
+    ]
+    expected = [
+        Message("assistant", (Part("tool_call", '{\n  "q": "x"\n}', "search", "c1"),)),
+        Message("tool", (Part("tool_result", "found it", None, "c1"),)),
+        Message("assistant", (Part("text", "done"),), "stop"),
+    ]
+    for shape in (sentry, openai, langchain):
+        assert conversation(json.dumps(shape)) == expected, shape
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[Filtered]",  # Privacy Mode's placeholder
+        "plain text",
+        "42",
+        json.dumps(["doc one", "doc two"]),  # embeddings input, documents: strings are not messages
+        json.dumps({"question": "why?"}),
+        json.dumps([["human", "hi"], {"not": "a message"}]),  # one item that is not a message: not a conversation
+        json.dumps([{"type": "evaluation", "answers": {}}]),  # a score's output
+        "[]",
+        "[not json",
+    ],
+)
+def test_what_is_not_a_conversation_is_left_to_the_raw_view(value: str) -> None:
+    assert conversation(value) is None
+
+
+def test_a_model_call_reads_as_system_then_its_messages_and_its_output() -> None:
+    inputs, outputs = io_content(
+        {
+            attr.SYSTEM_INSTRUCTIONS: json.dumps([{"type": "text", "content": "You are a careful SRE."}]),
+            attr.INPUT_MESSAGES: SENTRY_INPUT,
+            attr.TOOL_DEFINITIONS: json.dumps([{"type": "function", "name": "search"}]),
+            attr.OUTPUT_MESSAGES: json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "ok"}]}]),
+            attr.REQUEST_MODEL: "gpt-4o-mini",
+        }
+    )
+    assert inputs.messages == [text("system", "You are a careful SRE."), text("user", QUESTION)]
+    assert outputs.messages == [text("assistant", "ok")]
+    assert [key for key, _ in inputs.raw] == [attr.SYSTEM_INSTRUCTIONS, attr.INPUT_MESSAGES, attr.TOOL_DEFINITIONS]
+    assert '"content": "Why are payments failing?"' in dict(inputs.raw)[attr.INPUT_MESSAGES]  # indented JSON
+
+
+def test_a_tool_span_reads_as_a_tool_call_and_its_result() -> None:
+    inputs, outputs = io_content(
+        {
+            attr.TOOL_NAME: "search_logs",
+            attr.TOOL_CALL_ARGUMENTS: '{"query":"payment errors"}',
+            attr.TOOL_CALL_RESULT: "NPE",
+        }
+    )
+    assert inputs.messages == [
+        Message("assistant", (Part("tool_call", '{\n  "query": "payment errors"\n}', "search_logs"),))
+    ]
+    assert outputs.messages == [Message("tool", (Part("tool_result", "NPE", "search_logs"),))]
+
+
+def test_content_that_is_no_conversation_is_still_shown_raw() -> None:
+    inputs, outputs = io_content({attr.INPUT_VALUE: "1", attr.OUTPUT_VALUE: '{"answer":2}'})
+    assert inputs.messages is None and inputs.raw == [(attr.INPUT_VALUE, "1")]
+    assert outputs.messages is None and outputs.raw == [(attr.OUTPUT_VALUE, '{\n  "answer": 2\n}')]
+    assert io_content({attr.USER_ID: "u1"})[0].raw == []
+
+
+def test_preview_is_one_line() -> None:
+    messages = conversation(json.dumps([["system", "Be\nbrief"], ["human", "x" * 500]]))
+    assert messages is not None
+    line = details.preview(messages)
+    assert line.startswith("system: Be brief · user: xxx") and len(line) == 160 and "\n" not in line
+
+
+def test_a_hostile_value_is_cut_at_the_page_limit() -> None:
+    huge = "x" * (details.MAX_VALUE_CHARS + 10)
+    assert details.show_value(huge).endswith("… [cut 10 chars]")
+    (message,) = conversation(json.dumps([["human", huge]])) or []
+    assert message.parts[0].text.endswith("… [cut 10 chars]")
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+SPAN_ATTRIBUTES: dict[str, Any] = {
+    attr.SENTRY_OP: "gen_ai.chat",
+    attr.SENTRY_DESCRIPTION: "chat gpt-4o-mini",
+    attr.OPERATION_NAME: "chat",
+    attr.PROVIDER_NAME: "openai",
+    attr.REQUEST_MODEL: "gpt-4o-mini",
+    attr.REQUEST_TEMPERATURE: 0.2,
+    attr.RESPONSE_FINISH_REASONS: ["stop"],
+    attr.RESPONSE_ID: "chatcmpl-1",
+    attr.USAGE_INPUT_TOKENS: 412,
+    attr.USAGE_CACHE_READ: 256,
+    attr.COST_TOTAL: 0.0001,
+    attr.USAGE_SOURCE: "provider",
+    attr.USER_ID: "user_42",
+    attr.SESSION_ID: "sess_7",
+    attr.CONVERSATION_ID: "sess_7",
+    attr.SENTRY_ENVIRONMENT: "prod",
+    "trace.metadata.team": "sre",
+    attr.LANGGRAPH_NODE: "agent",
+    "some.vendor.key": True,
+    attr.INPUT_MESSAGES: SENTRY_INPUT,
+    attr.OUTPUT_VALUE: "done",
+}
+
+
+def test_attributes_are_grouped_and_every_one_is_shown_once() -> None:
+    groups = details.group_attributes(SPAN_ATTRIBUTES, identifiers=[("span id", "a" * 16)])
+    by_title = {g.title: dict(g.rows) for g in groups}
+    assert list(by_title) == [
+        "Model and parameters",
+        "Usage and cost",
+        "User, session and metadata",
+        "Identifiers",
+        "Other",
+    ]
+    assert by_title["Model and parameters"] == {
+        attr.OPERATION_NAME: "chat",
+        attr.PROVIDER_NAME: "openai",
+        attr.REQUEST_MODEL: "gpt-4o-mini",
+        attr.REQUEST_TEMPERATURE: "0.2",
+        attr.RESPONSE_FINISH_REASONS: '["stop"]',
+    }
+    assert set(by_title["Usage and cost"]) == {
+        attr.USAGE_INPUT_TOKENS,
+        attr.USAGE_CACHE_READ,
+        attr.COST_TOTAL,
+        attr.USAGE_SOURCE,
+    }
+    assert by_title["User, session and metadata"][attr.USER_ID] == "user_42"
+    assert by_title["User, session and metadata"]["trace.metadata.team"] == "sre"
+    assert list(by_title["Identifiers"]) == ["span id", attr.RESPONSE_ID, attr.SENTRY_DESCRIPTION, attr.SENTRY_OP]
+    assert by_title["Other"] == {attr.LANGGRAPH_NODE: "agent", "some.vendor.key": "true"}
+    # Every attribute exactly once: in a group, or as input / output content.
+    inputs, outputs = io_content(SPAN_ATTRIBUTES)
+    shown = [key for g in groups for key, _ in g.rows if key != "span id"] + [k for k, _ in inputs.raw + outputs.raw]
+    assert sorted(shown) == sorted(SPAN_ATTRIBUTES)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+STACK = 'Traceback (most recent call last):\n  File "app.py", line 3, in charge\nValueError: card token <missing>'
+
+
+def test_an_error_shows_its_type_message_and_stack() -> None:
+    span = received(
+        status=(2, "ValueError: card token <missing>"),
+        events=[
+            (
+                "exception",
+                {
+                    attr.EXCEPTION_TYPE: "ValueError",
+                    attr.EXCEPTION_MESSAGE: "card token <missing>",
+                    attr.EXCEPTION_STACKTRACE: STACK,
+                },
+            )
+        ],
+        **{attr.ERROR_TYPE: "ValueError"},
+    )
+    assert error_details(span) == details.ErrorDetails("ValueError", "card token <missing>", STACK)
+
+
+def test_in_privacy_mode_an_error_is_its_type_alone() -> None:
+    """What the exporter sends in Privacy Mode: the type as status, error.type and the event."""
+    span = received(
+        status=(2, "ValueError"),
+        events=[("exception", {attr.EXCEPTION_TYPE: "ValueError"})],
+        **{attr.ERROR_TYPE: "ValueError"},
+    )
+    assert error_details(span) == details.ErrorDetails("ValueError", None, None)
+
+
+def test_an_error_without_its_event_reads_its_status() -> None:
+    assert error_details(received(status=(2, "cancelled"))) == details.ErrorDetails("cancelled", None, None)
+    assert error_details(received(status=(2, "KeyError: 'x'"))) == details.ErrorDetails("KeyError", "'x'", None)
+    assert error_details(received()) is None
+
+
+# --------------------------------------------------------------------------- the link to Sentry
+
+
+def test_the_sentry_link_needs_a_dsn_naming_the_organisation() -> None:
+    link = details.trace_link_for_dsn("https://key@o4242.ingest.de.sentry.io/7")
+    assert link is not None and link(TRACE) == f"https://sentry.io/organizations/4242/explore/traces/trace/{TRACE}/"
+    for dsn in (None, "", "not a dsn", "https://key@sentry.example.com/7", "http://public@127.0.0.1:4318/1"):
+        assert details.trace_link_for_dsn(dsn) is None, dsn
