@@ -50,6 +50,7 @@ __all__ = [
     "fmt_cost",
     "fmt_duration",
     "fmt_prompt",
+    "fmt_tick",
     "fmt_tokens",
     "from_attributes",
     "from_readable_span",
@@ -376,11 +377,11 @@ _TABLE = "border-collapse:collapse;width:100%;min-width:760px;table-layout:fixed
 _TH = "text-align:left;font-weight:600;color:#6b7280;padding:4px 8px;border-bottom:1px solid #e5e7eb;white-space:nowrap"
 _TD = "padding:4px 8px;border-bottom:1px solid #f3f4f6;vertical-align:top;white-space:nowrap;overflow:hidden"
 _NUM = "text-align:right;font-variant-numeric:tabular-nums"
-# Quarter lines behind the bars give the shared time axis a scale.
+# Lines at each third behind the bars: the time axis' ticks (see _axis).
 _GRID = (
-    "background:linear-gradient(90deg,transparent calc(25% - 1px),#eef0f3 25%,transparent calc(25% + 1px),"
-    "transparent calc(50% - 1px),#eef0f3 50%,transparent calc(50% + 1px),"
-    "transparent calc(75% - 1px),#eef0f3 75%,transparent calc(75% + 1px))"
+    "background:linear-gradient(90deg,transparent calc(33.333% - 1px),#eef0f3 33.333%,"
+    "transparent calc(33.333% + 1px),transparent calc(66.667% - 1px),#eef0f3 66.667%,"
+    "transparent calc(66.667% + 1px))"
 )
 _PRE = (
     "margin:2px 0 6px;padding:6px 8px;background:#f9fafb;border:1px solid #e5e7eb;border-radius:4px;"
@@ -505,13 +506,33 @@ def _legend() -> str:
     return f'<div style="color:#6b7280;margin-top:4px">{swatches}</div>'
 
 
+def fmt_tick(ms: float) -> str:
+    """A time axis label, short enough for four to fit: ``0``, ``0.25 ms``, ``4.3 ms``, ``145 ms``, ``1.25 s``."""
+    if ms <= 0:
+        return "0"
+    if ms < 1000:
+        return f"{ms:.2f} ms" if ms < 1 else f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+    return f"{ms / 1000:.2f} s" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def _axis(total_ns: int) -> str:
+    """The time axis: a label at 0, at each third (the grid's lines) and at the trace's end
+    (thirds rather than quarters: four short labels fit a timeline column of 180 px)."""
+    ticks = []
+    for third in range(4):
+        shift = {0: "0", 3: "-100%"}.get(third, "-50%")
+        ticks.append(
+            f'<span class="slc-tick" style="position:absolute;top:0;left:{third * 100 / 3:.3f}%;'
+            f'transform:translateX({shift})">{_E(fmt_tick(total_ns / 1e6 * third / 3))}</span>'
+        )
+    return f'<div class="slc-axis" style="position:relative;height:1.45em;font-weight:400">{"".join(ticks)}</div>'
+
+
 def _thead(total_ns: int) -> str:
     cells = []
     for name, width in _COLUMNS:
         align = f";{_NUM}" if name in ("duration", "tokens", "cost") else ""
-        label = name
-        if name == "timeline":  # the axis: 0 on the left, the trace's duration on the right
-            label = f'<span style="float:right">{_E(fmt_duration(total_ns / 1e6))}</span>0'
+        label = _axis(total_ns) if name == "timeline" else name
         cells.append(f'<th style="{_TH};width:{width}{align}">{label}</th>')
     return "".join(cells)
 

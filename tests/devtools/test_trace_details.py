@@ -5,6 +5,7 @@ values inert. The browser drives the same pages in ``test_waterfall_browser.py``
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.devtools import details
 from sentry_llm_callbacks.devtools.details import Message, Part, conversation, error_details, io_content
 from sentry_llm_callbacks.devtools.receiver import ReceivedSpan
+from sentry_llm_callbacks.devtools.waterfall import fmt_tick, from_attributes, render_trace
 
 MS = 1_000_000
 TRACE = "ab" * 16
@@ -290,3 +292,18 @@ def test_the_sentry_link_needs_a_dsn_naming_the_organisation() -> None:
     assert link is not None and link(TRACE) == f"https://sentry.io/organizations/4242/explore/traces/trace/{TRACE}/"
     for dsn in (None, "", "not a dsn", "https://key@sentry.example.com/7", "http://public@127.0.0.1:4318/1"):
         assert details.trace_link_for_dsn(dsn) is None, dsn
+
+
+# --------------------------------------------------------------------------- the time axis
+
+
+def test_the_time_axis_has_a_label_at_each_third() -> None:
+    spans = [
+        from_attributes(
+            trace_id=TRACE, span_id="r", parent_id="", name="r", start_ns=0, end_ns=200 * MS, attributes={}, error=None
+        )
+    ]
+    ticks = re.findall(r'class="slc-tick" style="[^"]*left:([\d.]+)%[^"]*">([^<]*)<', render_trace(spans))
+    assert ticks == [("0.000", "0"), ("33.333", "67 ms"), ("66.667", "133 ms"), ("100.000", "200 ms")]
+    labels = [fmt_tick(ms) for ms in (0, 0.25, 4.25, 145.2, 1250, 65_000)]
+    assert labels == ["0", "0.25 ms", "4.2 ms", "145 ms", "1.25 s", "65.0 s"]
