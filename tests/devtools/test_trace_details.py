@@ -4,6 +4,7 @@ values inert. The browser drives the same pages in ``test_waterfall_browser.py``
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from sentry_llm_callbacks.core import attributes as attr
-from sentry_llm_callbacks.devtools import details
+from sentry_llm_callbacks.devtools import details, trace_page
 from sentry_llm_callbacks.devtools.details import Message, Part, conversation, error_details, io_content
 from sentry_llm_callbacks.devtools.receiver import ReceivedSpan
 from sentry_llm_callbacks.devtools.waterfall import fmt_tick, from_attributes, render_trace
@@ -307,3 +308,69 @@ def test_the_time_axis_has_a_label_at_each_third() -> None:
     assert ticks == [("0.000", "0"), ("33.333", "67 ms"), ("66.667", "133 ms"), ("100.000", "200 ms")]
     labels = [fmt_tick(ms) for ms in (0, 0.25, 4.25, 145.2, 1250, 65_000)]
     assert labels == ["0", "0.25 ms", "4.2 ms", "145 ms", "1.25 s", "65.0 s"]
+
+
+# --------------------------------------------------------------------------- the page's HTML
+
+EVIL = "</script><script>window.pwned=1</script>\"'<img src=x onerror=alert(1)>&amp;"
+
+
+def data_of(page: str) -> dict[str, Any]:
+    match = re.search(r'<script type="application/json" id="slc-data">(.*?)</script>', page, flags=re.S)
+    assert match is not None
+    return json.loads(match.group(1))
+
+
+def test_hostile_names_and_values_stay_text_in_the_trace_page() -> None:
+    spans = [
+        received(
+            "a" * 16, name=EVIL, **{attr.USER_ID: EVIL, attr.INPUT_VALUE: json.dumps({"messages": [["human", EVIL]]})}
+        ),
+        received("b" * 16, "a" * 16, name="child", start_ms=1, **{EVIL: EVIL}),
+    ]
+    status, page = trace_page.trace_view(TRACE, spans, link='https://sentry.io/x"><script>alert(1)</script>')
+    assert status == 200
+    # The only scripts are the data island and the page's own script (admitted by its hash).
+    assert page.count("<script") == page.count("</script>") == 2
+    assert "<script>window" not in page and "<img" not in page and html.escape(EVIL) in page
+    island = re.search(r'id="slc-data">(.*?)</script>', page, flags=re.S)
+    assert island is not None and "<" not in island.group(1) and ">" not in island.group(1)
+    data = data_of(page)
+    assert data["spans"][0]["name"] == EVIL and data["spans"][0]["input"]["messages"][0]["parts"][0]["text"] == EVIL
+    assert ["user.id", EVIL] in dict(data["spans"][0]["groups"])["User, session and metadata"]
+    assert [EVIL, EVIL] in dict(data["spans"][1]["groups"])["Other"]
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page)
+    assert policy is not None
+    scripts = next(d for d in html.unescape(policy.group(1)).split("; ") if d.startswith("script-src"))
+    assert re.fullmatch(r"script-src 'sha256-[A-Za-z0-9+/=]{44}'", scripts)  # no inline script but the page's own
+
+
+def test_hostile_values_stay_text_in_the_trace_list() -> None:
+    spans = [received(name=EVIL, status=(2, EVIL), **{attr.USER_ID: EVIL, attr.SESSION_ID: "S1"})]
+    page = trace_page.trace_list({TRACE: spans}, endpoint="http://127.0.0.1:1/v1/traces", dsn="http://k@127.0.0.1:1/1")
+    assert "<img" not in page and page.count("<script") == 1
+    row = re.search(r'<tr class="slc-trace-row" data-errors data-search="([^"]*)">', page)
+    assert row is not None and html.unescape(row.group(1)) == f"{EVIL} {TRACE} {EVIL} s1 {EVIL} error".lower()
+
+
+def test_each_span_in_the_page_carries_its_place_details_and_previews() -> None:
+    spans = [
+        received(
+            "a" * 16, name="root", end_ms=30, **{attr.INPUT_VALUE: json.dumps({"messages": [["human", QUESTION]]})}
+        ),
+        received("b" * 16, "a" * 16, name="chat", start_ms=5, end_ms=20, **SPAN_ATTRIBUTES),
+    ]
+    _, page = trace_page.trace_view(TRACE, spans, link="https://sentry.io/t/")
+    data = data_of(page)
+    assert data["trace"] == {"id": TRACE, "link": "https://sentry.io/t/"}
+    root, chat = data["spans"]
+    assert (root["depth"], chat["depth"], chat["start"], chat["duration"]) == (0, 1, 5.0, 15.0)
+    assert root["input"]["messages"] == chat["input"]["messages"]  # the root's raw input, normalised
+    assert chat["input"]["raw"] == [
+        ["input messages", attr.INPUT_MESSAGES, details.io_content(SPAN_ATTRIBUTES)[0].raw[0][1]]
+    ]
+    assert ["Resource", [["service.name", "llm-app"]]] in chat["groups"]
+    assert "refresh" not in page  # complete: nothing reloads it
+    # The rows show one-line previews (the panel shows the content whole).
+    previews = re.findall(r'<pre class="slc-content" data-label="([^"]+)"[^>]*>([^<]*)</pre>', page)
+    assert previews == [("input", f"user: {QUESTION}"), ("input messages", f"user: {QUESTION}"), ("output", "done")]
