@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
+import urllib.request
 from typing import Any
 
 import pytest
 
+import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.devtools import details, trace_page
 from sentry_llm_callbacks.devtools.details import Message, Part, conversation, error_details, io_content
 from sentry_llm_callbacks.devtools.receiver import ReceivedSpan
 from sentry_llm_callbacks.devtools.waterfall import fmt_tick, from_attributes, render_trace
+from tests.support.environment import REPO_ROOT
 
 MS = 1_000_000
 TRACE = "ab" * 16
@@ -374,3 +381,33 @@ def test_each_span_in_the_page_carries_its_place_details_and_previews() -> None:
     # The rows show one-line previews (the panel shows the content whole).
     previews = re.findall(r'<pre class="slc-content" data-label="([^"]+)"[^>]*>([^<]*)</pre>', page)
     assert previews == [("input", f"user: {QUESTION}"), ("input messages", f"user: {QUESTION}"), ("output", "done")]
+
+
+def test_serve_links_each_trace_to_sentry_when_sentry_dsn_names_the_organisation() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")},
+        "SENTRY_DSN": "https://k@o4242.ingest.us.sentry.io/7",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sentry_llm_callbacks", "serve", "--port", str(port), "--seconds", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None and "Listening on" in proc.stdout.readline()
+        slc.configure(otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces")
+        sent = slc.send_test_trace(timeout=5)
+        assert sent.ok
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/trace/{sent.trace_id}", timeout=10) as response:
+            page = response.read().decode()
+        link = f"https://sentry.io/organizations/4242/explore/traces/trace/{sent.trace_id}/"
+        assert data_of(page)["trace"]["link"] == link and f'href="{link}"' in page
+    finally:
+        proc.terminate()
+        proc.wait(10)
