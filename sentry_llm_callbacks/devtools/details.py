@@ -31,6 +31,7 @@ from sentry_llm_callbacks.config.settings import parse_dsn
 from sentry_llm_callbacks.core import attributes as attr
 
 __all__ = [
+    "GROUPS",
     "INPUT_KEYS",
     "MAX_VALUE_CHARS",
     "OUTPUT_KEYS",
@@ -160,10 +161,16 @@ _USAGE = frozenset({attr.USAGE_SOURCE, attr.COST_SOURCE})
 _WHO = frozenset({attr.USER_ID, attr.SESSION_ID, attr.CONVERSATION_ID, attr.SENTRY_ENVIRONMENT, attr.SENTRY_RELEASE})
 _IDS = frozenset({attr.SENTRY_OP, attr.SENTRY_DESCRIPTION, attr.RESPONSE_ID, attr.PREVIOUS_TRACE})
 
+
+def _namespace(key: str) -> str:
+    """``gen_ai.request.`` of ``gen_ai.request.model``: what other senders' keys there start with."""
+    return key.rpartition(".")[0] + "."
+
+
 #: The groups, in the order shown: title, the keys it takes, the key prefixes it takes.
 GROUPS: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = (
-    ("Model and parameters", _MODEL, ("gen_ai.request.",)),
-    ("Usage and cost", _USAGE, ("gen_ai.usage.", "gen_ai.cost.")),
+    ("Model and parameters", _MODEL, (_namespace(attr.REQUEST_MODEL),)),
+    ("Usage and cost", _USAGE, (_namespace(attr.USAGE_INPUT_TOKENS), _namespace(attr.COST_TOTAL))),
     ("User, session and metadata", _WHO, (attr.TRACE_METADATA_PREFIX,)),
     ("Identifiers", _IDS, ()),
 )

@@ -39,7 +39,7 @@ from sentry_llm_callbacks.devtools.trees import walk
 __all__ = ["document", "not_found", "span_data", "trace_list", "trace_view"]
 
 _E = html.escape
-_STATIC = resources.files("sentry_llm_callbacks.devtools") / "static"
+_STATIC = resources.files(__package__ or "") / "static"
 _SCRIPT = (_STATIC / "trace_page.js").read_text(encoding="utf-8")
 _STYLE = (_STATIC / "trace_page.css").read_text(encoding="utf-8")
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
