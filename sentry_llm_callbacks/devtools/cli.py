@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from sentry_llm_callbacks._version import __version__
 from sentry_llm_callbacks.base.errors import ConfigurationError
+from sentry_llm_callbacks.devtools.details import trace_link_for_dsn
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan, format_trace_tree, group_traces
 
 
@@ -69,6 +70,8 @@ class _TracePrinter:
 def _serve(args: argparse.Namespace) -> int:
     receiver = LocalReceiver(host="127.0.0.1", port=args.port, public_key=None)
     receiver.on_spans = _TracePrinter(lambda: receiver.spans)
+    # Traces sent to Sentry too (an app exporting to both) link to it when SENTRY_DSN names the organisation.
+    receiver.trace_link = trace_link_for_dsn(os.environ.get("SENTRY_DSN"))
     receiver.start()
     print(f"Listening on http://127.0.0.1:{receiver.port}", flush=True)
     print(f"  Traces in your browser: http://127.0.0.1:{receiver.port}/", flush=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import re
 import shlex
 import threading
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.core import adapter
+from sentry_llm_callbacks.devtools.details import sentry_trace_url
 from sentry_llm_callbacks.devtools.trees import walk
 from sentry_llm_callbacks.devtools.waterfall import (
     MODEL,
@@ -76,10 +76,7 @@ def trace_url(trace_id: str) -> str | None:
     destination = _state.current_destination()
     if destination is None or destination.dsn is None:
         return None
-    match = re.match(r"o(\d+)\.ingest\.(?:(\w+)\.)?sentry\.io$", destination.dsn.host)
-    if not match:
-        return None
-    return f"https://sentry.io/organizations/{match.group(1)}/explore/traces/trace/{trace_id}/"
+    return sentry_trace_url(destination.dsn.host, trace_id)
 
 
 def render_html(spans: list[SpanSummary], dropped: int = 0, delivered: bool = True, warning: str | None = None) -> str:

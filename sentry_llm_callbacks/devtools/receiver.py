@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import html
 import re
 import threading
 import time
@@ -35,7 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from sentry_llm_callbacks.core import attributes as attr
-from sentry_llm_callbacks.devtools import waterfall
+from sentry_llm_callbacks.devtools import trace_page, waterfall
 from sentry_llm_callbacks.devtools.trees import group_traces, walk
 
 __all__ = [
@@ -330,28 +329,23 @@ class LocalReceiver:
             return Reply(400, {}, b"")
         return Reply(200, {}, ExportTraceServiceResponse().SerializeToString())
 
+    #: Makes the link to a trace elsewhere (its page in Sentry) that its page shows; None: no link.
+    trace_link: Callable[[str], str | None] | None = None
+
     def page(self, path: str) -> tuple[int, str]:
-        """The local web page: ``/`` lists the traces received (newest first), ``/trace/<id>``
-        draws one as a waterfall (``?open=all`` with every input and output opened)."""
+        """The local web page (see :mod:`~sentry_llm_callbacks.devtools.trace_page`): ``/`` lists
+        the traces received (newest first), ``/trace/<id>`` draws one as a waterfall with a
+        details panel (``?open=all`` with every row's input and output preview opened)."""
         path, _, query = path.partition("?")
-        traces = group_traces(waterfall.from_received_span(s) for s in self.spans)
+        traces = group_traces(self.spans)
         if path in ("/", "/index.html"):
-            return 200, self._list_page(traces)
+            return 200, trace_page.trace_list(traces, endpoint=self.plain_endpoint, dsn=self.dsn)
         match = _TRACE_PATH.fullmatch(path)
         if match is None:
-            return 404, waterfall.page("Not found", '<p>Not found. <a href="/">All traces</a></p>')
+            return trace_page.not_found()
         trace_id = match.group(1).lower()
-        return _trace_page(trace_id, traces.get(trace_id), expanded="open=all" in query.split("&"))
-
-    def _list_page(self, traces: dict[str, list[waterfall.SpanSummary]]) -> str:
-        endpoint = html.escape(self.plain_endpoint)
-        body = (
-            '<h1 style="font-size:18px;margin:0 0 4px">Traces received</h1>'
-            f'<p style="color:#6b7280;margin:0 0 10px">OTLP endpoint {endpoint} · DSN '
-            f"{html.escape(self.dsn)} · this page refreshes every 2 s</p>"
-        )
-        body += waterfall.render_trace_list([waterfall.overview(members) for members in traces.values()])
-        return waterfall.page("sentry-llm-callbacks: traces", body, refresh=True)
+        link = self.trace_link(trace_id) if self.trace_link is not None else None
+        return trace_page.trace_view(trace_id, traces.get(trace_id), expanded="open=all" in query.split("&"), link=link)
 
     def _check(self, path: str, headers: Mapping[str, str]) -> int:
         """What Sentry answers before reading the body: 404 for another path, 401 without a key, 403 for another key."""
@@ -369,20 +363,6 @@ class LocalReceiver:
         if f"sentry_key={self.public_key}" not in auth:
             return 403
         return 200
-
-
-def _trace_page(trace_id: str, members: list[waterfall.SpanSummary] | None, *, expanded: bool) -> tuple[int, str]:
-    here = f"/trace/{trace_id}"
-    toggle = f'<a href="{here}">collapse all</a>' if expanded else f'<a href="{here}?open=all">expand all</a>'
-    nav = f'<p style="margin:0 0 10px"><a href="/">← all traces</a> · {toggle}</p>'
-    if not members:
-        text = f"No span of trace {trace_id} has arrived yet; this page refreshes every 2 s."
-        return 404, waterfall.page("Trace not found", f"{nav}<p>{text}</p>", refresh=True)
-    # Reload until the root arrives (it ends last), then hold still so opened details stay open.
-    complete = waterfall.overview(members).complete
-    return 200, waterfall.page(
-        f"Trace {trace_id}", nav + waterfall.render_trace(members, expanded=expanded), refresh=not complete
-    )
 
 
 def _decompress(raw: bytes, encoding: str | None) -> bytes:

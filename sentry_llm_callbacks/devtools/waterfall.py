@@ -53,6 +53,7 @@ __all__ = [
     "fmt_cost",
     "fmt_duration",
     "fmt_prompt",
+    "fmt_tick",
     "fmt_tokens",
     "from_attributes",
     "from_readable_span",
@@ -475,7 +476,7 @@ def _header(trace: TraceOverview, link: str | None) -> str:
     trace_id = _E(trace.trace_id)
     if link:
         trace_id = f'<a href="{_E(link)}" target="_blank" rel="noopener" style="color:#2563eb">{trace_id} ↗</a>'
-    bits = [f"{trace.spans} spans", _E(fmt_duration(trace.duration_ms))]
+    bits = [f"{trace.spans} span{'' if trace.spans == 1 else 's'}", _E(fmt_duration(trace.duration_ms))]
     if trace.model_calls:
         bits.append(f"{trace.model_calls} model call" + ("s" if trace.model_calls != 1 else ""))
         bits.append("tokens " + _E(fmt_tokens(trace.input_tokens, trace.output_tokens)))
@@ -496,12 +497,36 @@ def _legend() -> str:
     return f'<div style="color:#6b7280;margin-top:4px">{swatches}</div>'
 
 
+def fmt_tick(ms: float) -> str:
+    """A time axis label, short enough for four to fit: ``0``, ``0.25 ms``, ``4.3 ms``, ``145 ms``, ``1.25 s``."""
+    if ms <= 0:
+        return "0"
+    if ms < 1000:
+        return f"{ms:.2f} ms" if ms < 1 else f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+    return f"{ms / 1000:.2f} s" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def _axis(total_ns: int) -> str:
+    """The time axis: a label at 0, at each third (the grid's lines) and at the trace's end
+    (thirds rather than quarters: four short labels fit a timeline column of 180 px). Only the
+    end carries the unit when the others share it ("0  0.17  0.34  0.51 ms"), as axes do."""
+    labels = [fmt_tick(total_ns / 1e6 * third / 3) for third in range(4)]
+    unit = labels[-1].partition(" ")[2]
+    labels[1:3] = [label.removesuffix(f" {unit}") for label in labels[1:3]]
+    ticks = []
+    for third, label in enumerate(labels):
+        shift = {0: "0", 3: "-100%"}.get(third, "-50%")
+        ticks.append(
+            f'<span class="slc-tick" style="position:absolute;top:0;left:{third * 100 / 3:.3f}%;'
+            f'transform:translateX({shift})">{_E(label)}</span>'
+        )
+    return f'<div class="slc-axis" style="position:relative;height:1.45em;font-weight:400">{"".join(ticks)}</div>'
+
+
 def _thead(total_ns: int) -> str:
     cells = []
     for name, _ in _COLUMNS:
-        label = name
-        if name == "timeline":  # the axis: 0 on the left, the trace's duration on the right
-            label = f'<span style="float:right">{_E(fmt_duration(total_ns / 1e6))}</span>0'
+        label = _axis(total_ns) if name == "timeline" else name
         align, kind = (f";{_NUM}", ' class="slc-num"') if name in _NUMBERS else ("", "")
         cells.append(f'<th style="{_TH}{align}"{kind}>{label}</th>')
     # Column widths on <col> (no host styles those; the cells' own width stays auto).

@@ -85,11 +85,11 @@ LABEL = (
     "display:block;margin:0;padding:0 0 0 27px;text-indent:-27px;list-style:none;white-space:normal;"
     "overflow-wrap:anywhere;word-break:normal"
 )
-#: Quarter lines behind the bars give the shared time axis a scale.
+#: Lines at each third behind the bars: the time axis' ticks (see ``waterfall._axis``).
 GRID = (
-    "background:linear-gradient(90deg,transparent calc(25% - 1px),#eef0f3 25%,transparent calc(25% + 1px),"
-    "transparent calc(50% - 1px),#eef0f3 50%,transparent calc(50% + 1px),"
-    "transparent calc(75% - 1px),#eef0f3 75%,transparent calc(75% + 1px))"
+    "background:linear-gradient(90deg,transparent calc(33.333% - 1px),#eef0f3 33.333%,"
+    "transparent calc(33.333% + 1px),transparent calc(66.667% - 1px),#eef0f3 66.667%,"
+    "transparent calc(66.667% + 1px))"
 )
 #: A bar's fixed part; its place, width and colour are the span's own (inline).
 BAR = "position:absolute;top:5px;height:10px;min-width:2px;border-radius:2px;margin:0;padding:0;border:0"

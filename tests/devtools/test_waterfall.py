@@ -418,9 +418,9 @@ def test_page_answers_unknown_paths_and_traces_with_404(receiver: LocalReceiver)
 
 
 def test_trace_page_reloads_until_its_root_arrives() -> None:
-    from sentry_llm_callbacks.devtools.receiver import _trace_page
+    from sentry_llm_callbacks.devtools.trace_page import trace_view
 
-    status, page = _trace_page(TRACE, [span("child", "root-not-yet")], expanded=False)
+    status, page = trace_view(TRACE, [received(span("child", "root-not-yet"))], expanded=False)
     assert status == 200 and 'http-equiv="refresh"' in page
 
 

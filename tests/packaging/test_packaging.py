@@ -61,6 +61,7 @@ def test_the_wheel_ships_its_data_files(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     layers = ("base", "config", "core", "export", "sentry_sdk", "devtools", "langchain", "llamaindex")
     needed = ["sentry_llm_callbacks/py.typed", "sentry_llm_callbacks/devtools/collector.py"]
+    needed += [f"sentry_llm_callbacks/devtools/static/trace_page.{ext}" for ext in ("css", "js")]
     needed += [f"sentry_llm_callbacks/{layer}/__init__.py" for layer in layers]
     for name in needed:
         assert name in names

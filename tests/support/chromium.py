@@ -21,9 +21,8 @@ from tests.support.environment import REPO_ROOT
 ARTIFACTS = REPO_ROOT / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (apt-get install -y chromium; .ci/run does it when it can)"
-)
+SKIP_REASON = "Chromium is not installed (apt-get install -y chromium; .ci/run does it when it can)"
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 
 #: The id of the element :func:`measure` reads the page script's JSON from.
 RESULT_ID = "slc-measured"
