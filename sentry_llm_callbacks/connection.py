@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sentry_llm_callbacks import _state
@@ -94,22 +94,8 @@ def _describe_status(status: int, destination: Destination, retry_after: str | N
     )
 
 
-def _unreachable_message(exc: Exception, destination: Destination, timeout: float) -> str:
-    import requests
-
-    host = destination.host
-    text = repr(exc)
-    if isinstance(exc, requests.exceptions.SSLError):
-        why = "the TLS handshake failed (certificate or proxy problem)"
-    elif isinstance(exc, requests.exceptions.Timeout):
-        why = f"no answer within {timeout:g} s"
-    elif "NameResolution" in text or "getaddrinfo" in text or "Name or service not known" in text:
-        why = "its name does not resolve (DNS)"
-    elif "refused" in text.lower():
-        why = "the connection was refused"
-    else:
-        why = f"a network error ({type(exc).__name__})"
-    return f"Could not reach {host}: {why}. Check the DSN's host, your network, proxy and firewall."
+def _unreachable_message(why: str, destination: Destination) -> str:
+    return f"Could not reach {destination.host}: {why}. Check the DSN's host, your network, proxy and firewall."
 
 
 def test_connection(
@@ -148,7 +134,7 @@ def check_destination(destination: Destination, timeout: float = 5.0) -> Connect
     """:func:`test_connection` for an already validated destination (also used by ``configure(verify=True)``)."""
     import requests
 
-    from sentry_llm_callbacks.export.transport import server_text  # with the check, not the package
+    from sentry_llm_callbacks.export.transport import network_problem, server_text  # with the check
 
     started = time.perf_counter()
     with requests.Session() as session:
@@ -167,7 +153,7 @@ def check_destination(destination: Destination, timeout: float = 5.0) -> Connect
                 False,
                 None,
                 "unreachable",
-                _unreachable_message(exc, destination, timeout),
+                _unreachable_message(network_problem(exc, timeout), destination),
                 time.perf_counter() - started,
             )
         except Exception as exc:  # e.g. an invalid header value
@@ -191,6 +177,8 @@ def check_destination(destination: Destination, timeout: float = 5.0) -> Connect
 
 def send_test_trace(timeout: float = 10.0) -> TestTraceResult:
     """Send a small trace (a root span and one generation with token usage) and wait for delivery.
+    A failure is reported as soon as the first request fails (refused connection, HTTP status...),
+    with its cause; the trace stays queued and is retried as any other.
 
     Example::
 
@@ -200,12 +188,44 @@ def send_test_trace(timeout: float = 10.0) -> TestTraceResult:
     return deliver_test_trace(timeout, diagnose="run test_connection()")
 
 
-def deliver_test_trace(timeout: float, *, diagnose: str) -> TestTraceResult:
-    """:func:`send_test_trace`, with ``diagnose`` saying how to find out why delivery failed in
-    the caller's terms (a Python call, or the command line's ``test-connection``)."""
+def deliver_test_trace(
+    timeout: float, *, diagnose: str, where_to_look: Callable[[str], str | None] | None = None
+) -> TestTraceResult:
+    """:func:`send_test_trace`, with ``diagnose`` saying how to find out more when no answer came
+    in time, in the caller's terms (a Python call, or the command line's ``test-connection``), and
+    ``where_to_look(trace_id)`` the sentence that says where to see a delivered trace (None: in
+    Sentry's Explore > Traces)."""
     pipeline = _state.get_pipeline()
     if pipeline is None:
         return TestTraceResult(False, "", "Not configured: call configure(dsn=...) or set SENTRY_DSN first.")
+    trace_id = _record_test_trace()
+    if trace_id is None:
+        return TestTraceResult(False, "", "The test trace was sampled out; set sample_rate=1.0 to send it.")
+    processor = pipeline.processor
+    failed_before = processor.failed_attempts
+    delivered = pipeline.flush(timeout, until_failure=True)
+    destination = pipeline.destination
+    where = _where(destination)
+    if delivered:
+        look = (where_to_look(trace_id) if where_to_look else None) or (
+            f"In Sentry, open Explore > Traces and search for trace {trace_id}."
+        )
+        return TestTraceResult(True, trace_id, f"Sent trace {trace_id} to {where}. {look}")
+    failure = processor.last_failure if processor.failed_attempts != failed_before else None
+    if failure is None:
+        why = f"{where} did not answer within {timeout:g} s; {diagnose} to see why."
+    elif failure.status_code is None and failure.retryable:
+        why = _unreachable_message(failure.detail, destination)
+    elif failure.status_code is None:
+        why = f"the request to {where} could not be built ({failure.detail})."
+    else:
+        retry_after = f"{failure.retry_after:g}" if failure.retry_after is not None else None
+        why = _describe_status(failure.status_code, destination, retry_after, failure.said)[1]
+    return TestTraceResult(False, trace_id, f"Trace {trace_id} was not delivered: {why}")
+
+
+def _record_test_trace() -> str | None:
+    """Record the test trace (a root span and one generation with usage); its id, or None if it was sampled out."""
     recorder = _state.recorder
     root_key, child_key = uuid.uuid4(), uuid.uuid4()
     root = recorder.start_run(
@@ -218,8 +238,7 @@ def deliver_test_trace(timeout: float, *, diagnose: str) -> TestTraceResult:
         run_metadata=None,
     )
     if root is None:
-        return TestTraceResult(False, "", "The test trace was sampled out; set sample_rate=1.0 to send it.")
-    trace_id = format(root.trace_id, "032x")
+        return None
     recorder.start_run(
         child_key,
         root_key,
@@ -232,16 +251,4 @@ def deliver_test_trace(timeout: float, *, diagnose: str) -> TestTraceResult:
     )
     recorder.end_run(child_key, usage=Usage(input_tokens=12, output_tokens=3, total_tokens=15))
     recorder.end_run(root_key)
-    delivered = pipeline.flush(timeout)
-    where = _where(pipeline.destination)
-    if delivered:
-        return TestTraceResult(
-            True,
-            trace_id,
-            f"Sent trace {trace_id} to {where}. In Sentry, open Explore > Traces and search for trace {trace_id}.",
-        )
-    return TestTraceResult(
-        False,
-        trace_id,
-        f"Trace {trace_id} was not delivered to {where} within {timeout:g} s; {diagnose} to see why.",
-    )
+    return format(root.trace_id, "032x")

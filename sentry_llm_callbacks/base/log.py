@@ -28,10 +28,12 @@ import functools
 import logging
 import os
 import sys
+import sysconfig
 import threading
 import warnings
 import weakref
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,6 +42,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _PACKAGE = "sentry_llm_callbacks"
 logger = logging.getLogger(_PACKAGE)
+
+#: Where library code lives: this package (wherever it is installed) and the standard library.
+_LIBRARY_PREFIXES = tuple(
+    {
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ""),
+        *(os.path.join(path, "") for key, path in sysconfig.get_paths().items() if key in ("stdlib", "platstdlib")),
+    }
+)
 
 # --------------------------------------------------------------------------- fork-safe locks
 
@@ -149,7 +159,8 @@ UNAUTHORIZED = (
 #: Not configured: every run is a no-op until configure() or SENTRY_DSN.
 NOT_CONFIGURED = (
     "sentry_llm_callbacks is not configured ({problem}); runs are not traced. "
-    "Call sentry_llm_callbacks.configure(dsn=...) or set SENTRY_DSN."
+    "Call sentry_llm_callbacks.configure(dsn=...) or set SENTRY_DSN. To look at traces on this "
+    "machine without Sentry, run `python -m sentry_llm_callbacks serve` and use the DSN it prints."
 )
 
 
@@ -162,10 +173,42 @@ def warn_user(kind: str, message: str) -> None:
     logger.warning("%s", message)
     if logger.isEnabledFor(logging.WARNING) and not _logging_shows_warnings():
         # contextlib.suppress: a filter set to "error" must not raise into the app (or end the
-        # export thread). The warning is attributed to the package, not to a line of it: the
-        # message is the whole story, and from the export thread there is no caller to point at.
+        # export thread).
         with contextlib.suppress(Exception):
-            warnings.warn_explicit(message, SentryLlmCallbacksWarning, _PACKAGE, 0, _PACKAGE)
+            frame = _warning_origin(sys._getframe(1))
+            globals_ = frame.f_globals
+            warnings.warn_explicit(
+                message,
+                SentryLlmCallbacksWarning,
+                frame.f_code.co_filename,
+                frame.f_lineno,
+                globals_.get("__name__", "<string>"),
+                globals_.setdefault("__warningregistry__", {}),
+            )
+
+
+def _is_library(filename: str) -> bool:
+    """True for this package's files, the standard library's, installed packages' (the
+    frameworks whose callbacks call us) and the interpreter's frozen modules."""
+    return (
+        filename.startswith(_LIBRARY_PREFIXES)
+        or filename.startswith("<frozen")
+        or any(part in filename for part in (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}"))
+    )
+
+
+def _warning_origin(caller: FrameType) -> FrameType:
+    """The frame a user warning points at: the innermost frame of the application's own code
+    (the line that invoked the chain, the query, the call that found nothing configured), as
+    ``warnings.warn`` with the right ``stacklevel`` would. On a thread with no application frame
+    (the export thread, a framework's thread pool) it is ``caller``: the line of the package that
+    found the problem, never line 0."""
+    frame: FrameType | None = caller
+    while frame is not None:
+        if not _is_library(frame.f_code.co_filename):
+            return frame
+        frame = frame.f_back
+    return caller
 
 
 def _logging_shows_warnings() -> bool:

@@ -38,6 +38,7 @@ __all__ = [
     "Destination",
     "Dsn",
     "build_destination",
+    "is_loopback",
     "parse_dsn",
     "validate_endpoint",
 ]
@@ -98,9 +99,11 @@ def parse_dsn(value: object) -> Dsn:
     except ValueError:
         raise ConfigurationError("dsn", "the DSN is not a valid URL", DSN_EXAMPLE) from None
     if parts.scheme not in ("http", "https"):
-        raise ConfigurationError(
-            "dsn", f"the scheme must be http or https, not {parts.scheme or 'missing'!r}", DSN_EXAMPLE
-        )
+        if not parts.scheme or "://" not in value:
+            problem = "the DSN has no scheme; a DSN starts with https:// (or http:// for a receiver on this machine)"
+        else:
+            problem = f"the scheme must be http or https, not {parts.scheme!r}"
+        raise ConfigurationError("dsn", problem, DSN_EXAMPLE)
     if not parts.hostname:
         raise ConfigurationError("dsn", "the DSN has no host", DSN_EXAMPLE)
     _check_host("dsn", parts.hostname, DSN_EXAMPLE)
@@ -143,7 +146,12 @@ def _check_host(fieldname: str, host: str, example: str) -> None:
         )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses: plain ``http://`` is allowed there.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("example.com")
+    (True, True, False)
+    """
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -171,11 +179,11 @@ def validate_endpoint(endpoint: object, *, allow_insecure_http: bool) -> str:
     except ValueError:
         raise ConfigurationError("otlp_endpoint", "the endpoint is not a valid URL", ENDPOINT_EXAMPLE) from None
     if parts.scheme not in ("http", "https"):
-        raise ConfigurationError(
-            "otlp_endpoint",
-            f"the scheme must be http or https, not {parts.scheme or 'missing'!r}",
-            ENDPOINT_EXAMPLE,
-        )
+        if not parts.scheme or "://" not in endpoint:
+            problem = "the endpoint has no scheme; it begins with https:// (or http:// for a collector on this machine)"
+        else:
+            problem = f"the scheme must be http or https, not {parts.scheme!r}"
+        raise ConfigurationError("otlp_endpoint", problem, ENDPOINT_EXAMPLE)
     if not parts.hostname:
         raise ConfigurationError("otlp_endpoint", "the endpoint has no host", ENDPOINT_EXAMPLE)
     _check_host("otlp_endpoint", parts.hostname, ENDPOINT_EXAMPLE)
@@ -188,12 +196,13 @@ def validate_endpoint(endpoint: object, *, allow_insecure_http: bool) -> str:
 
 
 def _check_transport_security(fieldname: str, scheme: str, host: str, allow: bool, example: str) -> None:
-    if scheme == "http" and not allow and not _is_loopback(host):
+    if scheme == "http" and not allow and not is_loopback(host):
         raise ConfigurationError(
             fieldname,
-            f"plain http:// to {host!r} would send traces unencrypted; use https://, or pass "
-            "allow_insecure_http=True if the network is trusted",
+            f"plain http:// to {host!r} would send traces unencrypted; use https://",
             example,
+            allowed_by="allow_insecure_http",
+            allowed_when="if the network is trusted",
         )
 
 

@@ -1,9 +1,17 @@
-"""The ``sentry-llm-callbacks`` command (also ``python -m sentry_llm_callbacks``)."""
+"""The ``sentry-llm-callbacks`` command (also ``python -m sentry_llm_callbacks``).
+
+One convention for every subcommand: what it produced (a check that passed, a trace id, a
+configuration) goes to stdout, exit status 0; a check that ran and failed (the endpoint refused,
+the trace was not delivered) is explained on stderr, exit status 1; a usage or configuration
+error (a bad flag, an invalid DSN, a busy port) is one or two sentences on stderr, exit status
+2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import errno
+import http.client
 import os
 import sys
 import threading
@@ -13,18 +21,45 @@ from urllib.parse import urlsplit
 
 from sentry_llm_callbacks._version import __version__
 from sentry_llm_callbacks.base.errors import ConfigurationError
+from sentry_llm_callbacks.config.settings import is_loopback
 from sentry_llm_callbacks.devtools.details import trace_link_for_dsn
-from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan, format_trace_tree, group_traces
+from sentry_llm_callbacks.devtools.receiver import (
+    SERVER_NAME,
+    LocalReceiver,
+    ReceivedSpan,
+    format_trace_tree,
+    group_traces,
+)
+
+#: Exit statuses (see the module's docstring).
+OK, CHECK_FAILED, USAGE_ERROR = 0, 1, 2
+
+EXIT_STATUSES = (
+    "exit status: 0 success (output on stdout); 1 a check ran and failed (explained on stderr); "
+    "2 a usage or configuration error (on stderr)"
+)
+
+
+def flag(option: str) -> str:
+    """How the command line spells a boolean option of ``configure()``: ``--allow-insecure-http``."""
+    return "--" + option.replace("_", "-")
 
 
 def _test_connection(args: argparse.Namespace) -> int:
-    from sentry_llm_callbacks import test_connection
+    from sentry_llm_callbacks.config.settings import build_destination
+    from sentry_llm_callbacks.connection import check_destination
 
-    result = test_connection(dsn=args.dsn, otlp_endpoint=args.endpoint, timeout=args.timeout)
-    print(("OK: " if result.ok else f"FAILED ({result.reason}): ") + result.message)
+    # Built here, not inside test_connection(): an invalid DSN is a usage error (exit 2, stderr),
+    # not a failed check.
+    destination = build_destination(
+        dsn=args.dsn, otlp_endpoint=args.endpoint, allow_insecure_http=args.allow_insecure_http
+    )
+    result = check_destination(destination, args.timeout)
+    out = sys.stdout if result.ok else sys.stderr
+    print(("OK: " if result.ok else f"FAILED ({result.reason}): ") + result.message, file=out)
     if result.status_code is not None:
-        print(f"HTTP {result.status_code} in {result.latency_s * 1000:.0f} ms")
-    return 0 if result.ok else 1
+        print(f"HTTP {result.status_code} in {result.latency_s * 1000:.0f} ms", file=out)
+    return OK if result.ok else CHECK_FAILED
 
 
 def _send_test_trace(args: argparse.Namespace) -> int:
@@ -37,15 +72,51 @@ def _send_test_trace(args: argparse.Namespace) -> int:
     # (refused key, spans dropped at exit) would only repeat it.
     warnings.filterwarnings("ignore", category=SentryLlmCallbacksWarning)
     deadline = time.monotonic() + args.timeout
-    configure(dsn=args.dsn, otlp_endpoint=args.endpoint, allow_insecure_http=args.allow_insecure_http)
+    destination = configure(dsn=args.dsn, otlp_endpoint=args.endpoint, allow_insecure_http=args.allow_insecure_http)
     given = [f"--{name}" for name in ("dsn", "endpoint") if getattr(args, name)]
     same = f" with the same {' and '.join(given)}" if given else ""
-    result = deliver_test_trace(args.timeout, diagnose=f"run `sentry-llm-callbacks test-connection`{same}")
-    print(result.message)
-    # The exit flush would wait the destination's exit_timeout (5 s) again for what flush could
-    # not deliver: stop now, within what is left of --timeout.
-    shutdown(timeout=max(0.0, deadline - time.monotonic()))
-    return 0 if result.ok else 1
+
+    def where_to_look(trace_id: str) -> str | None:
+        page = receiver_page(destination.endpoint, f"/trace/{trace_id}")
+        return f"See it at {page}" if page else None
+
+    result = deliver_test_trace(
+        args.timeout,
+        diagnose=f"run `sentry-llm-callbacks test-connection`{same}",
+        where_to_look=where_to_look,
+    )
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    # The exit flush would wait the destination's exit_timeout (5 s) again for what could not be
+    # delivered: stop now (at once after a failure: its cause is known, and retrying is not this
+    # command's job).
+    shutdown(timeout=max(0.0, deadline - time.monotonic()) if result.ok else 0.0)
+    return OK if result.ok else CHECK_FAILED
+
+
+def receiver_page(endpoint: str, path: str, *, timeout: float = 1.0) -> str | None:
+    """The URL of ``path`` on the local receiver (``serve``) that ``endpoint`` points at, or None
+    when ``endpoint`` is not on this machine, or what answers there is not that receiver (its
+    ``Server`` header says), or the page is not there.
+
+    Example::
+
+        receiver_page("http://127.0.0.1:4318/v1/traces", "/")   # 'http://127.0.0.1:4318/'
+    """
+    parts = urlsplit(endpoint)
+    if parts.scheme != "http" or not parts.hostname or not is_loopback(parts.hostname):
+        return None
+    connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+    if response.status != 200 or not (response.getheader("Server") or "").startswith(SERVER_NAME):
+        return None
+    return f"http://{parts.netloc.rpartition('@')[2]}{path}"
 
 
 class _TracePrinter:
@@ -127,7 +198,7 @@ def _demo(args: argparse.Namespace) -> int:
         ran += 1
     if not ran:
         print("Nothing to trace: install LangChain or LlamaIndex (see above).", file=sys.stderr)
-        return 1
+        return CHECK_FAILED
     delivered = flush(timeout=10)
     if receiver is None:
         counts = stats()
@@ -138,10 +209,16 @@ def _demo(args: argparse.Namespace) -> int:
                 "sentry-llm-callbacks test-connection --dsn ...",
                 file=sys.stderr,
             )
-            return 1
-        where = "In Sentry: Explore > Traces, search for trace name 'Error Analysis Agent'."
-        print(f"\nDelivered {counts['spans_exported']} spans. {where if _is_sentry(dsn) else ''}".rstrip())
-        return 0
+            return CHECK_FAILED
+        page = receiver_page(destination.endpoint, "/")
+        if page:
+            where = f"See them at {page}"
+        elif _is_sentry(dsn):
+            where = "In Sentry: Explore > Traces, search for trace name 'Error Analysis Agent'."
+        else:
+            where = ""
+        print(f"\nDelivered {counts['spans_exported']} spans. {where}".rstrip())
+        return OK
     spans = receiver.spans
     print(
         f"\nThe receiver decoded {len(spans)} spans in {len(group_traces(spans))} traces "
@@ -157,7 +234,7 @@ def _demo(args: argparse.Namespace) -> int:
             "\n(or run sentry-llm-callbacks serve, send your own app's traces to it, and open its page)."
         )
     receiver.stop()
-    return 0 if delivered and spans else 1
+    return OK if delivered and spans else CHECK_FAILED
 
 
 def _collector_config(args: argparse.Namespace) -> int:
@@ -172,6 +249,26 @@ def _is_sentry(dsn: str) -> bool:
     return host == "sentry.io" or host.endswith(".sentry.io")
 
 
+def _port(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number: give one from 0 to 65535") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port number: give one from 0 to 65535 (0: any free port)")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds, e.g. 60") from None
+    if not 0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 (until Ctrl+C) or a positive number of seconds, not {value}")
+    return number
+
+
 def _positive(value: str) -> float:
     try:
         number = float(value)
@@ -184,7 +281,9 @@ def _positive(value: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sentry-llm-callbacks", description="Send LangChain and LlamaIndex traces to Sentry over OTLP."
+        prog="sentry-llm-callbacks",
+        description="Send LangChain and LlamaIndex traces to Sentry over OTLP.",
+        epilog=EXIT_STATUSES,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command")
@@ -193,17 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
         "test-connection",
         help="check that a DSN or OTLP endpoint accepts traces",
         description="Send one empty OTLP request and say what the endpoint answered. Exits 0 only on success.",
+        epilog=EXIT_STATUSES,
     )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN)")
     p.add_argument("--endpoint", help="OTLP/HTTP traces endpoint (default: derived from the DSN)")
     p.add_argument("--timeout", type=_positive, default=5.0, help="seconds to wait (default 5)")
+    p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-local host")
     p.set_defaults(func=_test_connection)
 
     p = sub.add_parser(
         "send-test-trace",
         help="send a small trace and print its id",
         description="Send a root span and one generation span, wait for delivery, "
-        "and print the trace id to look for in Sentry.",
+        "and print the trace id to look for in Sentry (or the page to open, for a local `serve`). "
+        "A failure says its cause as soon as the first request fails.",
+        epilog=EXIT_STATUSES,
     )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN)")
     p.add_argument("--endpoint", help="OTLP/HTTP traces endpoint")
@@ -218,8 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(Sentry's path and /v1/traces), prints each trace as a tree, and serves a page on the "
         "same port (http://127.0.0.1:PORT/) listing the traces and drawing each as a waterfall.",
     )
-    p.add_argument("--port", type=int, default=4318, help="port (default 4318)")
-    p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (default: run until Ctrl+C)")
+    p.add_argument("--port", type=_port, default=4318, help="port, 0 to 65535 (default 4318; 0: any free port)")
+    p.add_argument(
+        "--seconds", type=_seconds, default=0, help="stop after this many seconds (default: run until Ctrl+C)"
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser(
@@ -253,17 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; a user error is one or two sentences on stderr and exit code 2, never a traceback."""
+    """Run the command. Exit status 0 on success, 1 when a check ran and failed (explained on
+    stderr), 2 for a usage or configuration error (one or two sentences on stderr, never a
+    traceback; a configuration message names this command's flags, not ``configure()``'s)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
-        return 2
+        return USAGE_ERROR
     try:
         return int(args.func(args))
     except ConfigurationError as exc:
-        print(f"sentry-llm-callbacks {args.command}: {exc}", file=sys.stderr)
-        return 2
+        print(f"sentry-llm-callbacks {args.command}: {exc.phrased(flag)}", file=sys.stderr)
+        return USAGE_ERROR
     except OSError as exc:
         if args.command == "serve" and exc.errno in (errno.EADDRINUSE, errno.EACCES):
             print(
@@ -271,9 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "choose another with --port, e.g. --port 4319.",
                 file=sys.stderr,
             )
-            return 2
+            return USAGE_ERROR
         print(f"sentry-llm-callbacks {args.command}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     except KeyboardInterrupt:
         return 130
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -140,7 +141,11 @@ class SpanSummary:
 
 
 def _number(value: Any) -> float | None:
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A count, cost or score to show as a number: not a bool, a string, NaN or an infinity
+    (an OTLP client may send any of them)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _content(attributes: Mapping[str, Any]) -> list[tuple[str, Content]]:

@@ -31,7 +31,7 @@ from sentry_llm_callbacks.export.compression import Compression
 from sentry_llm_callbacks.export.encoding import SpanEncoder
 from sentry_llm_callbacks.export.extra_exporters import ExtraExporterProcessor
 from sentry_llm_callbacks.export.taps import TAPS, SpanTaps
-from sentry_llm_callbacks.export.transport import Backoff, OtlpHttpSender
+from sentry_llm_callbacks.export.transport import Backoff, OtlpHttpSender, SendResult
 from sentry_llm_callbacks.export.worker import ExportWorker
 
 # --------------------------------------------------------------------------- queue and worker
@@ -149,10 +149,20 @@ class QueueSpanProcessor(SpanProcessor):
         """``flush_within`` in milliseconds, as OpenTelemetry's processors take it."""
         return self.flush_within(timeout_millis / 1000)
 
-    def flush_within(self, seconds: float) -> bool:
+    def flush_within(self, seconds: float, *, until_failure: bool = False) -> bool:
         """Deliver what is queued; False at the deadline (whatever the endpoint does), or if any
-        span was dropped since the previous flush."""
-        return self._worker.flush_within(seconds)
+        span was dropped since the previous flush (``until_failure``: or as soon as a request fails)."""
+        return self._worker.flush_within(seconds, until_failure=until_failure)
+
+    @property
+    def failed_attempts(self) -> int:
+        """Requests that were not delivered so far (each retry counts)."""
+        return self._worker.failed_attempts
+
+    @property
+    def last_failure(self) -> SendResult | None:
+        """The outcome of the last request that was not delivered: its status or network problem."""
+        return self._worker.last_failure
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Flush within ``timeout`` seconds, then stop: spans ended later, and whatever could not
@@ -251,12 +261,14 @@ class ExportPipeline:
         )
         self.sink = SpanFanOut(TAPS, self.processor, self.extra)
 
-    def flush(self, timeout: float) -> bool:
+    def flush(self, timeout: float, *, until_failure: bool = False) -> bool:
         """Deliver what is queued within ``timeout`` seconds. True when everything reached the
-        OTLP endpoint; extra exporters are given the same deadline, and do not change the answer."""
+        OTLP endpoint; extra exporters are given the same deadline, and do not change the answer.
+        ``until_failure``: return False as soon as a request fails (``processor.last_failure``
+        says why), without waiting through its retries."""
         deadline = time.monotonic() + timeout
         extra = [p.start_flush() for p in self.extra]
-        ok = self.processor.flush_within(timeout)
+        ok = self.processor.flush_within(timeout, until_failure=until_failure)
         _wait_until(extra, deadline)
         return ok
 

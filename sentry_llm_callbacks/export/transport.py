@@ -36,7 +36,34 @@ class SendResult:
     retryable: bool
     status_code: int | None = None
     retry_after: float | None = None
+    #: Why it failed: the HTTP reason (and what the server said, for a rejection), or what went
+    #: wrong on the way (:func:`network_problem`).
     detail: str = ""
+    #: What a server that rejected the request said about it (:func:`server_text`).
+    said: str = ""
+
+
+def network_problem(exc: Exception, timeout: float) -> str:
+    """What went wrong on the way to an endpoint, in words a person can act on.
+
+    >>> import requests
+    >>> network_problem(requests.exceptions.ReadTimeout(), 5.0)
+    'no answer within 5 s'
+    """
+    import requests
+
+    text = repr(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "the TLS handshake failed (certificate or proxy problem)"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"the connection timed out after {timeout:g} s"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"no answer within {timeout:g} s"
+    if "NameResolution" in text or "getaddrinfo" in text or "Name or service not known" in text:
+        return "its name does not resolve (DNS)"
+    if "refused" in text.lower():
+        return "the connection was refused"
+    return f"a network error ({type(exc).__name__})"
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -219,9 +246,10 @@ class OtlpHttpSender:
         except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
             return SendResult(False, False, None, None, type(exc).__name__)  # the same on every retry
         except requests.RequestException as exc:
-            return SendResult(False, True, None, None, type(exc).__name__)
+            return SendResult(False, True, None, None, network_problem(exc, timeout or self._timeout))
         except Exception as exc:
             return SendResult(False, False, None, None, type(exc).__name__)
+        said = ""
         try:
             status = classify_status(response.status_code)
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if status.retryable else None
@@ -231,7 +259,7 @@ class OtlpHttpSender:
                 detail = f"{detail}: {said}" if said else detail
         finally:
             response.close()
-        return SendResult(status.delivered, status.retryable, response.status_code, retry_after, detail)
+        return SendResult(status.delivered, status.retryable, response.status_code, retry_after, detail, said)
 
     def close(self) -> None:
         if self._session is not None:

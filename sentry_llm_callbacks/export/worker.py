@@ -50,6 +50,9 @@ class ExportWorker:
         fork_safe(self, "_thread_lock")
         self.thread: threading.Thread | None = None
         self._stopping = False
+        #: Requests that were not delivered (retried or dropped), and the last one's outcome.
+        self.failed_attempts = 0
+        self.last_failure: SendResult | None = None
 
     def start(self) -> None:
         """Start the export thread, unless it was started already."""
@@ -114,6 +117,8 @@ class ExportWorker:
             backlog.last_error = None
             return True
         COUNTERS.add("exports_failed")
+        self.last_failure = result
+        self.failed_attempts += 1
         backlog.last_error = str(result.status_code or result.detail)
         endpoint = redact_url(self._sender.endpoint)
         if result.retryable:
@@ -133,17 +138,22 @@ class ExportWorker:
         backlog.drop_held(request.spans, why, size=request.size, kind=kind)
         return True
 
-    def flush_within(self, seconds: float) -> bool:
+    def flush_within(self, seconds: float, *, until_failure: bool = False) -> bool:
         """Wait until everything queued is delivered or dropped; False at the deadline (whatever
-        the endpoint does), or if any span was dropped since the previous flush."""
+        the endpoint does), or if any span was dropped since the previous flush. ``until_failure``:
+        also stop waiting (False) as soon as a request fails, rather than through its retries
+        (``last_failure`` says why)."""
         deadline = time.monotonic() + seconds
         backlog = self._backlog
+        failed_before = self.failed_attempts
         if self.thread is None and not backlog.settled():
             self.start()
         with self._idle:
             while True:
                 if backlog.settled():
                     return backlog.end_flush_period()
+                if until_failure and self.failed_attempts != failed_before:
+                    return False
                 if self.backoff.failures and self.backoff.next_attempt > deadline:
                     return False  # the next attempt is after our deadline: don't wait for nothing
                 remaining = deadline - time.monotonic()

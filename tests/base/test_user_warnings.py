@@ -131,3 +131,41 @@ def test_a_notebook_shows_the_warning_under_the_cell() -> None:
     stderr = ["".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stderr") for cell in notebook.cells]
     assert sum(text.count(NOT_CONFIGURED) for text in stderr) == 1, stderr
     assert CATEGORY in "".join(stderr)
+
+
+#: A user's script: its traced call is on line 7.
+SCRIPT = """\
+import sentry_llm_callbacks as slc
+from langchain_core.runnables import RunnableLambda
+from sentry_llm_callbacks.langchain import SentryCallbackHandler
+
+chain = RunnableLambda(lambda x: x + 1)
+handler = SentryCallbackHandler()
+chain.invoke(1, config={"callbacks": [handler]})
+print("app finished")
+"""
+
+
+def test_the_not_configured_warning_points_at_the_users_line(tmp_path) -> None:
+    """Python's default warning filters, a script run as a user runs it: the warning names the
+    script's file and the line of the traced call (it used to read ``sentry_llm_callbacks:0``),
+    and says how to look at traces locally."""
+    script = tmp_path / "my_app.py"
+    script.write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_") and k != "PYTHONWARNINGS"}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0 and result.stdout == "app finished\n", result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"{script}:7: {CATEGORY}: {NOT_CONFIGURED}"), result.stderr
+    assert "python -m sentry_llm_callbacks serve" in first
+    assert 'chain.invoke(1, config={"callbacks": [handler]})' in result.stderr  # the line, as Python shows it
+
+
+def test_a_warning_from_the_export_thread_points_at_a_real_line(receiver: LocalReceiver) -> None:
+    """No application frame on the export thread: the warning names the package's line that
+    found the problem, never line 0."""
+    stderr = run_app(wrong_key_dsn(receiver)).stderr
+    location = next(line for line in stderr.splitlines() if CATEGORY in line).split(f": {CATEGORY}")[0]
+    filename, _, line = location.rpartition(":")
+    assert os.path.isfile(filename) and "sentry_llm_callbacks" in filename, location
+    assert int(line) > 0

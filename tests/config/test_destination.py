@@ -85,6 +85,35 @@ def test_bad_configuration_names_the_field_and_shows_an_example(kwargs: dict, fi
     assert KEY not in message
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"dsn": f"{KEY}@o1.ingest.sentry.io/1"}, "dsn: the DSN has no scheme; a DSN starts with https://"),
+        ({"dsn": "localhost:4318/1"}, "dsn: the DSN has no scheme"),
+        ({"dsn": f"://{KEY}@o1.ingest.sentry.io/1"}, "dsn: the DSN has no scheme"),
+        ({"otlp_endpoint": "collector:4318/v1/traces"}, "otlp_endpoint: the endpoint has no scheme; it begins with"),
+    ],
+)
+def test_a_value_without_a_scheme_is_told_so(kwargs: dict, says: str) -> None:
+    """It used to read "the scheme must be http or https, not 'missing'"."""
+    with pytest.raises(slc.ConfigurationError) as info:
+        slc.configure(**kwargs)
+    assert str(info.value).startswith(says)
+    assert "'missing'" not in str(info.value) and KEY not in str(info.value)
+
+
+def test_the_option_that_allows_plain_http_can_be_spelled_as_a_flag() -> None:
+    with pytest.raises(slc.ConfigurationError) as info:
+        slc.configure(dsn=f"http://{KEY}@o1.ingest.sentry.io/1")
+    error = info.value
+    assert error.allowed_by == "allow_insecure_http"
+    assert "or pass allow_insecure_http=True if the network is trusted." in str(error)
+    assert error.problem.endswith("or pass allow_insecure_http=True if the network is trusted")
+    flag = error.phrased(lambda name: "--" + name.replace("_", "-"))
+    assert "or pass --allow-insecure-http if the network is trusted." in flag
+    assert "allow_insecure_http" not in flag and flag.startswith("dsn: plain http:// to 'o1.ingest.sentry.io'")
+
+
 def test_nothing_configured_raises_a_clear_error() -> None:
     with pytest.raises(slc.ConfigurationError, match="SENTRY_DSN is not set"):
         slc.configure()

@@ -31,12 +31,13 @@ def test_test_connection_success_and_failures(receiver: FaultyReceiver) -> None:
     assert ok.returncode == 0 and ok.stdout.startswith("OK:")
     bad_key = "feedfacefeedfacefeedfacefeedface"
     refused = cli("test-connection", "--dsn", f"http://{bad_key}@127.0.0.1:{receiver.port}/1")
-    assert refused.returncode == 1 and "unauthorized" in refused.stdout
+    assert refused.returncode == 1 and "unauthorized" in refused.stderr and refused.stdout == ""
     receiver.fault = Fault(status=503)
     down = cli("test-connection", "--dsn", receiver.dsn)
-    assert down.returncode == 1 and "server_error" in down.stdout
+    assert down.returncode == 1 and "server_error" in down.stderr and down.stdout == ""
+    # A DSN that cannot be used is a configuration error, as in every other command.
     invalid = cli("test-connection", "--dsn", "https://o1.ingest.sentry.io/1")
-    assert invalid.returncode == 1 and "invalid_config" in invalid.stdout
+    assert invalid.returncode == 2 and "dsn: the DSN has no public key" in invalid.stderr and invalid.stdout == ""
     for result in (ok, refused, down, invalid):
         assert DEFAULT_KEY not in result.stdout + result.stderr
         assert bad_key not in result.stdout + result.stderr
