@@ -6,6 +6,7 @@ import argparse
 import errno
 import os
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -93,67 +94,90 @@ def _wait(seconds: float) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sentry_llm_callbacks import configure, flush, stats
-    from sentry_llm_callbacks.devtools.demo import missing, run_langchain_agent, run_llamaindex_query
+    from sentry_llm_callbacks import configure, flush, last_trace
+    from sentry_llm_callbacks.devtools import demo
 
+    started = time.perf_counter()
+    story = demo.plan()
+    if not story.frameworks:
+        print(f"sentry-llm-callbacks demo: {demo.NOTHING_TO_TRACE}", file=sys.stderr)
+        return 1
     dsn = args.dsn or os.environ.get("SENTRY_DSN")
     receiver = None
-    started = time.perf_counter()
     if dsn:
         destination = configure(dsn=dsn, allow_insecure_http=args.allow_insecure_http)
-        print(f"Sending the demo traces to {destination.host} (project {destination.project_id}).")
+        print(f"Sending the demo trace to {destination.host} (project {destination.project_id}).")
     else:
         receiver = LocalReceiver().start()
         configure(dsn=receiver.dsn)
         print(f"No DSN given: sending to a local receiver at {receiver.endpoint}")
-    ran = 0
-    install = missing("langchain")
-    if install:
-        print(f"\nLangChain is not installed: skipping the agent ({install}).")
-    else:
-        answer = run_langchain_agent()
-        agent = "LangChain agent" if missing("langgraph") else "LangGraph agent"
-        print(f"\n{agent} answered: {answer}")
-        ran += 1
-    install = missing("llamaindex")
-    if install:
-        print(f"LlamaIndex is not installed: skipping the query ({install}).")
-    else:
-        li_answer = run_llamaindex_query() or ""
-        print(f"LlamaIndex query answered: {li_answer[:80]}...")
-        ran += 1
-    if not ran:
-        print("Nothing to trace: install LangChain or LlamaIndex (see above).", file=sys.stderr)
-        return 1
+    for paragraph in (*story.notes, story.story()):
+        print("\n" + textwrap.fill(paragraph, width=100))
+    answer = demo.run(story)
+    root = last_trace()
+    who = "The agent" if story.agent else "The runbook lookup"
+    print("\n" + textwrap.fill(f"{who} answered: {answer}", width=100))
     delivered = flush(timeout=10)
+    trace_id = root.trace_id if root is not None else None
     if receiver is None:
-        counts = stats()
-        if not delivered:
-            print(
-                f"\nNot delivered: {counts['spans_exported']} of {counts['spans_started']} spans arrived "
-                f"({counts['exports_failed']} failed requests). Check the DSN with: "
-                "sentry-llm-callbacks test-connection --dsn ...",
-                file=sys.stderr,
-            )
-            return 1
-        where = "In Sentry: Explore > Traces, search for trace name 'Error Analysis Agent'."
-        print(f"\nDelivered {counts['spans_exported']} spans. {where if _is_sentry(dsn) else ''}".rstrip())
-        return 0
+        return _demo_delivered(dsn, delivered, story.trace_name, trace_id)
+    try:
+        return _demo_received(receiver, delivered, trace_id, keep_serving=args.keep_serving, started=started)
+    finally:
+        receiver.stop()
+
+
+def _demo_delivered(dsn: str, delivered: bool, trace_name: str, trace_id: str | None) -> int:
+    """The demo sent to a DSN: say whether it arrived, and where to look at it."""
+    from sentry_llm_callbacks import stats
+    from sentry_llm_callbacks.devtools.jupyter import trace_url
+
+    counts = stats()
+    if not delivered:
+        print(
+            f"\nNot delivered: {counts['spans_exported']} of {counts['spans_started']} spans arrived "
+            f"({counts['exports_failed']} failed requests). Check the DSN with: "
+            "sentry-llm-callbacks test-connection --dsn ...",
+            file=sys.stderr,
+        )
+        return 1
+    print(f'\nDelivered {counts["spans_exported"]} spans: the trace "{trace_name}" ({trace_id}).')
+    parts = urlsplit(dsn)
+    if _is_sentry(dsn):
+        link = trace_url(trace_id) if trace_id else None
+        print(f"In Sentry: {link}" if link else f"In Sentry: Explore > Traces, search for trace {trace_id}.")
+    elif parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        host = parts.netloc.rpartition("@")[2]
+        print(f"If that is `sentry-llm-callbacks serve`, its page shows it: http://{host}/trace/{trace_id}")
+    return 0
+
+
+def _demo_received(
+    receiver: LocalReceiver, delivered: bool, trace_id: str | None, *, keep_serving: bool, started: float
+) -> int:
+    """The demo sent to its own receiver: print what arrived, what it shows, and where to look."""
+    from sentry_llm_callbacks.devtools import demo
+
     spans = receiver.spans
+    traces = len(group_traces(spans))
     print(
-        f"\nThe receiver decoded {len(spans)} spans in {len(group_traces(spans))} traces "
+        f"\nThe receiver decoded {len(spans)} spans in {traces} trace{'' if traces == 1 else 's'} "
         f"({time.perf_counter() - started:.1f} s):\n"
     )
     print(format_trace_tree(spans))
-    if args.keep_serving:
-        print(f"\nThe traces as a waterfall: http://127.0.0.1:{receiver.port}/  (Ctrl+C to stop)", flush=True)
+    print()
+    print("\n".join(demo.summarize(spans)))
+    page = f"http://127.0.0.1:{receiver.port}/"
+    if keep_serving:
+        print(f"\nThe traces as a waterfall: {page}  (Ctrl+C to stop)", flush=True)
+        if trace_id:
+            print(f"This trace: {page}trace/{trace_id}", flush=True)
         _wait(0)
     else:
         print(
-            "\nTo look at these traces as a waterfall in your browser: sentry-llm-callbacks demo --keep-serving"
+            "\nTo look at this trace as a waterfall in your browser: sentry-llm-callbacks demo --keep-serving"
             "\n(or run sentry-llm-callbacks serve, send your own app's traces to it, and open its page)."
         )
-    receiver.stop()
     return 0 if delivered and spans else 1
 
 
