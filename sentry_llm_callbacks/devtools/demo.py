@@ -300,10 +300,13 @@ def _langgraph_agent(model: Any, tools: Sequence[Any]) -> Agent:
         warnings.simplefilter("ignore", DeprecationWarning)
         from langgraph.graph import END, START, MessagesState, StateGraph
 
-    def agent(state: Any, config: RunnableConfig) -> dict[str, Any]:
+    # LangGraph hands a node its config by the parameter's name when it is annotated RunnableConfig
+    # or not at all; langgraph 0.3 resolves node annotations in this module's globals, where
+    # LangChain is not imported: so ``config`` goes unannotated.
+    def agent(state: Any, config) -> dict[str, Any]:
         return {"messages": [model.invoke(state["messages"], config)]}
 
-    def tools_node(state: Any, config: RunnableConfig) -> dict[str, Any]:
+    def tools_node(state: Any, config) -> dict[str, Any]:
         return {"messages": run_tools(state["messages"][-1], tools, config)}
 
     def next_step(state: Any) -> str:
