@@ -245,10 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="trace a LangGraph agent and a LlamaIndex query with fake models",
-        description="Runs a small agent and a retrieval query with fake models (no keys, no "
-        "network). With a DSN it sends to Sentry; without one it starts a local "
-        "receiver and prints the trace tree it received.",
+        help="trace one story, an agent with a failing tool and a LlamaIndex lookup, on fake models",
+        description="Runs one story on fake models (no keys, no network): a LangGraph agent whose log "
+        "search fails (an error it recovers from) and whose runbook search is a LlamaIndex query, in one "
+        "trace. With a DSN it sends to Sentry; without one it starts a local receiver and prints the trace "
+        "it received. A framework that is not installed is named, with what is shown instead.",
     )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN; none: local receiver)")
     p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-local host")

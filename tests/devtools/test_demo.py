@@ -4,12 +4,17 @@ with LangGraph, LlamaIndex or LangChain made unimportable, and the trace that ar
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 from sentry_llm_callbacks.devtools import demo
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from tests.support.command_line import cli, hiding, words
+from tests.support.environment import REPO_ROOT
 from tests.support.invariants import Trace, check_trace
 
 CHAT_USAGE = [(412, 38), (486, 41), (590, 64)]
@@ -95,6 +100,29 @@ def test_without_a_dsn_it_prints_the_trace_and_where_to_look() -> None:
     assert "model calls: 3 x chat gpt-4o-mini, embeddings keyword-embedding, text_completion runbook-writer" in out
     assert "tool calls: execute_tool search_logs, execute_tool search_runbooks" in out
     assert "sentry-llm-callbacks demo --keep-serving" in out
+
+
+def test_keep_serving_prints_the_trace_page_and_serves_it() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")}
+    command = [sys.executable, "-m", "sentry_llm_callbacks", "demo", "--keep-serving"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=environment)
+    try:
+        assert proc.stdout is not None
+        url = None
+        for line in proc.stdout:  # the command prints this line, then serves until stopped
+            match = re.match(r"This trace: (http://127\.0\.0\.1:\d+/trace/[0-9a-f]{32})$", line.strip())
+            if match:
+                url = match.group(1)
+                break
+        assert url is not None, "the demo printed no page for its trace"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            page = response.read().decode()
+        assert response.status == 200 and demo.TRACE_NAME in page
+        assert "execute_tool search_logs" in page and f"TimeoutError: {demo.LOG_SEARCH_ERROR}" in page
+        assert "VectorIndexRetriever.retrieve" in page
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_without_langgraph_it_says_so_and_runs_the_agent_as_a_loop(receiver: LocalReceiver, tmp_path: Path) -> None:
