@@ -14,6 +14,7 @@ import errno
 import http.client
 import os
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -153,7 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
         _wait(args.seconds)
     finally:
         receiver.stop()
-    return 0
+    return OK
 
 
 def _wait(seconds: float) -> None:
@@ -167,73 +168,89 @@ def _wait(seconds: float) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sentry_llm_callbacks import configure, flush, stats
-    from sentry_llm_callbacks.devtools.demo import missing, run_langchain_agent, run_llamaindex_query
+    from sentry_llm_callbacks import configure, flush, last_trace
+    from sentry_llm_callbacks.devtools import demo
 
+    started = time.perf_counter()
+    story = demo.plan()
+    if not story.frameworks:
+        print(f"sentry-llm-callbacks demo: {demo.NOTHING_TO_TRACE}", file=sys.stderr)
+        return CHECK_FAILED
     dsn = args.dsn or os.environ.get("SENTRY_DSN")
     receiver = None
-    started = time.perf_counter()
     if dsn:
         destination = configure(dsn=dsn, allow_insecure_http=args.allow_insecure_http)
-        print(f"Sending the demo traces to {destination.host} (project {destination.project_id}).")
+        print(f"Sending the demo trace to {destination.host} (project {destination.project_id}).")
     else:
         receiver = LocalReceiver().start()
         configure(dsn=receiver.dsn)
         print(f"No DSN given: sending to a local receiver at {receiver.endpoint}")
-    ran = 0
-    install = missing("langchain")
-    if install:
-        print(f"\nLangChain is not installed: skipping the agent ({install}).")
-    else:
-        answer = run_langchain_agent()
-        agent = "LangChain agent" if missing("langgraph") else "LangGraph agent"
-        print(f"\n{agent} answered: {answer}")
-        ran += 1
-    install = missing("llamaindex")
-    if install:
-        print(f"LlamaIndex is not installed: skipping the query ({install}).")
-    else:
-        li_answer = run_llamaindex_query() or ""
-        print(f"LlamaIndex query answered: {li_answer[:80]}...")
-        ran += 1
-    if not ran:
-        print("Nothing to trace: install LangChain or LlamaIndex (see above).", file=sys.stderr)
-        return CHECK_FAILED
+    for paragraph in (*story.notes, story.story()):
+        print("\n" + textwrap.fill(paragraph, width=100))
+    answer = demo.run(story)
+    root = last_trace()
+    who = "The agent" if story.agent else "The runbook lookup"
+    print("\n" + textwrap.fill(f"{who} answered: {answer}", width=100))
     delivered = flush(timeout=10)
+    trace_id = root.trace_id if root is not None else None
     if receiver is None:
-        counts = stats()
-        if not delivered:
-            print(
-                f"\nNot delivered: {counts['spans_exported']} of {counts['spans_started']} spans arrived "
-                f"({counts['exports_failed']} failed requests). Check the DSN with: "
-                "sentry-llm-callbacks test-connection --dsn ...",
-                file=sys.stderr,
-            )
-            return CHECK_FAILED
-        page = receiver_page(destination.endpoint, "/")
-        if page:
-            where = f"See them at {page}"
-        elif _is_sentry(dsn):
-            where = "In Sentry: Explore > Traces, search for trace name 'Error Analysis Agent'."
-        else:
-            where = ""
-        print(f"\nDelivered {counts['spans_exported']} spans. {where}".rstrip())
-        return OK
+        return _demo_delivered(destination.endpoint, dsn, delivered, story.trace_name, trace_id)
+    try:
+        return _demo_received(receiver, delivered, trace_id, keep_serving=args.keep_serving, started=started)
+    finally:
+        receiver.stop()
+
+
+def _demo_delivered(endpoint: str, dsn: str, delivered: bool, trace_name: str, trace_id: str | None) -> int:
+    """The demo sent to a DSN: say whether it arrived, and where to look at it."""
+    from sentry_llm_callbacks import stats
+    from sentry_llm_callbacks.devtools.jupyter import trace_url
+
+    counts = stats()
+    if not delivered:
+        print(
+            f"\nNot delivered: {counts['spans_exported']} of {counts['spans_started']} spans arrived "
+            f"({counts['exports_failed']} failed requests). Check the DSN with: "
+            "sentry-llm-callbacks test-connection --dsn ...",
+            file=sys.stderr,
+        )
+        return CHECK_FAILED
+    print(f'\nDelivered {counts["spans_exported"]} spans: the trace "{trace_name}" ({trace_id}).')
+    page = receiver_page(endpoint, f"/trace/{trace_id}") if trace_id else None
+    if page:
+        print(f"See it at {page}")
+    elif _is_sentry(dsn):
+        link = trace_url(trace_id) if trace_id else None
+        print(f"In Sentry: {link}" if link else f"In Sentry: Explore > Traces, search for trace {trace_id}.")
+    return OK
+
+
+def _demo_received(
+    receiver: LocalReceiver, delivered: bool, trace_id: str | None, *, keep_serving: bool, started: float
+) -> int:
+    """The demo sent to its own receiver: print what arrived, what it shows, and where to look."""
+    from sentry_llm_callbacks.devtools import demo
+
     spans = receiver.spans
+    traces = len(group_traces(spans))
     print(
-        f"\nThe receiver decoded {len(spans)} spans in {len(group_traces(spans))} traces "
+        f"\nThe receiver decoded {len(spans)} spans in {traces} trace{'' if traces == 1 else 's'} "
         f"({time.perf_counter() - started:.1f} s):\n"
     )
     print(format_trace_tree(spans))
-    if args.keep_serving:
-        print(f"\nThe traces as a waterfall: http://127.0.0.1:{receiver.port}/  (Ctrl+C to stop)", flush=True)
+    print()
+    print("\n".join(demo.summarize(spans)))
+    page = f"http://127.0.0.1:{receiver.port}/"
+    if keep_serving:
+        print(f"\nThe traces as a waterfall: {page}  (Ctrl+C to stop)", flush=True)
+        if trace_id:
+            print(f"This trace: {page}trace/{trace_id}", flush=True)
         _wait(0)
     else:
         print(
-            "\nTo look at these traces as a waterfall in your browser: sentry-llm-callbacks demo --keep-serving"
+            "\nTo look at this trace as a waterfall in your browser: sentry-llm-callbacks demo --keep-serving"
             "\n(or run sentry-llm-callbacks serve, send your own app's traces to it, and open its page)."
         )
-    receiver.stop()
     return OK if delivered and spans else CHECK_FAILED
 
 
@@ -241,7 +258,7 @@ def _collector_config(args: argparse.Namespace) -> int:
     from sentry_llm_callbacks.devtools.collector import collector_config
 
     print(collector_config(args.dsn, form=args.format, listen=args.listen))
-    return 0
+    return OK
 
 
 def _is_sentry(dsn: str) -> bool:
@@ -329,10 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="trace a LangGraph agent and a LlamaIndex query with fake models",
-        description="Runs a small agent and a retrieval query with fake models (no keys, no "
-        "network). With a DSN it sends to Sentry; without one it starts a local "
-        "receiver and prints the trace tree it received.",
+        help="trace one story, an agent with a failing tool and a LlamaIndex lookup, on fake models",
+        description="Runs one story on fake models (no keys, no network): a LangGraph agent whose log "
+        "search fails (an error it recovers from) and whose runbook search is a LlamaIndex query, in one "
+        "trace. With a DSN it sends to Sentry; without one it starts a local receiver and prints the trace "
+        "it received. A framework that is not installed is named, with what is shown instead.",
     )
     p.add_argument("--dsn", help="Sentry DSN (default: SENTRY_DSN; none: local receiver)")
     p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-local host")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -15,6 +16,7 @@ import requests
 
 from sentry_llm_callbacks import __version__
 from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver
+from tests.support.command_line import words
 from tests.support.fault_receiver import Fault, FaultyReceiver
 from tests.support.serve_process import serve_process
 
@@ -120,32 +122,36 @@ def test_serve_on_a_busy_port_says_so() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_demo_with_only_langchain_skips_llamaindex_and_says_how_to_add_it() -> None:
+def test_demo_without_llamaindex_says_how_to_add_it_and_what_it_shows_instead() -> None:
     result = cli("demo", hide="llama_index")
     assert result.returncode == 0, result.stderr
-    assert "LangGraph agent answered" in result.stdout
-    assert "LlamaIndex is not installed: skipping the query (pip install llama-index-core)" in (result.stdout)
+    out = words(result.stdout)
+    assert "LlamaIndex is not installed (pip install llama-index-core): the agent searches the runbooks" in out
+    assert "an on-call agent (LangGraph)" in out and "The agent answered: PaymentService.charge" in out
     assert "Traceback" not in result.stderr
 
 
-def test_demo_with_only_llamaindex_skips_langchain_and_says_how_to_add_it() -> None:
+def test_demo_without_langchain_says_how_to_add_it_and_what_it_shows_instead() -> None:
     result = cli("demo", hide="langchain_core")
     assert result.returncode == 0, result.stderr
-    assert "LangChain is not installed: skipping the agent (pip install langchain-core)" in (result.stdout)
-    assert "LlamaIndex query answered" in result.stdout
+    out = words(result.stdout)
+    assert "LangChain is not installed (pip install langchain-core langgraph): there is no agent" in out
+    assert "The runbook lookup answered: Validate the card token" in out
     assert "Traceback" not in result.stderr
 
 
 def test_demo_without_langgraph_does_not_claim_a_langgraph_agent() -> None:
     result = cli("demo", hide="langgraph")
     assert result.returncode == 0, result.stderr
-    assert "LangChain agent answered" in result.stdout and "LangGraph" not in result.stdout.split("answered")[0]
+    out = words(result.stdout)
+    assert "LangGraph is not installed (pip install langgraph): the agent runs as a plain LangChain loop" in out
+    assert "The agent answered" in out and "LangGraph" not in out.replace("LangGraph is not installed", "")
 
 
 def test_demo_to_a_local_dsn_does_not_point_at_sentry(receiver: LocalReceiver) -> None:
     result = cli("demo", "--dsn", receiver.dsn)
     assert result.returncode == 0, result.stderr
-    assert "Sending the demo traces to 127.0.0.1" in result.stdout
+    assert "Sending the demo trace to 127.0.0.1" in result.stdout
     assert "In Sentry" not in result.stdout
 
 
@@ -263,5 +269,8 @@ def test_send_test_trace_to_another_local_endpoint_does_not_claim_a_page() -> No
 def test_demo_to_a_local_serve_prints_its_page() -> None:
     with serve_process() as serve:
         result = cli("demo", "--dsn", f"http://public@127.0.0.1:{serve.port}/1")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith(f"See them at http://127.0.0.1:{serve.port}/")
+        assert result.returncode == 0, result.stderr
+        found = re.search(r"See it at (http://127\.0\.0\.1:(\d+)/trace/[0-9a-f]{32})$", result.stdout.rstrip())
+        assert found is not None and int(found.group(2)) == serve.port, result.stdout
+        with urllib.request.urlopen(found.group(1), timeout=10) as page:  # the page of the trace it sent
+            assert page.status == 200 and "Error Analysis Agent" in page.read().decode()

@@ -22,9 +22,10 @@ pytestmark = pytest.mark.packaging
 #: Each extra and one requirement it must bring.
 EXTRAS = {
     "langchain": "langchain-core",
+    "langgraph": "langgraph",
     "llamaindex": "llama-index-core",
     "jupyter": "ipython",
-    "all": "sentry-llm-callbacks[jupyter,langchain,llamaindex]",
+    "all": "sentry-llm-callbacks[jupyter,langchain,langgraph,llamaindex]",
     "dev": "pytest",
 }
 
