@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -18,8 +19,8 @@ def code_block_tally(request: pytest.FixtureRequest) -> Tally:
 
 @pytest.fixture
 def docs_settings(llamaindex_settings: None) -> Iterator[None]:
-    """LlamaIndex on mock models for the examples, and the app's Sentry SDK (an example may
-    initialise it) put back as they were."""
+    """LlamaIndex on mock models for the examples; logging and the app's Sentry SDK (an example
+    may configure them) put back as they were."""
     import sentry_sdk
     from llama_index.core import Settings
     from llama_index.core.embeddings import MockEmbedding
@@ -29,10 +30,17 @@ def docs_settings(llamaindex_settings: None) -> Iterator[None]:
 
     previous = Settings._llm, Settings._embed_model
     Settings.llm, Settings.embed_model = MockLLM(), MockEmbedding(embed_dim=8)
+    root, package = logging.getLogger(), logging.getLogger("sentry_llm_callbacks")
+    handlers, levels = list(root.handlers), (root.level, package.level)
     yield
     Settings._llm, Settings._embed_model = previous
-    if sentry_sdk.get_client().is_active():
-        sentry_sdk.init(dsn=None)
+    root.handlers[:] = handlers
+    root.setLevel(levels[0])
+    package.setLevel(levels[1])
+    client = sentry_sdk.get_client()
+    if client.is_active():  # leave no client behind: the SDK's patches are inert without one
+        client.close()
+        sentry_sdk.get_global_scope().set_client(None)
     interop._reset_for_tests()
 
 
