@@ -12,7 +12,7 @@ ratio, and the ratio of the medians. On a shared machine interference only ever 
 so the best round is the steadiest figure: it is what ``--fail-above F`` checks (exit status 1
 when any workload's best-to-best ratio exceeds ``1 + F``).
 
-A single run on a 2-core machine varies by several percent; the README's Performance section
+A single run on a 2-core machine varies by several percent; docs/performance.md
 says how many invocations and rounds keep the noise under the CI threshold, as measured with
 ``--against HEAD`` (the same code on both sides).
 """

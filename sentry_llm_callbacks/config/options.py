@@ -4,9 +4,9 @@ it does and how it is checked.
 Everything else comes from :data:`OPTIONS`: the fields of
 :class:`~sentry_llm_callbacks.config.settings.Destination`, the checks
 :func:`~sentry_llm_callbacks.config.settings.build_destination` runs, the defaults the export queue and
-the content policy fall back to (:func:`default`), and the README's configuration table
-(:func:`markdown_table`, held equal to the README by a test). ``configure()`` keeps an explicit
-keyword-only signature, so that editors and type checkers show every option; a test holds it
+the content policy fall back to (:func:`default`), and the documentation's configuration table
+(:func:`markdown_table`, held equal to ``docs/configuration.md`` by a test). ``configure()`` keeps an
+explicit keyword-only signature, so that editors and type checkers show every option; a test holds it
 equal to this table. Adding an option is adding one :class:`Option` here and its parameter there.
 
 The options that say where traces go (``dsn``, ``otlp_endpoint``, ``allow_insecure_http``) are
@@ -57,7 +57,7 @@ class Option:
     #: The type ``configure()`` accepts, exactly as its signature spells it.
     annotation: str
     default: Any
-    #: One line for the README's configuration table.
+    #: One line for the documentation's configuration table (``docs/configuration.md``).
     doc: str
     #: Turns the given value into the one the destination keeps, or raises ConfigurationError.
     #: None: the value is used as given (or, for the options that say where traces go, checked
@@ -228,7 +228,7 @@ OPTIONS: tuple[Option, ...] = (
         "str | None",
         None,
         "the Sentry project's DSN. With neither it nor `otlp_endpoint` nor the variable, handlers are no-ops "
-        "and one warning is shown (see [When traces do not arrive](#when-traces-do-not-arrive)), and an "
+        "and one warning is shown (see [When traces do not arrive](troubleshooting.md)), and an "
         "explicit `configure()` raises `ConfigurationError`",
         env=("SENTRY_DSN",),
         kept=False,
@@ -328,14 +328,14 @@ OPTIONS: tuple[Option, ...] = (
         "max_queue_size",
         "int",
         100_000,
-        "finished spans waiting to be encoded (see [Performance](#performance): bounds)",
+        "finished spans waiting to be encoded (see [Performance: bounds](performance.md#bounds))",
         check=_positive_int,
     ),
     Option(
         "max_queue_bytes",
         "int",
         MAX_QUEUE_BYTES,
-        "compressed bytes held for export: 4 MiB (see [Performance](#performance): bounds)",
+        "compressed bytes held for export: 4 MiB (see [Performance: bounds](performance.md#bounds))",
         check=_positive_int,
     ),
     Option("max_batch_size", "int", 512, "spans per export request", check=_positive_int),
@@ -386,7 +386,7 @@ OPTIONS: tuple[Option, ...] = (
         "pricing",
         "Mapping[str, Any] | None",
         None,
-        "prices per model id, over genai-prices (see [Token usage and cost](#token-usage-and-cost))",
+        "prices per model id, over genai-prices (see [Token usage and cost](usage-and-cost.md#cost))",
         check=_prices,
         example=PRICING_EXAMPLE,
         stored_as="prices",
@@ -405,7 +405,7 @@ OPTIONS: tuple[Option, ...] = (
         "Mapping[str, Any] | None",
         None,
         "rules that keep errored, slow or costly traces at any `sample_rate` "
-        "(see [Sampling that keeps what matters](#sampling-that-keeps-what-matters))",
+        "(see [Sampling that keeps what matters](sampling.md))",
         check=_keep,
         example=KEEP_EXAMPLE,
         stored_type="KeepRules | None",
@@ -450,7 +450,7 @@ def check_options(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def markdown_table() -> str:
-    """The README's configuration table."""
+    """The configuration table of ``docs/configuration.md`` (a test holds the page equal to it)."""
     rows = [
         "| `configure()` argument | environment variable | default | what it does |",
         "| --- | --- | --- | --- |",

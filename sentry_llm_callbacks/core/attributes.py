@@ -209,7 +209,7 @@ NON_CONTENT: frozenset[str] = frozenset(
 NON_CONTENT_PREFIXES: tuple[str, ...] = (TRACE_METADATA_PREFIX,)
 
 #: Every key we send that is not a live key of Sentry's registry, with the reason. A key ending
-#: in "." stands for every key under it. The README's "How it looks in Sentry" lists the same.
+#: in "." stands for every key under it. docs/sentry.md ("Data scrubbing") lists the same.
 OWN_KEYS: dict[str, str] = {
     INPUT_VALUE: "chain / graph-node / query input; Sentry has no key for it (OpenInference's name)",
     OUTPUT_VALUE: "chain / graph-node / query output; Sentry has no key for it (OpenInference's name)",

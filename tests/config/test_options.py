@@ -1,6 +1,6 @@
 """Every configure() option is defined once (sentry_llm_callbacks.config.options.OPTIONS): the signature,
 the Destination's fields, the checks, the environment fallbacks, the defaults used downstream and
-the README's table all follow that definition."""
+the documentation's table (docs/configuration.md) all follow that definition."""
 
 from __future__ import annotations
 
@@ -195,13 +195,13 @@ def test_downstream_defaults_are_the_options_defaults() -> None:
     assert ContentPolicy().max_chars == BY_NAME["max_content_chars"].default
 
 
-def test_the_readme_table_is_the_definition() -> None:
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.partition("\n## Configuration\n")[2]
-    assert section, "README has no 'Configuration' section"
+def test_the_documented_table_is_the_definition() -> None:
+    page = (REPO_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = page.partition("\n## `configure()` options\n")[2]
+    assert section, "docs/configuration.md has no '`configure()` options' section"
     table = markdown_table()
     assert table in section, (
-        "README's configuration table differs from sentry_llm_callbacks/options.py; replace it with:\n" + table
+        "docs/configuration.md's table differs from sentry_llm_callbacks/config/options.py; replace it with:\n" + table
     )
     listed = [line.split("`")[1] for line in table.splitlines()[2:]]
     assert listed == [option.name for option in OPTIONS]
