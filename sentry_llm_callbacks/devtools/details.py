@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from sentry_llm_callbacks.config.settings import parse_dsn
 from sentry_llm_callbacks.core import attributes as attr
+from sentry_llm_callbacks.devtools.waterfall import ReceivedSpanLike
 
 __all__ = [
     "GROUPS",
@@ -71,19 +72,10 @@ OUTPUT_KEYS: tuple[str, ...] = (
 )
 
 
-class SpanRecord(Protocol):
-    """What the page reads of a span: the fields of
-    :class:`~sentry_llm_callbacks.devtools.receiver.ReceivedSpan`."""
+class SpanRecord(ReceivedSpanLike, Protocol):
+    """What the page reads of a span: what the waterfall reads, with the span's events and
+    resource (the fields of :class:`~sentry_llm_callbacks.devtools.receiver.ReceivedSpan`)."""
 
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    name: str
-    start_ns: int
-    end_ns: int
-    attributes: dict[str, Any]
-    status_code: int
-    status_message: str
     events: list[tuple[str, dict[str, Any]]]
     resource: dict[str, Any]
 

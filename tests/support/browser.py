@@ -27,21 +27,12 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support import chromium
 from tests.support.chromium import CHROMIUM, SKIP_REASON
 from tests.support.waiting import wait_until
 
-#: The switches every run uses: headless, no sandbox (CI runs as root), nothing fetched by Chromium itself.
-SWITCHES = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-)
+#: The switches every run uses, and scrollbars hidden (they would change what is measured).
+SWITCHES = (*chromium.SWITCHES, "--hide-scrollbars")
 
 
 class BrowserError(AssertionError):

@@ -28,21 +28,22 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 RESULT_ID = "slc-measured"
 
 
+#: The switches every run uses: headless, no sandbox (CI runs as root), nothing fetched by Chromium itself.
+SWITCHES = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
 def chromium(tmp_path: Path, *args: str) -> str:
     """Run headless Chromium with no network of its own beyond the page, and return its stdout."""
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        *args,
-    ]
+    command = [str(CHROMIUM), *SWITCHES, f"--user-data-dir={tmp_path / 'profile'}", *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
