@@ -172,14 +172,16 @@ def _demo(args: argparse.Namespace) -> int:
     from sentry_llm_callbacks.devtools import demo
 
     started = time.perf_counter()
+    dsn = args.dsn or os.environ.get("SENTRY_DSN")
+    # A DSN that is wrong is a usage error, told before any framework is loaded (slow, and noisy
+    # on stderr with some versions).
+    destination = configure(dsn=dsn, allow_insecure_http=args.allow_insecure_http) if dsn else None
     story = demo.plan()
     if not story.frameworks:
         print(f"sentry-llm-callbacks demo: {demo.NOTHING_TO_TRACE}", file=sys.stderr)
         return CHECK_FAILED
-    dsn = args.dsn or os.environ.get("SENTRY_DSN")
     receiver = None
-    if dsn:
-        destination = configure(dsn=dsn, allow_insecure_http=args.allow_insecure_http)
+    if destination is not None:
         print(f"Sending the demo trace to {destination.host} (project {destination.project_id}).")
     else:
         receiver = LocalReceiver().start()
