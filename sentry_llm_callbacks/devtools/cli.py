@@ -279,22 +279,23 @@ def _port(value: str) -> int:
 
 
 def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds, e.g. 60") from None
-    if not 0 <= number < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 (until Ctrl+C) or a positive number of seconds, not {value}")
-    return number
+    """``serve --seconds``: 0 (until Ctrl+C) or a positive number."""
+    return _duration(value, example="60", zero="0 (until Ctrl+C) or ")
 
 
 def _positive(value: str) -> float:
+    """A timeout: a positive number of seconds."""
+    return _duration(value, example="5")
+
+
+def _duration(value: str, *, example: str, zero: str = "") -> float:
+    """``value`` as a finite number of seconds, 0 allowed only when ``zero`` says what it means."""
     try:
         number = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds, e.g. 5") from None
-    if not (0 < number < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, e.g. 5, not {value}")
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds, e.g. {example}") from None
+    if not (0 <= number < float("inf")) or (number == 0 and not zero):
+        raise argparse.ArgumentTypeError(f"must be {zero}a positive number of seconds, e.g. {example}, not {value}")
     return number
 
 
