@@ -28,7 +28,6 @@ import functools
 import logging
 import os
 import sys
-import sysconfig
 import threading
 import warnings
 import weakref
@@ -43,13 +42,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 _PACKAGE = "sentry_llm_callbacks"
 logger = logging.getLogger(_PACKAGE)
 
-#: Where library code lives: this package (wherever it is installed) and the standard library.
-_LIBRARY_PREFIXES = tuple(
-    {
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ""),
-        *(os.path.join(path, "") for key, path in sysconfig.get_paths().items() if key in ("stdlib", "platstdlib")),
-    }
-)
+
+@functools.cache
+def _library_prefixes() -> tuple[str, ...]:
+    """Where library code lives: this package (wherever it is installed) and the standard
+    library. Worked out at the first user warning, not at import (``sysconfig`` costs ~1.5 ms)."""
+    import sysconfig
+
+    package_root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
+    stdlib = (os.path.join(path, "") for key, path in sysconfig.get_paths().items() if key in ("stdlib", "platstdlib"))
+    return tuple({package_root, *stdlib})
+
 
 # --------------------------------------------------------------------------- fork-safe locks
 
@@ -191,7 +194,7 @@ def _is_library(filename: str) -> bool:
     """True for this package's files, the standard library's, installed packages' (the
     frameworks whose callbacks call us) and the interpreter's frozen modules."""
     return (
-        filename.startswith(_LIBRARY_PREFIXES)
+        filename.startswith(_library_prefixes())
         or filename.startswith("<frozen")
         or any(part in filename for part in (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}"))
     )
