@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import re
 from typing import Any
@@ -20,7 +19,7 @@ from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from tests.support.environment import REPO_ROOT
 from tests.support.langchain_models import TinyRetriever, add, chat_openai, react_agent
-from tests.support.llamaindex_models import build_index, li_openai
+from tests.support.llamaindex_models import build_index, li_openai, run_multiply_agent
 from tests.support.openai_server import OpenAIServer, Reply
 from tests.support.spans import delivered
 
@@ -51,33 +50,13 @@ def _drive_everything(server: OpenAIServer) -> None:
         index = build_index()
         index.as_query_engine(llm=li_openai(server)).query("What restarts payments?")
         if importlib.util.find_spec("llama_index.core.agent.workflow") is not None:  # llama-index-core > 0.12.0
-            _llamaindex_agent(server)
+            run_multiply_agent(server, name="calc", answer="42")
     finally:
         slc.unset_global_handler()
 
 
 def _boom(x: Any) -> Any:
     raise ValueError("boom")
-
-
-def _llamaindex_agent(server: OpenAIServer) -> None:
-    from llama_index.core.agent.workflow import FunctionAgent
-    from llama_index.core.tools import FunctionTool
-
-    def multiply(a: int, b: int) -> int:
-        """Multiply two integers."""
-        return a * b
-
-    server.queue(
-        Reply(content="", tool_calls=[{"id": "call_9", "name": "multiply", "args": {"a": 6, "b": 7}}]),
-        Reply(content="42"),
-    )
-    agent = FunctionAgent(name="calc", tools=[FunctionTool.from_defaults(multiply)], llm=li_openai(server))
-    asyncio.run(_run(agent))
-
-
-async def _run(agent: Any) -> Any:
-    return await agent.run("6 times 7?")
 
 
 def _keys(spans: list[ReceivedSpan]) -> set[str]:

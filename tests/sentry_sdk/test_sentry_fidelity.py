@@ -20,7 +20,7 @@ from sentry_llm_callbacks.sentry_sdk import interop as sentry_sdk_interop
 from tests.support.invariants import check_trace, check_traces
 from tests.support.langchain_models import react_agent, simple_chain
 from tests.support.markers import needs_llamaindex_agents
-from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.openai_server import OpenAIServer
 from tests.support.sentry_app import ai_integrations, drop_everything
 from tests.support.spans import delivered
 
@@ -298,28 +298,10 @@ def test_notebook_summary_names_duplicate_integrations_once(sentry: LocalReceive
 def test_every_span_under_a_llamaindex_agent_carries_its_agent_name(
     sentry: LocalReceiver, openai_server: OpenAIServer
 ) -> None:
-    import asyncio
+    from tests.support.llamaindex_models import run_multiply_agent
 
-    from llama_index.core.agent.workflow import FunctionAgent
-    from llama_index.core.tools import FunctionTool
-
-    from tests.support.llamaindex_models import li_openai
-
-    def multiply(a: int, b: int) -> int:
-        """Multiply two integers."""
-        return a * b
-
-    openai_server.queue(
-        Reply(content="", tool_calls=[{"id": "call_9", "name": "multiply", "args": {"a": 6, "b": 7}}]),
-        Reply(content="The answer is 42."),
-    )
-    agent = FunctionAgent(name="calculator", tools=[FunctionTool.from_defaults(multiply)], llm=li_openai(openai_server))
     slc.set_global_handler(frameworks=("llamaindex",))
-
-    async def run() -> Any:
-        return await agent.run("6 times 7?")
-
-    asyncio.run(run())
+    run_multiply_agent(openai_server)
     trace = check_trace(delivered(sentry), generations=2)
     root = trace.root
     assert root.op == "gen_ai.invoke_agent"

@@ -16,7 +16,7 @@ import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver, ReceivedSpan
 from sentry_llm_callbacks.llamaindex import SentryLlamaIndexHandler
 from tests.support.invariants import check_trace, check_traces
-from tests.support.llamaindex_models import DOCS, build_index, li_openai
+from tests.support.llamaindex_models import DOCS, build_index, li_openai, run_multiply_agent
 from tests.support.markers import needs_llamaindex_agents
 from tests.support.openai_server import OpenAIServer, Reply
 from tests.support.spans import by_name, children_of, delivered, root_of
@@ -219,23 +219,8 @@ def test_global_and_callback_handler_together_record_each_call_once(sentry: Loca
 
 @needs_llamaindex_agents
 def test_function_agent_with_a_tool(sentry: LocalReceiver, openai_server: OpenAIServer) -> None:
-    from llama_index.core.agent.workflow import FunctionAgent
-
-    def multiply(a: int, b: int) -> int:
-        """Multiply two integers."""
-        return a * b
-
-    openai_server.queue(
-        Reply(content="", tool_calls=[{"id": "call_9", "name": "multiply", "args": {"a": 6, "b": 7}}]),
-        Reply(content="The answer is 42."),
-    )
-    agent = FunctionAgent(name="calculator", tools=[FunctionTool.from_defaults(multiply)], llm=li_openai(openai_server))
     slc.set_global_handler(frameworks=("llamaindex",))
-
-    async def run() -> Any:
-        return await agent.run("6 times 7?")
-
-    result = asyncio.run(run())
+    result = run_multiply_agent(openai_server)
     assert "42" in str(result)
     spans = delivered(sentry)
     check_trace(spans, generations=2)
