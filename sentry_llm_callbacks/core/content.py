@@ -316,7 +316,7 @@ def finished_attributes(attributes: Mapping[str, Any], cache: RenderCache | None
             continue
         if finished is None:
             finished = dict(attributes)
-        text = _rendered(value, cache)
+        text = rendered(value, cache)
         if text is None:
             del finished[key]
         else:
@@ -324,7 +324,8 @@ def finished_attributes(attributes: Mapping[str, Any], cache: RenderCache | None
     return finished
 
 
-def _rendered(value: LazyContent, cache: RenderCache | None) -> str | None:
+def rendered(value: LazyContent, cache: RenderCache | None) -> str | None:
+    """``value`` rendered, through ``cache`` (one per export batch) when given."""
     if cache is None or not value.source:
         return value.render()
     cache_key = (value.source, value.convert, id(value.policy))

@@ -1,10 +1,10 @@
-"""The work that turns queued spans into request bodies: content finishing, encoding, compression
-in segments, sealing.
+"""The work that turns queued spans into request bodies: encoding (lazily captured content rendered
+as it is written, :mod:`.otlp`), compression in segments, sealing.
 
 Done by the export thread, and by the application threads that end spans when the export thread
 has fallen behind: a single export thread gets too small a share of the interpreter lock against
 many busy threads, and this way each thread pays for the spans it makes. No lock is held while
-finishing content, encoding or compressing: the backlog (:mod:`.backlog`) takes each result in a
+encoding or compressing: the backlog (:mod:`.backlog`) takes each result in a
 short locked step, and drops it if what was held was discarded meanwhile.
 """
 
@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import time
 
-from opentelemetry.sdk.trace import ReadableSpan
-
 from sentry_llm_callbacks.core.content import RenderCache
-from sentry_llm_callbacks.core.finishing import finish_span
 from sentry_llm_callbacks.export.backlog import Backlog, SealedRequest
 from sentry_llm_callbacks.export.transport import OtlpHttpSender
 
@@ -47,8 +44,7 @@ class SpanEncoder:
                 kept = [s for s in chunk if s.context.trace_id not in backlog.cut_traces]
                 backlog.drop_held(taken - len(kept), "the rest of their trace was dropped at the backlog bound")
                 chunk = kept
-            self._finish_content(chunk)
-            pieces, oversize = self._sender.encode(chunk)
+            pieces, oversize = self._sender.encode(chunk, RenderCache())
         except Exception as exc:  # a span the encoder cannot read must not stop the others
             backlog.drop_held(len(chunk), f"they could not be encoded ({type(exc).__name__})")
             backlog.last_error = type(exc).__name__
@@ -93,16 +89,6 @@ class SpanEncoder:
                 self.compress_pending()  # else send what is compressed: small segments compress badly
             backlog.seal_if_none_ready()
         return backlog.next_ready()
-
-    def _finish_content(self, chunk: list[ReadableSpan]) -> None:
-        """The content policy's stage (:mod:`sentry_llm_callbacks.core.finishing`), a few spans at
-        a time: each span holding lazily captured content is replaced in ``chunk`` by its
-        finished copy."""
-        cache = RenderCache()
-        for i, span in enumerate(chunk):
-            chunk[i] = finish_span(span, cache)
-            if i % 16 == 15:
-                self.pause()
 
     def pause(self) -> None:
         """Between chunks of export work: yield the interpreter lock to the application while the

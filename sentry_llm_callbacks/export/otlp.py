@@ -6,6 +6,11 @@ but in CPython that thread holds the interpreter lock while it works, so its cos
 the application too; this is where most of the export work goes. Attribute pairs that repeat
 across spans (op, user, session, environment, model...) are encoded once and reused.
 
+Content captured lazily (:class:`~sentry_llm_callbacks.core.content.LazyContent`) is rendered
+as it is written, through the batch's :class:`~sentry_llm_callbacks.core.content.RenderCache`:
+the content policy's last stage and the encoding are one pass, with no finished copy of the span
+in between (an attribute that renders to nothing is left out, as ``finish_span`` leaves it out).
+
 The output decodes with ``opentelemetry-proto`` to the same message OpenTelemetry's encoder
 (``opentelemetry-exporter-otlp-proto-common``) produces: a property test generates spans with
 every attribute value type, events, links, statuses, trace states and several resources and
@@ -27,7 +32,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+
+from sentry_llm_callbacks.core.content import LazyContent, RenderCache, rendered
+from sentry_llm_callbacks.core.finishing import finish_spans
 
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_double = struct.Struct("<d").pack
@@ -95,60 +103,88 @@ def _any_value(value: Any) -> bytes:
     return _len_field(_T1, str(value).encode("utf-8", "replace"))
 
 
-_KV_CACHE: dict[tuple[str, type, Any], bytes] = {}
+_KV_CACHE: dict[tuple[bytes, str, type, Any], bytes] = {}
 _KV_CACHE_MAX = 8192
 
 
 def _key_value(key: str, value: Any) -> bytes:
-    """A ``KeyValue`` message body, cached for the short, repeating ones."""
-    kind = type(value)
-    if (kind is not str or len(value) <= 64) and kind not in (list, tuple):
-        cache_key = (key, kind, value)  # the type too: True == 1 == 1.0 as dict keys
-        cached = _KV_CACHE.get(cache_key)
-        if cached is not None:
-            return cached
-        encoded = _len_field(_T1, key.encode("utf-8", "replace")) + _len_field(_T2, _any_value(value))
-        if len(_KV_CACHE) >= _KV_CACHE_MAX:
-            _KV_CACHE.clear()
-        _KV_CACHE[cache_key] = encoded
-        return encoded
+    """A ``KeyValue`` message body."""
     return _len_field(_T1, key.encode("utf-8", "replace")) + _len_field(_T2, _any_value(value))
 
 
-def _attributes(tag: bytes, attributes: Any) -> bytes:
+def _attributes(tag: bytes, attributes: Any, cache: RenderCache | None) -> bytes:
+    """Each attribute as a ``tag`` field holding its ``KeyValue``. The fields of short, repeating
+    pairs (op, user, session, environment, model...) are encoded once and reused."""
     if not attributes:
         return b""
-    return b"".join(_len_field(tag, _key_value(k, v)) for k, v in attributes.items())
+    out = []
+    append = out.append
+    cached_field = _KV_CACHE.get
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is LazyContent:
+            value = rendered(value, cache)
+            if value is None:
+                continue
+            kind = str
+        if kind is list or kind is tuple or (kind is str and len(value) > 64):
+            pair = _key_value(key, value)
+            size = len(pair)
+            append(tag + (_VARINTS[size] if size < 0x4000 else _varint(size)) + pair)
+            continue
+        cache_key = (tag, key, kind, value)  # the type too: True == 1 == 1.0 as dict keys
+        field = cached_field(cache_key)
+        if field is None:
+            field = _len_field(tag, _key_value(key, value))
+            if len(_KV_CACHE) >= _KV_CACHE_MAX:
+                _KV_CACHE.clear()
+            _KV_CACHE[cache_key] = field
+        append(field)
+    return b"".join(out)
 
 
-def encode_span(span: ReadableSpan) -> bytes:
-    """One ``Span`` message body."""
+_TRACE_ID = b"\x0a\x10"  # Span.trace_id (1), 16 bytes
+_SPAN_ID = b"\x12\x08"  # Span.span_id (2), 8 bytes
+_PARENT_ID = b"\x22\x08"  # Span.parent_span_id (4), 8 bytes
+_KINDS = {kind: _SPAN_KIND + _varint(kind.value + 1) for kind in SpanKind}
+_FLAGS = {
+    None: _SPAN_FLAGS + _pack_fixed32(_HAS_IS_REMOTE),  # as OpenTelemetry's encoder: no trace flags
+    False: _SPAN_FLAGS + _pack_fixed32(_HAS_IS_REMOTE),
+    True: _SPAN_FLAGS + _pack_fixed32(_HAS_IS_REMOTE | _IS_REMOTE),
+}
+
+
+def encode_span(span: ReadableSpan, cache: RenderCache | None = None) -> bytes:
+    """One ``Span`` message body (lazily captured content rendered through ``cache``)."""
     ctx = span.context
     assert ctx is not None
-    parts = [
-        _len_field(_T1, ctx.trace_id.to_bytes(16, "big")),
-        _len_field(_T2, ctx.span_id.to_bytes(8, "big")),
-    ]
     parent = span.parent
-    flags = _HAS_IS_REMOTE  # as OpenTelemetry's encoder: the remote-parent bits, no trace flags
-    if parent is not None:
-        parts.append(_len_field(_T4, parent.span_id.to_bytes(8, "big")))
-        if parent.is_remote:
-            flags |= _IS_REMOTE
-    parts.append(_len_field(_T5, span.name.encode("utf-8", "replace")))
-    parts.append(_SPAN_KIND + _varint(span.kind.value + 1))
-    parts.append(_SPAN_START + _pack_fixed64(span.start_time or 0))
-    parts.append(_SPAN_END + _pack_fixed64(span.end_time or 0))
-    parts.append(_attributes(_SPAN_ATTR, span.attributes))
+    name = span.name.encode("utf-8", "replace")
+    parts = [
+        _TRACE_ID,
+        ctx.trace_id.to_bytes(16, "big"),
+        _SPAN_ID,
+        ctx.span_id.to_bytes(8, "big"),
+        b"" if parent is None else _PARENT_ID + parent.span_id.to_bytes(8, "big"),
+        _T5,
+        _varint(len(name)),
+        name,
+        _KINDS[span.kind],
+        _SPAN_START,
+        _pack_fixed64(span.start_time or 0),
+        _SPAN_END,
+        _pack_fixed64(span.end_time or 0),
+        _attributes(_SPAN_ATTR, span.attributes, cache),
+    ]
     for event in span.events:
         body = _EVENT_TIME + _pack_fixed64(event.timestamp or 0)
         body += _len_field(_T2, event.name.encode("utf-8", "replace"))
-        body += _attributes(_T3, event.attributes)
+        body += _attributes(_T3, event.attributes, cache)
         parts.append(_len_field(_SPAN_EVENT, body))
     for link in span.links:
         linked = link.context
         body = _len_field(_T1, linked.trace_id.to_bytes(16, "big")) + _len_field(_T2, linked.span_id.to_bytes(8, "big"))
-        body += _attributes(_T4, link.attributes)
+        body += _attributes(_T4, link.attributes, cache)
         body += _LINK_FLAGS + _pack_fixed32(_link_flags(linked))
         parts.append(_len_field(_SPAN_LINK, body))
     status = span.status
@@ -160,7 +196,7 @@ def encode_span(span: ReadableSpan) -> bytes:
             body += _len_field(_T2, status.description.encode("utf-8", "replace"))
         body += _STATUS_CODE + _varint(status.status_code.value)
         parts.append(_len_field(_SPAN_STATUS, body))
-    parts.append(_SPAN_FLAGS + _pack_fixed32(flags))
+    parts.append(_FLAGS[None if parent is None else parent.is_remote])
     return b"".join(parts)
 
 
@@ -169,64 +205,79 @@ def _link_flags(linked: SpanContext) -> int:
     return _HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0) | (int(linked.trace_flags) & 0xFF)
 
 
-_HEADERS: dict[tuple[int, int], tuple[object, object, bytes, bytes]] = {}
+_HEADERS: dict[tuple[int, int], tuple[object, object, tuple[bytes, bytes] | None]] = {}
 
 
-def _resource_and_scope(span: ReadableSpan) -> tuple[bytes, bytes]:
-    """Encoded ``Resource`` and ``InstrumentationScope`` (cached: a pipeline has one of each; the
-    cache holds the objects themselves, so an id is never reused for another one while cached)."""
+def _resource_and_scope(span: ReadableSpan) -> tuple[bytes, bytes] | None:
+    """Encoded ``Resource`` and ``InstrumentationScope``, or None when they have a shape left to
+    OpenTelemetry's encoder (cached: a pipeline has one of each; the cache holds the objects
+    themselves, so an id is never reused for another one while cached)."""
     resource, scope = span.resource, span.instrumentation_scope
     key = (id(resource), id(scope))
     cached = _HEADERS.get(key)
     if cached is not None and cached[0] is resource and cached[1] is scope:
-        return cached[2], cached[3]
-    resource_body = _attributes(_T1, resource.attributes if resource is not None else None)
-    scope_body = b""
-    if scope is not None:
-        scope_body = _len_field(_T1, scope.name.encode("utf-8"))
-        if scope.version:
-            scope_body += _len_field(_T2, scope.version.encode("utf-8"))
+        return cached[2]
+    bodies: tuple[bytes, bytes] | None = None
+    if not (resource is not None and resource.schema_url) and not (
+        scope is not None and (scope.schema_url or scope.attributes)
+    ):
+        resource_body = _attributes(_T1, resource.attributes if resource is not None else None, None)
+        scope_body = b""
+        if scope is not None:
+            scope_body = _len_field(_T1, scope.name.encode("utf-8"))
+            if scope.version:
+                scope_body += _len_field(_T2, scope.version.encode("utf-8"))
+        bodies = (resource_body, scope_body)
     if len(_HEADERS) > 64:
         _HEADERS.clear()
-    _HEADERS[key] = (resource, scope, resource_body, scope_body)
-    return resource_body, scope_body
+    _HEADERS[key] = (resource, scope, bodies)
+    return bodies
 
 
 def _needs_official_encoder(span: ReadableSpan) -> bool:
-    """Shapes this package never produces itself: OpenTelemetry's encoder writes them."""
-    scope = span.instrumentation_scope
+    """Shapes this package never produces itself in a span (a trace state, dropped counts):
+    OpenTelemetry's encoder writes them."""
     return bool(
         span.context.trace_state
-        or (span.links and any(link.context.trace_state or link.dropped_attributes for link in span.links))
         or span.dropped_attributes
         or span.dropped_events
         or span.dropped_links
-        or any(event.dropped_attributes for event in span.events)
-        or (span.resource is not None and span.resource.schema_url)
-        or (scope is not None and (scope.schema_url or scope.attributes))
+        or (span.links and any(link.context.trace_state or link.dropped_attributes for link in span.links))
+        or (span.events and any(event.dropped_attributes for event in span.events))
     )
 
 
-def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
-    """An ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource, then scope."""
+def encode_request(spans: Iterable[ReadableSpan], cache: RenderCache | None = None) -> bytes:
+    """An ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource, then scope, their
+    lazily captured content rendered (through ``cache``, one per batch, when given)."""
     spans = list(spans)
-    if any(_needs_official_encoder(span) for span in spans):
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-        message = encode_spans(spans)
-        _add_link_trace_flags(message, spans)
-        return message.SerializeToString()
     groups: dict[bytes, dict[bytes, list[bytes]]] = {}
     for span in spans:
-        resource_body, scope_body = _resource_and_scope(span)
-        groups.setdefault(resource_body, {}).setdefault(scope_body, []).append(_len_field(_T2, encode_span(span)))
+        bodies = _resource_and_scope(span)
+        if bodies is None or _needs_official_encoder(span):
+            return _official_encoding(spans)
+        encoded = encode_span(span, cache)
+        size = len(encoded)
+        groups.setdefault(bodies[0], {}).setdefault(bodies[1], []).append(
+            _T2 + (_VARINTS[size] if size < 0x4000 else _varint(size)) + encoded
+        )
     out = []
     for resource_body, scopes in groups.items():
         resource_spans = _len_field(_T1, resource_body)
-        for scope_body, encoded in scopes.items():
-            resource_spans += _len_field(_T2, _len_field(_T1, scope_body) + b"".join(encoded))
+        for scope_body, encoded_spans in scopes.items():
+            resource_spans += _len_field(_T2, _len_field(_T1, scope_body) + b"".join(encoded_spans))
         out.append(_len_field(_T1, resource_spans))
     return b"".join(out)
+
+
+def _official_encoding(spans: list[ReadableSpan]) -> bytes:
+    """The whole batch, its content rendered, written by OpenTelemetry's encoder."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    spans = finish_spans(spans)
+    message = encode_spans(spans)
+    _add_link_trace_flags(message, spans)
+    return message.SerializeToString()
 
 
 def _add_link_trace_flags(message: Any, spans: list[ReadableSpan]) -> None:

@@ -10,7 +10,7 @@ Parts, each with one job, arrows pointing one way (recorder -> sink -> endpoint)
   deque, never blocking) and exports them from one background thread, within a backlog bounded
   in spans and bytes (full means whole traces dropped and counted). ``flush`` and ``shutdown``
   wait on a deadline, never on the network. Behind it, one part per job: the backlog and its
-  bound (:mod:`.backlog`); finishing content, encoding (:mod:`.otlp`) and compressing
+  bound (:mod:`.backlog`); encoding with content rendered (:mod:`.otlp`) and compressing
   (:mod:`.compression`) into request bodies (:mod:`.encoding`); the export thread, sending with
   backoff (:mod:`.worker`, :mod:`.transport`).
 
@@ -41,7 +41,7 @@ class QueueSpanProcessor(SpanProcessor):
     """Bounded backlog on the app side, one export thread on the other.
 
     Finished spans go through three stages: the span queue (``on_end`` appends to a deque),
-    encoded pieces (protobuf bytes, content finished just before) compressed in segments into
+    encoded pieces (protobuf bytes, lazily captured content rendered as it is written) compressed in segments into
     the next request body (:mod:`.compression`, sealed at the request size limit: bigger
     batches when behind), and sealed bodies waiting to be sent or retried. The parts: the
     backlog with its bound (:mod:`.backlog`), the encoding (:mod:`.encoding`) and the export

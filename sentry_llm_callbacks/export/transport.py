@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from sentry_llm_callbacks.config.settings import MAX_REQUEST_BYTES
+from sentry_llm_callbacks.core.content import RenderCache
 from sentry_llm_callbacks.export.compression import GZIP, Compression
 from sentry_llm_callbacks.export.otlp import encode_request
 
@@ -213,25 +214,29 @@ class OtlpHttpSender:
             self._session = requests.Session()
         return self._session
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> tuple[list[tuple[bytes, int]], int]:
+    def encode(
+        self, spans: Sequence[ReadableSpan], cache: RenderCache | None = None
+    ) -> tuple[list[tuple[bytes, int]], int]:
         """Request pieces (uncompressed, each a whole request under the size limit) with the number
         of spans in each, and the number of spans left out for being over the limit alone.
-        Concatenated pieces are one valid request."""
+        Concatenated pieces are one valid request. Lazily captured content is rendered through
+        ``cache`` (one per batch)."""
         pieces: list[tuple[bytes, int]] = []
         oversize = 0
+        cache = RenderCache() if cache is None else cache
         for i in range(0, len(spans), self.CHUNK):
-            oversize += self._encode_chunk(spans[i : i + self.CHUNK], pieces)
+            oversize += self._encode_chunk(spans[i : i + self.CHUNK], pieces, cache)
         return pieces, oversize
 
-    def _encode_chunk(self, chunk: Sequence[ReadableSpan], out: list[tuple[bytes, int]]) -> int:
-        data = encode_request(chunk)
+    def _encode_chunk(self, chunk: Sequence[ReadableSpan], out: list[tuple[bytes, int]], cache: RenderCache) -> int:
+        data = encode_request(chunk, cache)
         if len(data) <= self.max_request_bytes:
             out.append((data, len(chunk)))
             return 0
         if len(chunk) == 1:
             return 1
         mid = len(chunk) // 2
-        return self._encode_chunk(chunk[:mid], out) + self._encode_chunk(chunk[mid:], out)
+        return self._encode_chunk(chunk[:mid], out, cache) + self._encode_chunk(chunk[mid:], out, cache)
 
     def post(self, data: bytes, *, timeout: float | None = None) -> SendResult:
         """POST one request body and classify the answer. Never raises: a request that cannot be

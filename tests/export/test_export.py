@@ -373,19 +373,19 @@ def test_shutdown_stops_the_export_thread_and_counts_what_was_left() -> None:
 
 
 def test_flush_waits_for_a_batch_that_is_being_prepared(sentry: LocalReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The export thread renders content between taking a batch and sending it; flush() must not
-    report success in that window (a process exiting right after would lose the batch)."""
-    from sentry_llm_callbacks.export.encoding import SpanEncoder
+    """The export thread renders content and encodes between taking a batch and sending it; flush()
+    must not report success in that window (a process exiting right after would lose the batch)."""
+    from sentry_llm_callbacks.export.transport import OtlpHttpSender
 
-    original = SpanEncoder._finish_content
+    original = OtlpHttpSender.encode
     preparing = threading.Event()
 
-    def slow_resolve(self, batch):
+    def slow_encode(self, batch, cache=None):
         preparing.set()
         time.sleep(0.3)  # a slow preparation is the behaviour under test
-        original(self, batch)
+        return original(self, batch, cache)
 
-    monkeypatch.setattr(SpanEncoder, "_finish_content", slow_resolve)
+    monkeypatch.setattr(OtlpHttpSender, "encode", slow_encode)
     make_spans(5)
     pipeline = _state.get_pipeline()
     assert pipeline is not None

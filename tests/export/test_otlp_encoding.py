@@ -83,3 +83,44 @@ def test_repeated_encodings_hit_the_cache_but_stay_correct() -> None:
     decoded = decode(encode_request([flip])).resource_spans[0].scope_spans[0].spans[0].attributes
     kinds = {kv.key: kv.value.WhichOneof("value") for kv in decoded}
     assert kinds == {"x": "int_value", "y": "bool_value", "z": "double_value"}
+
+
+def test_content_held_lazily_is_written_as_the_finished_span_would_be() -> None:
+    """The encoder renders lazily captured content as it writes it: the same message as rendering
+    first (``finish_span``) and encoding the finished copy, in the span and in its events, with an
+    attribute that renders to nothing left out, and content repeated across the batch rendered once."""
+    from sentry_llm_callbacks.core.content import ContentPolicy, LazyContent, RenderCache
+    from sentry_llm_callbacks.core.finishing import finish_spans
+
+    policy = ContentPolicy(max_chars=12, mask=lambda text: text.replace("secret", "******"))
+    rng = random.Random(3)
+    conversions: list[object] = []
+
+    def convert(value: object) -> object:
+        conversions.append(value)
+        return {"asked": value}
+
+    shared = ["a secret question"]
+    spans = []
+    for i in range(3):
+        span = make_span(rng, parent_remote=False, status=Status(StatusCode.ERROR, "ValueError: x"))
+        attributes = dict(span.attributes)
+        attributes["gen_ai.input.messages"] = LazyContent(shared, policy, convert, source=id(shared))
+        attributes["gen_ai.output.messages"] = LazyContent(None, policy)  # renders to nothing
+        attributes["gen_ai.tool.call.result"] = LazyContent({"n": i}, policy)
+        event = Event(
+            "exception",
+            {"exception.type": "ValueError", "exception.message": LazyContent(f"{i} secret", policy)},
+            timestamp=5,
+        )
+        span._attributes = attributes
+        span._events = (event,)
+        spans.append(span)
+
+    ours = decode(encode_request(spans, RenderCache()))
+    assert ours == encode_spans(finish_spans(spans))
+    assert len(conversions) == 2  # once for the encoding above, once for finish_spans: not per span
+    written = {kv.key: kv.value.string_value for kv in ours.resource_spans[0].scope_spans[0].spans[0].attributes}
+    assert written["gen_ai.input.messages"] == '{"asked":["a...[truncated 19 chars]'
+    assert "gen_ai.output.messages" not in written
+    assert b"secret" not in encode_request(spans)
