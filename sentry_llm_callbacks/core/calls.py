@@ -7,6 +7,10 @@ field left None yields no attribute: an adapter fills what its framework tells i
 input and output need no value of their own: ``Recorder.record_input(run, value, convert)``,
 on the path every chain, graph node and parser takes.)
 
+The values made at every callback are plain slotted dataclasses, never changed once made (a
+frozen one costs three times as much to make, on the application's thread); the identities
+(:class:`PromptRef`, :class:`ControlFlow`) are frozen.
+
 Content (messages, arguments, documents) is kept as the framework's own objects, with the
 adapter's converter (a bound method of its :class:`~.message_shapes.ContentShapes`, or a plain
 function); it is converted and rendered on the export thread, never on the application's.
@@ -29,7 +33,7 @@ from sentry_llm_callbacks.core.usage import Usage
 Convert = Callable[[Any], Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestParameters:
     """The sampling parameters of a model request, typed."""
 
@@ -75,7 +79,7 @@ class PromptRef:
         return PromptRef(base.name, self.version if self.version is not None else base.version)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ModelRequest:
     """What a chat, completion or embeddings call asked for.
 
@@ -98,7 +102,7 @@ class ModelRequest:
     prompt_ref: PromptRef | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ModelResponse:
     """What a model call answered. ``outputs`` are the framework's outputs (generations, a
     response), read with ``shapes``; ``usage`` is kept for the end of the run."""
@@ -111,7 +115,7 @@ class ModelResponse:
     usage: Usage | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolCall:
     """A tool run: which tool, and what it was called with (``convert`` turns the framework's
     arguments into plain data on the export thread)."""
@@ -122,7 +126,7 @@ class ToolCall:
     convert: Convert | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolResult:
     """What a tool returned."""
 
@@ -130,7 +134,7 @@ class ToolResult:
     convert: Convert | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Retrieval:
     """A retriever run: its query, and the documents it found (read with ``shapes`` into
     id, score, text and metadata). ``document_count`` is None when it cannot be known."""
@@ -141,7 +145,7 @@ class Retrieval:
     shapes: ContentShapes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GraphStep:
     """A run that is one step of a graph: the node it runs, and the step number when known."""
 

@@ -17,7 +17,6 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from sentry_llm_callbacks.base.threads import start_daemon
@@ -217,7 +216,7 @@ def cost_of(usage: Usage, price: Price) -> Usage:
     reasoning = (usage.reasoning_tokens or 0) if price.reasoning is not None else 0
     output_cost = (outputs - reasoning) * price.output + reasoning * (price.reasoning or 0.0)
     total = input_cost + output_cost + price.per_request
-    return replace(usage, cost_input=input_cost, cost_output=output_cost, cost_total=total)
+    return usage.with_costs(input_cost, output_cost, total)
 
 
 def _library_cost(usage: Usage, prices: Any) -> Usage:
@@ -231,9 +230,4 @@ def _library_cost(usage: Usage, prices: Any) -> Usage:
             output_tokens=usage.output_tokens or 0,
         )
     )
-    return replace(
-        usage,
-        cost_input=float(result["input_price"]),
-        cost_output=float(result["output_price"]),
-        cost_total=float(result["total_price"]),
-    )
+    return usage.with_costs(float(result["input_price"]), float(result["output_price"]), float(result["total_price"]))

@@ -65,7 +65,18 @@ def span_name(kind: str, name: str | None, explicit: bool, trace: TraceState, *,
         fitted = fit_name(chosen)
         if fitted:
             return fitted, False
-    return fit_name(default_name(kind, name)) or str(kind), True
+    key = (kind, name)
+    default = _DEFAULT_NAMES.get(key)
+    if default is None:
+        default = fit_name(default_name(kind, name)) or str(kind)
+        if len(_DEFAULT_NAMES) >= 4096:
+            _DEFAULT_NAMES.clear()
+        _DEFAULT_NAMES[key] = default
+    return default, True
+
+
+#: Default span names by (kind, name): a process names the same few runs again and again.
+_DEFAULT_NAMES: dict[tuple[str, str | None], str] = {}
 
 
 # --------------------------------------------------------------------------- at the end
@@ -147,20 +158,21 @@ def finish(run: Run) -> None:
         state.tail.finished(span, attrs, root=run.context.span_id == state.root_span_id)
 
 
-_SCALARS = (str, bool, float, LazyContent)
-_INT64 = (-(2**63), 2**63 - 1)
+_SCALARS = frozenset({str, bool, float, LazyContent})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def make_valid(attrs: dict[str, Any]) -> None:
     """Coerce values the OTLP encoder cannot take (it would fail the whole batch) to strings."""
+    scalars = _SCALARS
     for key, value in attrs.items():
         kind = type(value)
-        if kind in _SCALARS:
+        if kind in scalars:
             continue
         if kind is int:
-            if not _INT64[0] <= value <= _INT64[1]:
+            if not _INT64_MIN <= value <= _INT64_MAX:
                 attrs[key] = str(value)
-        elif kind in (list, tuple) and all(type(v) is str for v in value):
+        elif (kind is list or kind is tuple) and all(type(v) is str for v in value):
             continue
         else:
             attrs[key] = scalar_or_json(value)

@@ -16,8 +16,11 @@ from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.message_shapes import get_field
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Usage:
+    """Token counts and costs of one model call; absent values are None. Never changed once
+    made (``replace`` makes a new one); not frozen, as one is made on every model call."""
+
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
@@ -39,7 +42,21 @@ class Usage:
     def with_cost_from(self, other: Usage | None) -> Usage:
         if other is None or self.has_cost or not other.has_cost:
             return self
-        return replace(self, cost_input=other.cost_input, cost_output=other.cost_output, cost_total=other.cost_total)
+        return self.with_costs(other.cost_input, other.cost_output, other.cost_total)
+
+    def with_costs(self, cost_input: float | None, cost_output: float | None, cost_total: float | None) -> Usage:
+        """These counts with these costs (``dataclasses.replace`` costs several times as much)."""
+        return Usage(
+            self.input_tokens,
+            self.output_tokens,
+            self.total_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            cost_input,
+            cost_output,
+            cost_total,
+        )
 
 
 def _int(value: Any) -> int | None:
@@ -269,21 +286,24 @@ def detect(payload: Any) -> Usage | None:
 def usage_attributes(usage: Usage, cost_source: str = "provider") -> dict[str, int | float | str]:
     """Sentry's ``gen_ai.usage.*`` and ``gen_ai.cost.*`` attributes; absent values are left out."""
     out: dict[str, int | float | str] = {}
-    pairs: tuple[tuple[tuple[str, ...], int | float | None], ...] = (
-        ((attr.USAGE_INPUT_TOKENS,), usage.input_tokens),
-        ((attr.USAGE_OUTPUT_TOKENS,), usage.output_tokens),
-        ((attr.USAGE_TOTAL_TOKENS,), usage.total_tokens),
-        ((attr.USAGE_CACHE_READ, attr.USAGE_CACHE_READ_LEGACY), usage.cache_read_tokens),
-        ((attr.USAGE_CACHE_WRITE, attr.USAGE_CACHE_WRITE_LEGACY), usage.cache_write_tokens),
-        ((attr.USAGE_REASONING, attr.USAGE_REASONING_LEGACY), usage.reasoning_tokens),
-        ((attr.COST_INPUT,), usage.cost_input),
-        ((attr.COST_OUTPUT,), usage.cost_output),
-        ((attr.COST_TOTAL,), usage.cost_total),
-    )
-    for names, value in pairs:
-        if value is not None:
-            for name in names:
-                out[name] = value
+    if usage.input_tokens is not None:
+        out[attr.USAGE_INPUT_TOKENS] = usage.input_tokens
+    if usage.output_tokens is not None:
+        out[attr.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+    if usage.total_tokens is not None:
+        out[attr.USAGE_TOTAL_TOKENS] = usage.total_tokens
+    if usage.cache_read_tokens is not None:
+        out[attr.USAGE_CACHE_READ] = out[attr.USAGE_CACHE_READ_LEGACY] = usage.cache_read_tokens
+    if usage.cache_write_tokens is not None:
+        out[attr.USAGE_CACHE_WRITE] = out[attr.USAGE_CACHE_WRITE_LEGACY] = usage.cache_write_tokens
+    if usage.reasoning_tokens is not None:
+        out[attr.USAGE_REASONING] = out[attr.USAGE_REASONING_LEGACY] = usage.reasoning_tokens
+    if usage.cost_input is not None:
+        out[attr.COST_INPUT] = usage.cost_input
+    if usage.cost_output is not None:
+        out[attr.COST_OUTPUT] = usage.cost_output
+    if usage.cost_total is not None:
+        out[attr.COST_TOTAL] = usage.cost_total
     if usage.has_cost:
         out[attr.COST_SOURCE] = cost_source
     return out

@@ -467,8 +467,6 @@ class _QuietServer(ThreadingHTTPServer):
         print(f"{SERVER_NAME}: a request from {client_address[0]} failed ({exc!r})", file=sys.stderr, flush=True)
 
 
-
-
 # --------------------------------------------------------------------------- showing traces
 
 

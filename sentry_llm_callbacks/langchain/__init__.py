@@ -218,8 +218,12 @@ class SentryCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         meta, tag_list = _mapping(metadata), _tag_list(tags)
-        name = isolated(_chain_name, kwargs.get("name"), serialized, default=None) or "chain"
-        kind, step = isolated(_graph_role, name, meta, tag_list, default=(RunKind.CHAIN, None))
+        try:  # every piece at once; a payload that fails here is read again piece by piece
+            name, kind, step, explicit = _chain_start(kwargs.get("name"), serialized, meta, tag_list)
+        except Exception:
+            name = isolated(_chain_name, kwargs.get("name"), serialized, default=None) or "chain"
+            kind, step = isolated(_graph_role, name, meta, tag_list, default=(RunKind.CHAIN, None))
+            explicit = isolated(_is_explicit_chain_name, name, serialized, meta, default=False)
         agent_name = _text(meta.get("lc_agent_name"))
         if step is not None and parent_run_id is not None:
             # a node's parent is a graph: a (sub)graph is an agent
@@ -231,8 +235,8 @@ class SentryCallbackHandler(BaseCallbackHandler):
             meta,
             kind=kind,
             name=name,
-            explicit=isolated(_is_explicit_chain_name, name, serialized, meta, default=False),
-            agent_name=agent_name if kind == RunKind.AGENT else None,
+            explicit=explicit,
+            agent_name=agent_name if kind is RunKind.AGENT else None,
             graph_step=step,
             resumes=parent_run_id is None and _is_resume(inputs),
         )
@@ -277,7 +281,13 @@ class SentryCallbackHandler(BaseCallbackHandler):
         prompt: Any = None,
     ) -> None:
         params, meta = _mapping(kwargs.get("invocation_params")), _mapping(metadata)
-        model = isolated(_model_name, params, meta, serialized, default=None)
+        try:  # every piece at once; a payload that fails here is read again piece by piece
+            model = _model_name(params, meta, serialized)
+            provider, parameters = _provider(meta), _parameters(params, meta)
+        except Exception:
+            model = isolated(_model_name, params, meta, serialized, default=None)
+            provider = isolated(_provider, meta, default=None)
+            parameters = isolated(_parameters, params, meta, default=None)
         explicit = _text(kwargs.get("name"))
         run = self._start(
             run_id,
@@ -292,8 +302,8 @@ class SentryCallbackHandler(BaseCallbackHandler):
             return
         request = ModelRequest(
             model=model,
-            provider=isolated(_provider, meta, default=None),
-            parameters=isolated(_parameters, params, meta, default=None),
+            provider=provider,
+            parameters=parameters,
             messages=messages,
             shapes=_SHAPES,
             prompt=prompt,
@@ -625,6 +635,18 @@ def _control_flow(error: BaseException) -> ControlFlow | None:
     return ControlFlow()
 
 
+def _chain_start(
+    given: Any, serialized: Mapping[str, Any] | None, meta: Mapping[str, Any], tags: Sequence[str]
+) -> tuple[str, str, GraphStep | None, bool]:
+    """A chain run's name, kind, graph step and whether the name was chosen by the user."""
+    name = given if type(given) is str and given else _chain_name(given, serialized) or "chain"
+    if "langgraph_node" in meta or "ls_integration" in meta or name in _AGENT_CHAINS:
+        kind, step = _graph_role(name, meta, tags)
+    else:
+        kind, step = RunKind.CHAIN, None
+    return name, kind, step, _is_explicit_chain_name(name, serialized, meta)
+
+
 def _chain_name(given: Any, serialized: Mapping[str, Any] | None) -> str | None:
     return _text(given) or _serialized_name(serialized)
 
@@ -634,7 +656,12 @@ def _graph_role(name: str, meta: Mapping[str, Any], tags: Sequence[str]) -> tupl
     node = meta.get("langgraph_node")
     if name in _AGENT_CHAINS or (meta.get("ls_integration") == "langgraph" and node is None):
         return RunKind.AGENT, None
-    if node is None or not any(t.startswith(_GRAPH_STEP_TAG) for t in tags):
+    if node is None:
+        return RunKind.CHAIN, None
+    for tag in tags:
+        if tag.startswith(_GRAPH_STEP_TAG):
+            break
+    else:
         return RunKind.CHAIN, None
     step = meta.get("langgraph_step")
     return RunKind.CHAIN, GraphStep(str(node), step if isinstance(step, int) and not isinstance(step, bool) else None)
@@ -672,7 +699,21 @@ def _is_explicit_chain_name(name: str, serialized: Mapping[str, Any] | None, met
     default = _serialized_name(serialized)
     if default:
         return name != default
-    return not _IDENTIFIER.fullmatch(name)
+    return not _is_identifier(name)
+
+
+#: Names seen by :func:`_is_identifier`, with the answer (bounded: run names repeat).
+_IDENTIFIERS: dict[str, bool] = {}
+
+
+def _is_identifier(name: str) -> bool:
+    """Whether ``name`` reads as a class or function name (LangChain's default run name)."""
+    known = _IDENTIFIERS.get(name)
+    if known is None:
+        known = _IDENTIFIER.fullmatch(name) is not None
+        if len(_IDENTIFIERS) < 4096:
+            _IDENTIFIERS[name] = known
+    return known
 
 
 def _model_name(params: Mapping[str, Any], meta: Mapping[str, Any], serialized: Mapping[str, Any] | None) -> str | None:
@@ -740,6 +781,25 @@ def _response_metadata(generation: Any) -> Mapping[str, Any]:
 
 
 def _model_response(response: Any) -> ModelResponse:
+    """An ``LLMResult`` as a model response, read at once; a payload that fails that is read
+    again field by field (:func:`_model_response_by_field`)."""
+    try:
+        generations = _generations(response)
+        llm_output = _llm_output(response)
+        first = _first_response_metadata(generations)
+        return ModelResponse(
+            _response_model(first, llm_output),
+            _response_id(first, llm_output),
+            _finish_reasons(generations),
+            generations,
+            _SHAPES,
+            _usage(generations, first, llm_output),
+        )
+    except Exception:
+        return _model_response_by_field(response)
+
+
+def _model_response_by_field(response: Any) -> ModelResponse:
     """An ``LLMResult`` as a model response, each field read on its own: one malformed field
     costs only itself."""
     generations = isolated(_generations, response, default=[])
