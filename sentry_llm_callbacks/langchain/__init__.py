@@ -893,8 +893,9 @@ def _read_message(message: Any) -> tuple[str, list[Part]]:
     if role == "tool":
         return role, [tool_result_part(getattr(message, "tool_call_id", None), getattr(message, "content", None))]
     parts = content_parts(getattr(message, "content", message if isinstance(message, str) else None))
-    for call in getattr(message, "tool_calls", None) or ():
-        parts.append(tool_call_part(call.get("id"), call.get("name"), call.get("args")))
+    if role == "assistant":  # only AI messages have tool calls (asking others costs a pydantic miss)
+        for call in getattr(message, "tool_calls", None) or ():
+            parts.append(tool_call_part(call.get("id"), call.get("name"), call.get("args")))
     return role, parts
 
 
@@ -915,17 +916,19 @@ _SHAPES = ContentShapes(read_message=_read_message, read_output=_read_generation
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_MAX_DEPTH = 5
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
     """Chain inputs and outputs with LangChain messages and prompt values in the role / parts
-    shape (cheaper than pydantic's dump, and what Sentry shows as a conversation)."""
+    shape (cheaper than pydantic's dump, and what Sentry shows as a conversation), down to
+    ``_MAX_DEPTH`` containers deep (a LangGraph ``Send``'s state holds its messages four deep)."""
     # Exact built-in types first: a LangGraph state is mostly these, and they are neither
     # messages nor prompt values, so the probes below would only cost time.
     kind = type(value)
     if kind in _SCALARS:
         return value
-    if depth < 3:
+    if depth < _MAX_DEPTH:
         if kind is dict:
             return {k: _plain(v, depth + 1) for k, v in value.items()}
         if kind is list or kind is tuple:
@@ -936,6 +939,20 @@ def _plain(value: Any, depth: int = 0) -> Any:
 def _plain_object(value: Any, depth: int) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    # LangChain's own messages and prompt values by class first: probing a pydantic model for an
+    # attribute it lacks costs microseconds (its __getattr__ raises), the class check nothing.
+    message_class, prompt_value_class = _langchain_classes()
+    if isinstance(value, message_class):
+        return _SHAPES.message(value)
+    if isinstance(value, prompt_value_class):
+        try:
+            return _SHAPES.messages(value.to_messages())
+        except Exception:
+            return value
+    if type(value).__name__ == "Send" and hasattr(value, "node"):
+        # LangGraph's Send (read by name: this adapter does not import LangGraph), a wrapper: its
+        # argument is read at the same depth, so the state it carries reads like any other.
+        return {"type": "Send", "node": value.node, "arg": _plain(getattr(value, "arg", None), depth)}
     if isinstance(getattr(value, "type", None), str) and hasattr(value, "content"):
         return _SHAPES.message(value)
     to_messages = getattr(value, "to_messages", None)
@@ -944,12 +961,27 @@ def _plain_object(value: Any, depth: int) -> Any:
             return _SHAPES.messages(to_messages())
         except Exception:
             return value
-    if depth < 3:
+    if depth < _MAX_DEPTH:
         if isinstance(value, Mapping):
             return {k: _plain(v, depth + 1) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [_plain(v, depth + 1) for v in value]
     return value
+
+
+_CLASSES: tuple[type, type] | None = None
+
+
+def _langchain_classes() -> tuple[type, type]:
+    """``BaseMessage`` and ``PromptValue``, imported at the first conversion (on the export
+    thread), not with this module."""
+    global _CLASSES
+    if _CLASSES is None:
+        from langchain_core.messages import BaseMessage
+        from langchain_core.prompt_values import PromptValue
+
+        _CLASSES = (BaseMessage, PromptValue)
+    return _CLASSES
 
 
 def _tool_output(output: Any) -> Any:

@@ -748,3 +748,29 @@ def test_hostile_start_payloads_still_open_and_close_their_runs(sentry: LocalRec
     assert all(s.status_code != 2 for s in trace.spans)
     retrieval = next(s for s in trace.spans if s.name == "retriever")
     assert "sentry_llm_callbacks.retrieval.document_count" not in retrieval.attributes
+
+
+def test_a_send_carries_its_state_in_the_conversation_shape(sentry: LocalReceiver) -> None:
+    """A LangGraph ``Send`` in a routing step's output is written like the rest of the trace's
+    content: its node, and its state's messages as role / parts, not as the messages' raw fields."""
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Send
+
+    def route(state: MessagesState) -> list[Any]:
+        return [Send("answer", {"messages": state["messages"], "topic": "keys"})]
+
+    def answer(state: dict) -> dict:
+        return {"messages": [AIMessage("rotated")]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("answer", answer)
+    graph.add_conditional_edges(START, route, ["answer"])
+    graph.add_edge("answer", END)
+    graph.compile(name="router").invoke(
+        {"messages": [HumanMessage("How do I rotate keys?")]}, config={"callbacks": [SentryCallbackHandler()]}
+    )
+    trace = check_trace(delivered(sentry, 3), generations=0)
+    routing = next(s for s in trace.spans if s.name == "route")
+    (sent,) = json.loads(routing.attributes["output.value"])
+    assert sent["type"] == "Send" and sent["node"] == "answer" and sent["arg"]["topic"] == "keys"
+    assert sent["arg"]["messages"] == [{"role": "user", "parts": [{"type": "text", "content": "How do I rotate keys?"}]}]
