@@ -41,8 +41,6 @@ from tests.support.waiting import wait_until
 pytestmark = needs_chromium
 
 
-
-
 def send_traces(sentry: LocalReceiver) -> tuple[str, str]:
     """The demo agent's trace and one that failed; returns their trace ids."""
     run_langchain_agent()

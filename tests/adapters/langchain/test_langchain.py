@@ -773,4 +773,5 @@ def test_a_send_carries_its_state_in_the_conversation_shape(sentry: LocalReceive
     routing = next(s for s in trace.spans if s.name == "route")
     (sent,) = json.loads(routing.attributes["output.value"])
     assert sent["type"] == "Send" and sent["node"] == "answer" and sent["arg"]["topic"] == "keys"
-    assert sent["arg"]["messages"] == [{"role": "user", "parts": [{"type": "text", "content": "How do I rotate keys?"}]}]
+    question = {"role": "user", "parts": [{"type": "text", "content": "How do I rotate keys?"}]}
+    assert sent["arg"]["messages"] == [question]
