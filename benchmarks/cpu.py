@@ -1,12 +1,16 @@
 """CPU time of our two halves on their own, steady enough to decide by on a shared machine.
 
     python benchmarks/cpu.py render [--workload lg_agent] [--invocations 300] [--profile out.prof]
+    python benchmarks/cpu.py encode [--workload lg_agent] [--invocations 300] [--profile out.prof]
     python benchmarks/cpu.py callbacks [--workload lg_agent] [--invocations 2000] [--profile out.prof]
 
 ``render``: records the spans of N invocations (content captured, not yet rendered), then times
 what the export thread does with them, ``finished_attributes`` in chunks of 64 spans as the
 export thread takes them, with orjson and with the standard encoder; thread CPU time, the best of 15
-repetitions, per invocation. ``callbacks``: records the callbacks LangChain makes for one
+repetitions, per invocation. ``encode``: the same spans, whole, taken through what the export
+thread does with each chunk of 64, content rendered and the OTLP request encoded (in a tree
+whose encoder does not render, ``finish_span`` first, as that tree's export thread did), and
+compressed. ``callbacks``: records the callbacks LangChain makes for one
 invocation and replays them on our handler (fresh run ids each time), timing the application
 thread's CPU; with ``--profile``, a cProfile of those replays (our functions by total time).
 
@@ -109,6 +113,70 @@ def render(args: argparse.Namespace) -> None:
         )
 
 
+def record_spans(workload: str, invocations: int) -> list[Any]:
+    """The finished spans of ``invocations`` runs, their content not yet rendered."""
+    from sentry_llm_callbacks.export.taps import TAPS
+
+    captured: list[Any] = []
+    run, config = traced(workload)
+    for _ in range(10):
+        run(config)
+    TAPS.add(captured.append)
+    try:
+        for _ in range(invocations):
+            run(config)
+    finally:
+        TAPS.remove(captured.append)
+    return captured
+
+
+def encode_once(spans: list[Any]) -> tuple[int, int, int]:
+    """Thread CPU of rendering and encoding ``spans`` in chunks, of compressing the result, and
+    the encoded size."""
+    import inspect
+
+    from sentry_llm_callbacks.core.content import RenderCache
+    from sentry_llm_callbacks.export.compression import GZIP
+    from sentry_llm_callbacks.export.otlp import encode_request
+
+    renders_itself = len(inspect.signature(encode_request).parameters) > 1
+    started = time.thread_time_ns()
+    pieces = []
+    for i in range(0, len(spans), CHUNK):
+        chunk = spans[i : i + CHUNK]
+        if renders_itself:
+            pieces.append(encode_request(chunk, RenderCache()))
+        else:
+            from sentry_llm_callbacks.core.finishing import finish_spans
+
+            pieces.append(encode_request(finish_spans(chunk)))
+    encoded = time.thread_time_ns()
+    body = b"".join(pieces)
+    for i in range(0, len(body), 128 * 1024):
+        GZIP.segment(body[i : i + 128 * 1024])
+    return encoded - started, time.thread_time_ns() - encoded, len(body)
+
+
+def encode(args: argparse.Namespace) -> None:
+    spans = record_spans(args.workload, args.invocations)
+    gc.disable()
+    runs = [encode_once(spans) for _ in range(15)]
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(5):
+            encode_once(spans)
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(30)
+    per = args.invocations * 1e3
+    print(
+        f"encode {args.workload}: render + encode best {min(r[0] for r in runs) / per:7.1f} us, median "
+        f"{statistics.median(r[0] for r in runs) / per:7.1f} us; gzip best {min(r[1] for r in runs) / per:5.1f} us "
+        f"CPU per invocation ({len(spans) / args.invocations:.0f} spans, {runs[0][2] / args.invocations:.0f} bytes)"
+    )
+
+
 class Recording:
     """The callbacks LangChain makes for one invocation, to replay on our handler alone."""
 
@@ -195,14 +263,14 @@ def callbacks(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=("render", "callbacks"))
+    parser.add_argument("what", choices=("render", "encode", "callbacks"))
     parser.add_argument("--workload", default="lg_agent", choices=sorted(WORKLOADS))
     parser.add_argument("--invocations", type=int, default=0)
     parser.add_argument("--profile", default="")
     args = parser.parse_args()
-    if args.what == "render":
+    if args.what in ("render", "encode"):
         args.invocations = args.invocations or 300
-        render(args)
+        (render if args.what == "render" else encode)(args)
     else:
         args.invocations = args.invocations or 2000
         callbacks(args)
