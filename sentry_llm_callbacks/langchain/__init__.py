@@ -163,6 +163,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         graph_step: GraphStep | None = None,
         resumes: bool = False,
     ) -> Run | None:
+        run_id, parent_run_id = _key(run_id), _key(parent_run_id)
         under_hidden = False
         if HIDDEN_TAG in tags:
             # LangChain passes tags down: only the run where the tag starts is hidden; runs
@@ -191,12 +192,14 @@ class SentryCallbackHandler(BaseCallbackHandler):
 
     def _end(self, run_id: UUID, record: Callable[..., None], *values: Any) -> None:
         """End a run with what it returned; whatever recording that costs, the run ends."""
+        run_id = _key(run_id)
         try:
             isolated(record, self._recorder.get(run_id), *values, default=None)
         finally:
             self._recorder.end_run(run_id)
 
     def _error(self, error: BaseException, run_id: UUID) -> None:
+        run_id = _key(run_id)
         control = isolated(_control_flow, error, default=None)
         if control is not None:
             self._recorder.end_by_control_flow(run_id, control)
@@ -227,7 +230,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
         agent_name = _text(meta.get("lc_agent_name"))
         if step is not None and parent_run_id is not None:
             # a node's parent is a graph: a (sub)graph is an agent
-            self._recorder.promote_to_agent(parent_run_id, agent_name)
+            self._recorder.promote_to_agent(_key(parent_run_id), agent_name)
         run = self._start(
             run_id,
             parent_run_id,
@@ -248,7 +251,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
 
     @_on_callback
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        if self._recorder.open_descendants(run_id):
+        if self._recorder.open_descendants(_key(run_id)):
             # LangChain ends a sync stream's run normally when its consumer stops reading; the
             # runs still open under it are what tells the two apart.
             self._close_early(run_id, outputs)
@@ -256,6 +259,7 @@ class SentryCallbackHandler(BaseCallbackHandler):
             self._end(run_id, self._recorder.record_output, outputs, _plain)
 
     def _close_early(self, run_id: UUID, outputs: Any) -> None:
+        run_id = _key(run_id)
         try:
             isolated(self._recorder.record_output, self._recorder.get(run_id), outputs, _plain, default=None)
         finally:
@@ -344,12 +348,13 @@ class SentryCallbackHandler(BaseCallbackHandler):
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
         # Called for every streamed chunk: guarded in place, without the wrapper's extra call.
         try:
-            self._recorder.mark_first_chunk(run_id)
+            self._recorder.mark_first_chunk(_key(run_id))
         except Exception as exc:
             callback_failed(_FRAMEWORK, "on_llm_new_token", exc)
 
     @_on_callback
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run_id = _key(run_id)
         try:
             run = self._recorder.get(run_id)
             if run is not None:
@@ -444,20 +449,20 @@ class SentryCallbackHandler(BaseCallbackHandler):
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
         tool = getattr(action, "tool", None)
         call = ToolCall(name=str(tool) if tool else None, arguments=getattr(action, "tool_input", None), convert=_plain)
-        self._recorder.record_agent_action(run_id, call)
+        self._recorder.record_agent_action(_key(run_id), call)
 
     @_on_callback
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.record_agent_finish(run_id, getattr(finish, "return_values", None))
+        self._recorder.record_agent_finish(_key(run_id), getattr(finish, "return_values", None))
 
     @_on_callback
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         attempt = getattr(retry_state, "attempt_number", None)
-        self._recorder.record_retry(run_id, attempt if isinstance(attempt, int) else None)
+        self._recorder.record_retry(_key(run_id), attempt if isinstance(attempt, int) else None)
 
     @_on_callback
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.record_custom_event(run_id, str(name), data)
+        self._recorder.record_custom_event(_key(run_id), str(name), data)
 
 
 # --------------------------------------------------------------------------- global handler
@@ -509,6 +514,12 @@ def unset_global_handler() -> None:
 
 
 # --------------------------------------------------------------------------- small readers
+
+
+def _key(run_id: Any) -> Any:
+    """A run id as the run map's key: a UUID by its 128-bit integer, hashed in C (a UUID's own
+    hash is a Python call, made several times per callback)."""
+    return run_id.int if type(run_id) is UUID else run_id
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -999,7 +1010,7 @@ def _current_langchain_run() -> UUID | None:
     config = var_child_runnable_config.get()
     if not config:
         return None
-    return getattr(config.get("callbacks"), "parent_run_id", None)
+    return _key(getattr(config.get("callbacks"), "parent_run_id", None))
 
 
 ADAPTER = contract.FrameworkAdapter("langchain", set_global_handler, unset_global_handler, _current_langchain_run)
