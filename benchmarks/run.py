@@ -59,7 +59,9 @@ UNSUPPORTED = {("sentry_sdk", "li_query"), ("noop", "li_query")}
 #: ``--baseline DIR``: a mode written ``MODE@base`` runs MODE with the package imported from DIR
 #: (a checkout of an earlier commit), interleaved with the rest, for before / after figures.
 BASELINE: str | None = None
-#: Slow workloads run a tenth of the iterations.
+#: Slow workloads run a quarter of the iterations (fewer leave their CPU figures to the noise of
+#: starting and flushing a process: a tenth moved the agent's CPU against the floor from 0.85 to 1.24
+#: between two runs of the same tree).
 SLOW = ("lc_async20", "lg_agent", "lg_agent_paced")
 
 
@@ -147,7 +149,7 @@ def main() -> None:
     workloads = args.workloads.split(",")
     results: dict[tuple[str, str], list[dict]] = {}
     for workload in workloads:
-        iterations = max(20, args.iterations // 10) if workload in SLOW else args.iterations
+        iterations = max(20, args.iterations // 4) if workload in SLOW else args.iterations
         for r in range(args.rounds):
             for mode in modes:
                 if (mode, workload) in UNSUPPORTED:
@@ -166,7 +168,7 @@ def report(results: dict, modes: list[str], workloads: list[str], args: argparse
     lines = [
         f"Run on {date.today()} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
         f"Python {platform.python_version()} · {args.rounds} rounds · {args.iterations} iterations "
-        f"({', '.join(SLOW)}: a tenth) · interleaved, one process per run",
+        f"({', '.join(SLOW)}: a quarter) · interleaved, one process per run",
         "",
         "x floor: added median / `otel_floor`'s (the spans we deliver, made directly with the SDK, no "
         "framework dispatch); x bare: / `otel_bare`'s (one SDK span per framework run, from a callback). "
