@@ -83,6 +83,17 @@ def render_once(spans: list[dict[str, Any]]) -> int:
     return time.thread_time_ns() - started
 
 
+def profile(work: Any, path: str) -> None:
+    """cProfile five runs of ``work`` into ``path``, and print its functions by total time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(5):
+        work()
+    profiler.disable()
+    profiler.dump_stats(path)
+    pstats.Stats(path).sort_stats("tottime").print_stats(30)
+
+
 def render(args: argparse.Namespace) -> None:
     from sentry_llm_callbacks.core import content
 
@@ -98,13 +109,7 @@ def render(args: argparse.Namespace) -> None:
             times[name].append(render_once(spans))
     if args.profile:  # with orjson where installed, as the export thread renders
         content._FAST = bool(fast)
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(5):
-            render_once(spans)
-        profiler.disable()
-        profiler.dump_stats(args.profile)
-        pstats.Stats(args.profile).sort_stats("tottime").print_stats(30)
+        profile(lambda: render_once(spans), args.profile)
     for name, values in times.items():
         print(
             f"render {args.workload}: {name:12} best {min(values) / args.invocations / 1e3:7.1f} us, "
@@ -162,13 +167,7 @@ def encode(args: argparse.Namespace) -> None:
     gc.disable()
     runs = [encode_once(spans) for _ in range(15)]
     if args.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(5):
-            encode_once(spans)
-        profiler.disable()
-        profiler.dump_stats(args.profile)
-        pstats.Stats(args.profile).sort_stats("tottime").print_stats(30)
+        profile(lambda: encode_once(spans), args.profile)
     per = args.invocations * 1e3
     print(
         f"encode {args.workload}: render + encode best {min(r[0] for r in runs) / per:7.1f} us, median "
