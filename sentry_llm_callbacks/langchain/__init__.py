@@ -961,9 +961,9 @@ def _plain_object(value: Any, depth: int) -> Any:
         except Exception:
             return value
     if type(value).__name__ == "Send" and hasattr(value, "node"):
-        # LangGraph's Send (read by name: this adapter does not import LangGraph), a wrapper: its
-        # argument is read at the same depth, so the state it carries reads like any other.
-        return {"type": "Send", "node": value.node, "arg": _plain(getattr(value, "arg", None), depth)}
+        # LangGraph's Send (read by name: this adapter does not import LangGraph): the state it
+        # carries reads like any other, its messages as role / parts.
+        return {"type": "Send", "node": value.node, "arg": _plain(getattr(value, "arg", None), depth + 1)}
     if isinstance(getattr(value, "type", None), str) and hasattr(value, "content"):
         return _SHAPES.message(value)
     to_messages = getattr(value, "to_messages", None)
