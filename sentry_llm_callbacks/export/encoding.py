@@ -11,6 +11,7 @@ short locked step, and drops it if what was held was discarded meanwhile.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from sentry_llm_callbacks.core.content import RenderCache
 from sentry_llm_callbacks.export.backlog import Backlog, SealedRequest
@@ -24,6 +25,7 @@ class SpanEncoder:
 
     SEGMENT_BYTES = 128 * 1024  #: encoded bytes compressed in one call (one gzip segment)
     HELP_AFTER_BATCHES = 4  #: how many batches behind the export thread must be before threads help
+    LONG_WORK = 0.001  #: seconds of encoding after which the encoder lets the application in
 
     def __init__(self, backlog: Backlog, sender: OtlpHttpSender, *, max_batch_size: int) -> None:
         self._backlog = backlog
@@ -44,7 +46,7 @@ class SpanEncoder:
                 kept = [s for s in chunk if s.context.trace_id not in backlog.cut_traces]
                 backlog.drop_held(taken - len(kept), "the rest of their trace was dropped at the backlog bound")
                 chunk = kept
-            pieces, oversize = self._sender.encode(chunk, RenderCache())
+            pieces, oversize = self._sender.encode(chunk, RenderCache(), self._pause_after_a_while())
         except Exception as exc:  # a span the encoder cannot read must not stop the others
             backlog.drop_held(len(chunk), f"they could not be encoded ({type(exc).__name__})")
             backlog.last_error = type(exc).__name__
@@ -89,6 +91,23 @@ class SpanEncoder:
                 self.compress_pending()  # else send what is compressed: small segments compress badly
             backlog.seal_if_none_ready()
         return backlog.next_ready()
+
+    def _pause_after_a_while(self) -> Callable[[], None]:
+        """A ``pause`` for the encoder to call every few spans: it pauses (:meth:`pause`) once
+        ``LONG_WORK`` seconds of work have gone by since the last one. A chunk of light spans
+        runs through (each pause hands the interpreter lock over, and getting it back costs CPU
+        and the application's time); content that takes long to render still lets the
+        application in every millisecond or so."""
+        last = time.perf_counter()
+
+        def pause_after_a_while() -> None:
+            nonlocal last
+            now = time.perf_counter()
+            if now - last >= self.LONG_WORK:
+                self.pause()
+                last = time.perf_counter()
+
+        return pause_after_a_while
 
     def pause(self) -> None:
         """Between chunks of export work: yield the interpreter lock to the application while the

@@ -28,7 +28,7 @@ the same bits.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -247,12 +247,22 @@ def _needs_official_encoder(span: ReadableSpan) -> bool:
     )
 
 
-def encode_request(spans: Iterable[ReadableSpan], cache: RenderCache | None = None) -> bytes:
+#: Spans written between two calls of ``encode_request``'s ``pause``.
+PAUSE_EVERY = 16
+
+
+def encode_request(
+    spans: Iterable[ReadableSpan], cache: RenderCache | None = None, pause: Callable[[], None] | None = None
+) -> bytes:
     """An ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource, then scope, their
-    lazily captured content rendered (through ``cache``, one per batch, when given)."""
+    lazily captured content rendered (through ``cache``, one per batch, when given). ``pause`` is
+    called after every ``PAUSE_EVERY`` spans (the export thread lets the application have the
+    interpreter lock there: rendering content can take a while)."""
     spans = list(spans)
     groups: dict[bytes, dict[bytes, list[bytes]]] = {}
-    for span in spans:
+    for i, span in enumerate(spans):
+        if pause is not None and i and not i % PAUSE_EVERY:
+            pause()
         bodies = _resource_and_scope(span)
         if bodies is None or _needs_official_encoder(span):
             return _official_encoding(spans)

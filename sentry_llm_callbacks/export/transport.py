@@ -215,28 +215,39 @@ class OtlpHttpSender:
         return self._session
 
     def encode(
-        self, spans: Sequence[ReadableSpan], cache: RenderCache | None = None
+        self,
+        spans: Sequence[ReadableSpan],
+        cache: RenderCache | None = None,
+        pause: Callable[[], None] | None = None,
     ) -> tuple[list[tuple[bytes, int]], int]:
         """Request pieces (uncompressed, each a whole request under the size limit) with the number
         of spans in each, and the number of spans left out for being over the limit alone.
         Concatenated pieces are one valid request. Lazily captured content is rendered through
-        ``cache`` (one per batch)."""
+        ``cache`` (one per batch); ``pause`` is called every few spans (see ``encode_request``)."""
         pieces: list[tuple[bytes, int]] = []
         oversize = 0
         cache = RenderCache() if cache is None else cache
         for i in range(0, len(spans), self.CHUNK):
-            oversize += self._encode_chunk(spans[i : i + self.CHUNK], pieces, cache)
+            if i and pause is not None:
+                pause()
+            oversize += self._encode_chunk(spans[i : i + self.CHUNK], pieces, cache, pause)
         return pieces, oversize
 
-    def _encode_chunk(self, chunk: Sequence[ReadableSpan], out: list[tuple[bytes, int]], cache: RenderCache) -> int:
-        data = encode_request(chunk, cache)
+    def _encode_chunk(
+        self,
+        chunk: Sequence[ReadableSpan],
+        out: list[tuple[bytes, int]],
+        cache: RenderCache,
+        pause: Callable[[], None] | None,
+    ) -> int:
+        data = encode_request(chunk, cache, pause)
         if len(data) <= self.max_request_bytes:
             out.append((data, len(chunk)))
             return 0
         if len(chunk) == 1:
             return 1
         mid = len(chunk) // 2
-        return self._encode_chunk(chunk[:mid], out, cache) + self._encode_chunk(chunk[mid:], out, cache)
+        return self._encode_chunk(chunk[:mid], out, cache, pause) + self._encode_chunk(chunk[mid:], out, cache, pause)
 
     def post(self, data: bytes, *, timeout: float | None = None) -> SendResult:
         """POST one request body and classify the answer. Never raises: a request that cannot be

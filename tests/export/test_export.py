@@ -380,10 +380,10 @@ def test_flush_waits_for_a_batch_that_is_being_prepared(sentry: LocalReceiver, m
     original = OtlpHttpSender.encode
     preparing = threading.Event()
 
-    def slow_encode(self, batch, cache=None):
+    def slow_encode(self, batch, cache=None, pause=None):
         preparing.set()
         time.sleep(0.3)  # a slow preparation is the behaviour under test
-        return original(self, batch, cache)
+        return original(self, batch, cache, pause)
 
     monkeypatch.setattr(OtlpHttpSender, "encode", slow_encode)
     make_spans(5)

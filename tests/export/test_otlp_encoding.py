@@ -124,3 +124,17 @@ def test_content_held_lazily_is_written_as_the_finished_span_would_be() -> None:
     assert written["gen_ai.input.messages"] == '{"asked":["a...[truncated 19 chars]'
     assert "gen_ai.output.messages" not in written
     assert b"secret" not in encode_request(spans)
+
+
+def test_the_encoder_lets_the_application_in_every_few_spans() -> None:
+    """Rendering content can take a while: the export thread's ``pause`` (where it lets the
+    application have the interpreter lock) is called after every ``PAUSE_EVERY`` spans."""
+    from sentry_llm_callbacks.core.content import RenderCache
+    from sentry_llm_callbacks.export.otlp import PAUSE_EVERY
+
+    rng = random.Random(5)
+    spans = [make_span(rng, parent_remote=None, status=Status(StatusCode.UNSET)) for _ in range(2 * PAUSE_EVERY + 3)]
+    pauses: list[int] = []
+    body = encode_request(spans, RenderCache(), lambda: pauses.append(1))
+    assert len(pauses) == 2
+    assert decode(body) == encode_spans(spans)

@@ -508,3 +508,29 @@ def test_flush_says_false_when_a_replaced_pipeline_could_not_deliver_in_time(rec
     with LocalReceiver() as second:
         slc.configure(dsn=second.dsn)
         assert slc.flush(timeout=0.5) is False
+
+
+def test_the_encoder_lets_the_application_in_after_a_while_of_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While it encodes, the export thread hands the interpreter lock over once ``LONG_WORK`` of
+    work has gone by (content that is slow to render), not at every few spans (light spans run
+    through: each hand-over costs CPU and the application's time)."""
+    from sentry_llm_callbacks.export.backlog import Backlog
+    from sentry_llm_callbacks.export.encoding import SpanEncoder
+    from sentry_llm_callbacks.export.transport import OtlpHttpSender
+
+    sender = OtlpHttpSender("http://127.0.0.1:9/v1/traces", {}, timeout=1.0)
+    encoder = SpanEncoder(Backlog(Compression(), max_spans=100, max_bytes=1 << 20), sender, max_batch_size=8)
+    pauses: list[float] = []
+    monkeypatch.setattr(encoder, "pause", lambda: pauses.append(time.perf_counter()))
+    monkeypatch.setattr(SpanEncoder, "LONG_WORK", 0.05)  # wide enough for a busy test machine
+
+    light = encoder._pause_after_a_while()
+    for _ in range(100):
+        light()
+    assert pauses == []  # 100 checks take well under LONG_WORK
+
+    slow = encoder._pause_after_a_while()
+    for _ in range(3):
+        time.sleep(encoder.LONG_WORK * 1.5)  # stands for a chunk of content that is slow to render
+        slow()
+    assert len(pauses) == 3
