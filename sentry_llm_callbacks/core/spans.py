@@ -9,6 +9,7 @@ the trace for its tail decision.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from typing import Any
 
@@ -65,18 +66,12 @@ def span_name(kind: str, name: str | None, explicit: bool, trace: TraceState, *,
         fitted = fit_name(chosen)
         if fitted:
             return fitted, False
-    key = (kind, name)
-    default = _DEFAULT_NAMES.get(key)
-    if default is None:
-        default = fit_name(default_name(kind, name)) or str(kind)
-        if len(_DEFAULT_NAMES) >= 4096:
-            _DEFAULT_NAMES.clear()
-        _DEFAULT_NAMES[key] = default
-    return default, True
+    return _fitted_default_name(kind, name), True
 
 
-#: Default span names by (kind, name): a process names the same few runs again and again.
-_DEFAULT_NAMES: dict[tuple[str, str | None], str] = {}
+@functools.lru_cache(maxsize=4096)  # a process names the same few runs again and again
+def _fitted_default_name(kind: str, name: str | None) -> str:
+    return fit_name(default_name(kind, name)) or str(kind)
 
 
 # --------------------------------------------------------------------------- at the end

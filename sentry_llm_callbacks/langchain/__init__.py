@@ -38,6 +38,7 @@ sequence is its sibling, which does not: the template's run hands its identity t
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -713,18 +714,10 @@ def _is_explicit_chain_name(name: str, serialized: Mapping[str, Any] | None, met
     return not _is_identifier(name)
 
 
-#: Names seen by :func:`_is_identifier`, with the answer (bounded: run names repeat).
-_IDENTIFIERS: dict[str, bool] = {}
-
-
+@functools.lru_cache(maxsize=4096)  # run names repeat
 def _is_identifier(name: str) -> bool:
     """Whether ``name`` reads as a class or function name (LangChain's default run name)."""
-    known = _IDENTIFIERS.get(name)
-    if known is None:
-        known = _IDENTIFIER.fullmatch(name) is not None
-        if len(_IDENTIFIERS) < 4096:
-            _IDENTIFIERS[name] = known
-    return known
+    return _IDENTIFIER.fullmatch(name) is not None
 
 
 def _model_name(params: Mapping[str, Any], meta: Mapping[str, Any], serialized: Mapping[str, Any] | None) -> str | None:
