@@ -3,6 +3,7 @@
     python benchmarks/cpu.py render [--workload lg_agent] [--invocations 300] [--profile out.prof]
     python benchmarks/cpu.py encode [--workload lg_agent] [--invocations 300] [--profile out.prof]
     python benchmarks/cpu.py callbacks [--workload lg_agent] [--invocations 2000] [--profile out.prof]
+    python benchmarks/cpu.py callbacks --workload lc_chain --without counters,backlog_bound
 
 ``render``: records the spans of N invocations (content captured, not yet rendered), then times
 what the export thread does with them, ``finished_attributes`` in chunks of 64 spans as the
@@ -12,7 +13,9 @@ thread does with each chunk of 64, content rendered and the OTLP request encoded
 whose encoder does not render, ``finish_span`` first, as that tree's export thread did), and
 compressed. ``callbacks``: records the callbacks LangChain makes for one
 invocation and replays them on our handler (fresh run ids each time), timing the application
-thread's CPU; with ``--profile``, a cProfile of those replays (our functions by total time).
+thread's CPU; with ``--profile``, a cProfile of those replays (our functions by total time);
+with ``--without``, the same with some of the per-span and per-trace bookkeeping turned off
+(:data:`WITHOUT`), to measure what each piece costs (never a configuration to run with).
 
 To compare two trees, run the same command with ``PYTHONPATH`` pointing at each.
 """
@@ -213,6 +216,34 @@ class Recording:
         return calls
 
 
+def _without(handler: Any, piece: str) -> None:
+    """Turn one piece of bookkeeping off for this process (see :data:`WITHOUT`)."""
+    from sentry_llm_callbacks.base.counters import Counters
+    from sentry_llm_callbacks.core import roots
+    from sentry_llm_callbacks.export.backlog import Backlog
+
+    recorder = handler._recorder
+    if piece == "counters":  # spans_started and friends, each under a lock
+        Counters.add = lambda self, name, n=1: None
+    elif piece == "backlog_bound":  # the spans-and-bytes bound, asked per span and per trace
+        Backlog.over = lambda self, factor: False
+    elif piece == "last_trace":  # where each trace started and ended, for last_trace() and scores
+        roots.origin = lambda: None
+        recorder.last_traces.root_ended = lambda run: None
+    elif piece == "nesting":  # the other framework's run, and the app's own Sentry span, at each root
+        recorder._roots.ambient_parents.clear()
+        recorder._roots._ambient_span = None
+        recorder._roots._at_root = None
+    elif piece == "errors_to_issues":  # does the app's Sentry SDK want this trace's errors
+        roots.wants_failures = lambda reporter: False
+    else:
+        raise SystemExit(f"--without: unknown piece {piece!r} (one of {', '.join(WITHOUT)})")
+
+
+#: What ``callbacks --without`` can turn off.
+WITHOUT = ("counters", "backlog_bound", "last_trace", "nesting", "errors_to_issues")
+
+
 def replay(handler: Any, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
     for name, args, kwargs in calls:
         getattr(handler, name)(*args, **kwargs)
@@ -231,6 +262,8 @@ def callbacks(args: argparse.Namespace) -> None:
     sink = Sink()
     slc.configure(otlp_endpoint=f"http://127.0.0.1:{sink.port}/v1/traces")
     handler = SentryCallbackHandler()
+    for piece in filter(None, args.without.split(",")):
+        _without(handler, piece)
     per_round = 50
     for _ in range(per_round):
         replay(handler, recording.prepared())
@@ -253,7 +286,8 @@ def callbacks(args: argparse.Namespace) -> None:
     print(
         f"callbacks {args.workload}: {len(recording.calls)} callbacks per invocation; application-thread "
         f"CPU per invocation: best {min(times):.0f} us, median {statistics.median(times):.0f} us "
-        f"({len(times)} rounds of {per_round}{', profiled' if profiler else ''})"
+        f"({len(times)} rounds of {per_round}{', profiled' if profiler else ''}"
+        f"{', without ' + args.without if args.without else ''})"
     )
     if profiler is not None:
         profiler.dump_stats(args.profile)
@@ -266,6 +300,7 @@ def main() -> None:
     parser.add_argument("--workload", default="lg_agent", choices=sorted(WORKLOADS))
     parser.add_argument("--invocations", type=int, default=0)
     parser.add_argument("--profile", default="")
+    parser.add_argument("--without", default="", help=f"callbacks: pieces to turn off ({', '.join(WITHOUT)})")
     args = parser.parse_args()
     if args.what in ("render", "encode"):
         args.invocations = args.invocations or 300
