@@ -4,6 +4,7 @@
     python benchmarks/cpu.py encode [--workload lg_agent] [--invocations 300] [--profile out.prof]
     python benchmarks/cpu.py callbacks [--workload lg_agent] [--invocations 2000] [--profile out.prof]
     python benchmarks/cpu.py callbacks --workload lc_chain --without counters,backlog_bound
+    python benchmarks/cpu.py upb [--workload lg_agent] [--invocations 300]
 
 ``render``: records the spans of N invocations (content captured, not yet rendered), then times
 what the export thread does with them, ``finished_attributes`` in chunks of 64 spans as the
@@ -16,6 +17,9 @@ invocation and replays them on our handler (fresh run ids each time), timing the
 thread's CPU; with ``--profile``, a cProfile of those replays (our functions by total time);
 with ``--without``, the same with some of the per-span and per-trace bookkeeping turned off
 (:data:`WITHOUT`), to measure what each piece costs (never a configuration to run with).
+``upb``: the same spans with their content rendered (as the extra exporters get them), encoded
+three ways, each checked to give the same message: our encoder, the protobuf runtime's generated
+OTLP classes filled directly (``upb``, in C, where installed), and OpenTelemetry's encoder.
 
 To compare two trees, run the same command with ``PYTHONPATH`` pointing at each.
 """
@@ -216,6 +220,106 @@ class Recording:
         return calls
 
 
+def upb_request(spans: list[Any]) -> bytes:
+    """``spans`` as an ``ExportTraceServiceRequest`` built with the generated OTLP classes, as
+    directly as Python can fill them (one resource and scope, as our pipeline's spans have)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    _upb_attributes(resource_spans.resource.attributes, spans[0].resource.attributes)
+    scope_spans = resource_spans.scope_spans.add()
+    scope = spans[0].instrumentation_scope
+    scope_spans.scope.name = scope.name
+    if scope.version:
+        scope_spans.scope.version = scope.version
+    add = scope_spans.spans.add
+    for span in spans:
+        ctx, parent = span.context, span.parent
+        out = add(
+            trace_id=ctx.trace_id.to_bytes(16, "big"),
+            span_id=ctx.span_id.to_bytes(8, "big"),
+            name=span.name,
+            kind=span.kind.value + 1,
+            start_time_unix_nano=span.start_time,
+            end_time_unix_nano=span.end_time,
+            flags=0x100 | (0x200 if parent is not None and parent.is_remote else 0),
+        )
+        if parent is not None:
+            out.parent_span_id = parent.span_id.to_bytes(8, "big")
+        _upb_attributes(out.attributes, span.attributes)
+        for event in span.events:
+            added = out.events.add(time_unix_nano=event.timestamp, name=event.name)
+            _upb_attributes(added.attributes, event.attributes)
+        for link in span.links:
+            linked = link.context
+            added = out.links.add(
+                trace_id=linked.trace_id.to_bytes(16, "big"),
+                span_id=linked.span_id.to_bytes(8, "big"),
+                flags=0x100 | (0x200 if linked.is_remote else 0) | (int(linked.trace_flags) & 0xFF),
+            )
+            _upb_attributes(added.attributes, link.attributes)
+        status = span.status
+        out.status.SetInParent()
+        if status is not None and status.status_code.value:
+            out.status.code = status.status_code.value
+            if status.description:
+                out.status.message = status.description
+    return request.SerializeToString()
+
+
+def _upb_attributes(out: Any, attributes: Any) -> None:
+    add = out.add
+    for key, value in (attributes or {}).items():
+        kind = type(value)
+        if kind is str:
+            add(key=key).value.string_value = value
+        elif kind is bool:
+            add(key=key).value.bool_value = value
+        elif kind is int:
+            add(key=key).value.int_value = value
+        elif kind is float:
+            add(key=key).value.double_value = value
+        elif kind is list or kind is tuple:  # of strings: what make_valid leaves
+            add_value = add(key=key).value.array_value.values.add
+            for item in value:
+                add_value().string_value = item
+        else:  # a str subclass (LangChain's TextAccessor), written as its text
+            add(key=key).value.string_value = str(value)
+
+
+def upb(args: argparse.Namespace) -> None:
+    from google.protobuf.internal import api_implementation
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from sentry_llm_callbacks.core.finishing import finish_spans
+    from sentry_llm_callbacks.export.otlp import _official_encoding, encode_request
+
+    spans = finish_spans(record_spans(args.workload, args.invocations))
+    chunks = [spans[i : i + CHUNK] for i in range(0, len(spans), CHUNK)]
+    encoders = {"ours": encode_request, "upb": upb_request, "opentelemetry": _official_encoding}
+    for name, encoder in encoders.items():  # each gives the same message
+        for chunk in chunks:
+            message = ExportTraceServiceRequest.FromString(encoder(chunk))
+            if message != ExportTraceServiceRequest.FromString(encode_request(chunk)):
+                raise SystemExit(f"upb: {name} encodes a different message")
+    times: dict[str, list[int]] = {name: [] for name in encoders}
+    gc.disable()
+    for _ in range(15):
+        for name, encoder in encoders.items():
+            started = time.thread_time_ns()
+            for chunk in chunks:
+                encoder(chunk)
+            times[name].append(time.thread_time_ns() - started)
+    gc.enable()
+    for name, values in times.items():
+        print(
+            f"upb {args.workload}: {name:13} best {min(values) / len(spans) / 1e3:6.2f} us, median "
+            f"{statistics.median(values) / len(spans) / 1e3:6.2f} us CPU per span, content rendered "
+            f"({len(spans)} spans; protobuf runtime: {api_implementation.Type()})"
+        )
+
+
 def _without(handler: Any, piece: str) -> None:
     """Turn one piece of bookkeeping off for this process (see :data:`WITHOUT`)."""
     from sentry_llm_callbacks.base.counters import Counters
@@ -296,15 +400,15 @@ def callbacks(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=("render", "encode", "callbacks"))
+    parser.add_argument("what", choices=("render", "encode", "callbacks", "upb"))
     parser.add_argument("--workload", default="lg_agent", choices=sorted(WORKLOADS))
     parser.add_argument("--invocations", type=int, default=0)
     parser.add_argument("--profile", default="")
     parser.add_argument("--without", default="", help=f"callbacks: pieces to turn off ({', '.join(WITHOUT)})")
     args = parser.parse_args()
-    if args.what in ("render", "encode"):
+    if args.what in ("render", "encode", "upb"):
         args.invocations = args.invocations or 300
-        (render if args.what == "render" else encode)(args)
+        {"render": render, "encode": encode, "upb": upb}[args.what](args)
     else:
         args.invocations = args.invocations or 2000
         callbacks(args)
