@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanContext, Status, StatusCode
 
 from sentry_llm_callbacks.base.counters import COUNTERS
 from sentry_llm_callbacks.base.log import log_once, warn_user
+from sentry_llm_callbacks.base.randomness import new_span_id
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core import calls
 from sentry_llm_callbacks.core.content import clean_str
@@ -32,7 +33,7 @@ from sentry_llm_callbacks.core.failures import MAX_FAILURES_PER_TRACE, Failure, 
 from sentry_llm_callbacks.core.kinds import CHAT_LIKE, GENERATIONS, OPS, RunKind
 from sentry_llm_callbacks.core.metadata import MetadataLayer
 from sentry_llm_callbacks.core.roots import AmbientSpan, Roots
-from sentry_llm_callbacks.core.runs import SAMPLED, Run, RunMap, TraceState, new_span_id
+from sentry_llm_callbacks.core.runs import SAMPLED, Run, RunMap, TraceState
 from sentry_llm_callbacks.core.scores import LastTraces
 from sentry_llm_callbacks.core.spans import admits_content, exception_event, finish, finish_generation, span_name
 from sentry_llm_callbacks.core.usage import Usage

@@ -14,7 +14,6 @@ is remembered for the conversation's next run.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -23,6 +22,7 @@ from opentelemetry.trace import SpanContext
 
 from sentry_llm_callbacks.base.counters import COUNTERS
 from sentry_llm_callbacks.base.log import log_once
+from sentry_llm_callbacks.base.randomness import new_trace_id
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.content import clean_str, scalar_or_json
 from sentry_llm_callbacks.core.conversations import InterruptedRoots
@@ -185,10 +185,10 @@ class Roots:
                     logging.WARNING,
                     "trace.parent_span_id was given without trace.trace_id and no trace is active; it is ignored.",
                 )
-                return _new_trace_id(), None, False
+                return new_trace_id(), None, False
             return ambient.trace_id, _remote(ambient.trace_id, parent_span), False
         if ambient is None:
-            return _new_trace_id(), None, False
+            return new_trace_id(), None, False
         if ambient.trace_flags.sampled:  # our root is its own segment under the app's span
             return ambient.trace_id, _remote(ambient.trace_id, ambient.span_id), True
         return ambient.trace_id, None, False
@@ -241,10 +241,6 @@ def trace_attributes(layer: MetadataLayer, environment: str | None, release: str
     if explicit_trace is not None and not is_native_trace_id(explicit_trace):
         out[attr.TRACE_METADATA_PREFIX + TRACE_ID] = clean_str(kept_trace_id(explicit_trace))
     return out
-
-
-def _new_trace_id() -> int:
-    return random.getrandbits(128) or 1
 
 
 def _remote(trace_id: int, span_id: int) -> SpanContext:

@@ -7,7 +7,6 @@ would otherwise lose an update); lookups take no lock.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
@@ -108,10 +107,6 @@ class Run:
     @property
     def is_local_root(self) -> bool:
         return self.context.span_id == self.trace.root_span_id
-
-
-def new_span_id() -> int:
-    return random.getrandbits(64) or 1
 
 
 class RunMap:

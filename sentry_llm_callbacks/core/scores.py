@@ -25,9 +25,10 @@ from opentelemetry.trace import SpanContext, SpanKind
 
 from sentry_llm_callbacks.base.counters import COUNTERS
 from sentry_llm_callbacks.base.errors import ConfigurationError
+from sentry_llm_callbacks.base.randomness import new_span_id
 from sentry_llm_callbacks.core import attributes as attr
 from sentry_llm_callbacks.core.content import ContentPolicy, LazyContent, clean_str, to_json
-from sentry_llm_callbacks.core.runs import SAMPLED, Run, new_span_id
+from sentry_llm_callbacks.core.runs import SAMPLED, Run
 from sentry_llm_callbacks.core.spans import fit_name
 
 if TYPE_CHECKING:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from sentry_llm_callbacks.base.randomness import uniform
 from sentry_llm_callbacks.config.settings import MAX_REQUEST_BYTES
 from sentry_llm_callbacks.core.content import RenderCache
 from sentry_llm_callbacks.export.compression import GZIP, Compression
@@ -298,7 +298,7 @@ class Backoff:
         breaker_cooldown: float = 60.0,
         max_retry_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
-        jitter: Callable[[float, float], float] = random.uniform,
+        jitter: Callable[[float, float], float] = uniform,
     ) -> None:
         self._clock = clock
         self._jitter = jitter
