@@ -33,8 +33,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORKLOADS = ("lc_chain", "lc_stream", "lg_agent", "lc_async20", "li_query")
 #: Invocations per process, by workload: about one to two seconds of CPU each. li_query runs
-#: 1200: LlamaIndex's query gets cheaper over its first few hundred calls in a process, and with
-#: 300 the same two trees measured anywhere from x1.00 to x1.21 (benchmarks/RESULTS.md).
+#: 1200: over 300 its per-process figure varied by 1.7x, and the same two trees measured anywhere
+#: from x1.00 to x1.21 (benchmarks/RESULTS.md, third round).
 INVOCATIONS = {"lc_chain": 1200, "lc_stream": 1000, "lg_agent": 300, "lc_async20": 60, "li_query": 1200}
 
 
