@@ -3,19 +3,16 @@ the numbers it draws are the ones it would draw untraced; a forked child makes i
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 
 from langchain_core.runnables import RunnableLambda
 
-import sentry_llm_callbacks as slc
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
+from tests.support.forking import fork_traced_run, wait_or_kill
 from tests.support.invariants import check_trace, check_traces
 from tests.support.langchain_models import fake_model, simple_chain
 from tests.support.spans import by_name, delivered
-from tests.support.waiting import wait_until
 
 USAGE = {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
 
@@ -45,33 +42,13 @@ def test_a_forked_child_makes_ids_of_its_own(sentry: LocalReceiver) -> None:
     make the ids the parent makes next."""
     handler = SentryCallbackHandler()
     RunnableLambda(lambda x: x + 1).invoke(1, config={"callbacks": [handler]})  # the generator in use
-    pid = os.fork()
-    if pid == 0:  # the child: trace one run, deliver it, leave
-        code = 1
-        try:
-            RunnableLambda(lambda x: x * 2).invoke(
-                3, config={"callbacks": [SentryCallbackHandler()], "run_name": "forked child"}
-            )
-            code = 0 if slc.flush(timeout=5) else 2
-        finally:
-            os._exit(code)
+    child = fork_traced_run("forked child")
     RunnableLambda(lambda x: x * 2).invoke(3, config={"callbacks": [handler], "run_name": "parent after fork"})
-    codes: list[int] = []
-
-    def exited() -> bool:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            codes.append(os.waitstatus_to_exitcode(status))
-        return bool(done)
-
-    if not wait_until(exited, 15):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    assert codes == [0], f"child exit code (none: hung and killed): {codes}"
+    assert wait_or_kill(child, 15) == 0, "the child failed, or hung and was killed"
 
     spans = delivered(sentry, 3)
-    child, parent = by_name(spans, "forked child"), by_name(spans, "parent after fork")
-    check_trace([child])
+    forked, parent = by_name(spans, "forked child"), by_name(spans, "parent after fork")
+    check_trace([forked])
     check_trace([parent])
-    assert child.trace_id != parent.trace_id
-    assert child.span_id != parent.span_id
+    assert forked.trace_id != parent.trace_id
+    assert forked.span_id != parent.span_id

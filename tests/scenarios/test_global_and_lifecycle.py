@@ -15,6 +15,7 @@ from sentry_llm_callbacks import _state
 from sentry_llm_callbacks.devtools.receiver import LocalReceiver
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from tests.support.fault_receiver import Fault, FaultyReceiver
+from tests.support.forking import fork_traced_run, wait_or_kill
 from tests.support.spans import by_name, delivered
 
 # Built before global tracing is switched on: must be traced all the same.
@@ -123,16 +124,7 @@ def test_forked_child_gets_a_working_pipeline(sentry: LocalReceiver) -> None:
         pytest.skip("no fork on this platform")
     RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [SentryCallbackHandler()], "run_name": "parent"})
     assert slc.flush(5)
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 1
-        try:
-            RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [SentryCallbackHandler()], "run_name": "child"})
-            code = 0 if slc.flush(5) else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_or_kill(fork_traced_run("child"), 15) == 0
     spans = sentry.wait_for_spans(2, 5)
     assert by_name(spans, "child") and by_name(spans, "parent")
 

@@ -7,8 +7,6 @@ import dataclasses
 import json
 import logging
 import multiprocessing
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from sentry_llm_callbacks.devtools.receiver import DEFAULT_KEY, LocalReceiver, R
 from sentry_llm_callbacks.langchain import SentryCallbackHandler
 from tests.support.environment import REPO_ROOT
 from tests.support.fault_receiver import Fault, FaultyReceiver
+from tests.support.forking import fork_traced_run, wait_or_kill
 from tests.support.invariants import check_trace, check_traces
 from tests.support.spans import delivered
 from tests.support.waiting import wait_until
@@ -83,23 +82,6 @@ def assert_whole_chains(spans: list[ReceivedSpan]) -> int:
 
 
 # --------------------------------------------------------------------------- fork
-
-
-def _wait_or_kill(pid: int, timeout: float) -> int | None:
-    """The child's exit status, or None if it was still running after ``timeout`` (then killed)."""
-    codes: list[int] = []
-
-    def exited() -> bool:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            codes.append(os.waitstatus_to_exitcode(status))
-        return bool(done)
-
-    if wait_until(exited, timeout):
-        return codes[0]
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
 
 
 def _stop_langchain_importing_langchain_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,17 +142,7 @@ def test_a_child_forked_while_threads_use_every_entry_point_traces_and_exits(
         for _ in range(6):
             # Fork while every thread is at work: each has finished another call since the last fork.
             assert wait_until(each_moved_on(list(calls)), timeout=15), f"a thread stalled: {calls}"
-            pid = os.fork()
-            if pid == 0:  # the child: trace one run, deliver it, leave
-                code = 1
-                try:
-                    RunnableLambda(lambda x: x * 2).invoke(
-                        3, config={"callbacks": [SentryCallbackHandler()], "run_name": "forked child"}
-                    )
-                    code = 0 if slc.flush(timeout=5) else 2
-                finally:
-                    os._exit(code)
-            outcomes.append(_wait_or_kill(pid, 15))
+            outcomes.append(wait_or_kill(fork_traced_run("forked child"), 15))
     finally:
         stop.set()
         for t in threads:
