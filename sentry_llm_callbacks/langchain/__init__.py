@@ -531,6 +531,7 @@ def _is_mapping(value: Any) -> bool:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     """``value`` if it is a mapping, else empty: a payload field of the wrong type reads as absent."""
+    # _is_mapping, written out: this runs several times per callback
     return value if type(value) is dict or (value is not None and isinstance(value, Mapping)) else {}
 
 
