@@ -40,6 +40,17 @@ class Document:
 ReadDocument = Callable[[Any], Document]
 
 
+def is_mapping(value: Any) -> bool:
+    """Whether ``value`` is a mapping. A dict, and None (a payload field left out), are told apart
+    before the ``Mapping`` check: that is an ABC's, a Python call, and adapters ask it of payload
+    fields on every callback.
+
+    >>> is_mapping({"id": "r1"}), is_mapping(None), is_mapping([("id", "r1")])
+    (True, False, False)
+    """
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
+
 def get_field(obj: Any, key: str) -> Any:
     """``obj[key]`` for a mapping, ``obj.key`` otherwise; None when absent. Provider payloads
     come as dicts or as SDK objects with the same field names.
@@ -47,7 +58,7 @@ def get_field(obj: Any, key: str) -> Any:
     >>> get_field({"id": "r1"}, "id"), get_field(object(), "id")
     ('r1', None)
     """
-    return obj.get(key) if type(obj) is dict or isinstance(obj, Mapping) else getattr(obj, key, None)
+    return obj.get(key) if is_mapping(obj) else getattr(obj, key, None)
 
 
 # --------------------------------------------------------------------------- parts and messages

@@ -66,6 +66,7 @@ from sentry_llm_callbacks.core.message_shapes import (
     Document,
     Part,
     content_parts,
+    is_mapping,
     provider_name,
     tool_call_part,
     tool_result_part,
@@ -523,15 +524,9 @@ def _key(run_id: Any) -> Any:
     return run_id.int if type(run_id) is UUID else run_id
 
 
-def _is_mapping(value: Any) -> bool:
-    """Whether ``value`` is a mapping. A dict and None (a payload field left out) are told apart
-    before the ``Mapping`` check, an ABC's, which costs a Python call."""
-    return type(value) is dict or (value is not None and isinstance(value, Mapping))
-
-
 def _mapping(value: Any) -> Mapping[str, Any]:
     """``value`` if it is a mapping, else empty: a payload field of the wrong type reads as absent."""
-    # _is_mapping, written out: this runs several times per callback
+    # is_mapping, written out: this runs several times per callback
     return value if type(value) is dict or (value is not None and isinstance(value, Mapping)) else {}
 
 
@@ -700,7 +695,7 @@ def _first_prompt(prompts: Sequence[Any]) -> Any:
 
 
 def _serialized_name(serialized: Mapping[str, Any] | None) -> str | None:
-    if not _is_mapping(serialized):
+    if not is_mapping(serialized):
         return None
     name = serialized.get("name")
     if isinstance(name, str) and name:
@@ -740,7 +735,7 @@ def _model_name(params: Mapping[str, Any], meta: Mapping[str, Any], serialized: 
         if isinstance(value, str) and value:
             return value
     kwargs = _mapping(serialized).get("kwargs")
-    if _is_mapping(kwargs):
+    if is_mapping(kwargs):
         for key in ("model", "model_name", "model_id"):
             value = kwargs.get(key)
             if isinstance(value, str) and value:
@@ -867,7 +862,7 @@ def _usage(generations: Sequence[Any], meta: Mapping[str, Any], llm_output: Mapp
     if usage is None:
         return detect(meta) or detect(llm_output)
     raw = meta.get("token_usage") or llm_output.get("token_usage")
-    if _is_mapping(raw) and raw.get("cost") is not None:
+    if is_mapping(raw) and raw.get("cost") is not None:
         return usage.with_cost_from(from_openai(raw))
     return usage
 

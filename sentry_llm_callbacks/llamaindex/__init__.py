@@ -82,6 +82,7 @@ from sentry_llm_callbacks.core.message_shapes import (
     Part,
     content_parts,
     get_field,
+    is_mapping,
     provider_name,
     tool_call_part,
 )
@@ -857,7 +858,7 @@ def _read_message(message: Any) -> tuple[str, list[Part]]:
     role = getattr(getattr(message, "role", None), "value", None) or str(getattr(message, "role", "user"))
     parts = content_parts(getattr(message, "content", None))
     extra = getattr(message, "additional_kwargs", None)
-    calls = extra.get("tool_calls") if isinstance(extra, Mapping) else None
+    calls = extra.get("tool_calls") if is_mapping(extra) else None
     for call in calls if isinstance(calls, (list, tuple)) else ():
         function = get_field(call, "function")
         parts.append(
@@ -880,7 +881,7 @@ def _template_prompt(template: Any) -> PromptRef | None:
     """The named prompt of a LlamaIndex prompt template: its ``metadata``'s ``prompt_name`` and
     ``prompt_version``; None when it names none (LlamaIndex's default templates)."""
     metadata = getattr(template, "metadata", None)
-    if not isinstance(metadata, Mapping) or PROMPT_NAME not in metadata:
+    if not is_mapping(metadata) or PROMPT_NAME not in metadata:
         return None
     prompt = prompt_ref(metadata.get(PROMPT_NAME), metadata.get(PROMPT_VERSION), strict=False)
     return prompt if prompt is not None and prompt.name is not None else None
@@ -897,7 +898,7 @@ def _on_chat_start_messages(run: Run, event: Any) -> None:
 
 def _on_chat_start_tools(run: Run, event: Any) -> None:
     extra = getattr(event, "additional_kwargs", None)
-    tools = extra.get("tools") if isinstance(extra, Mapping) else None
+    tools = extra.get("tools") if is_mapping(extra) else None
     _recorder.record_request(run, ModelRequest(tools=tools))
 
 
@@ -907,7 +908,7 @@ def _on_completion_start(run: Run, event: Any) -> None:
 
 
 def _request_from_payload(run: Run, model_dict: Any) -> None:
-    if not isinstance(model_dict, Mapping):
+    if not is_mapping(model_dict):
         return
     model = model_dict.get("model") or model_dict.get("model_name")
     if isinstance(model, str) and model and model != "unknown" and _bridge is not None:
@@ -961,7 +962,7 @@ def usage_from_response(response: Any) -> Usage | None:
     usage = detect(getattr(response, "raw", None))
     if usage is None:
         extra = getattr(response, "additional_kwargs", None)
-        usage = detect(extra) if isinstance(extra, Mapping) else None
+        usage = detect(extra) if is_mapping(extra) else None
     return usage
 
 
