@@ -58,7 +58,7 @@ def get_field(obj: Any, key: str) -> Any:
     >>> get_field({"id": "r1"}, "id"), get_field(object(), "id")
     ('r1', None)
     """
-    return obj.get(key) if is_mapping(obj) else getattr(obj, key, None)
+    return obj.get(key) if type(obj) is dict or is_mapping(obj) else getattr(obj, key, None)  # dict: no call
 
 
 # --------------------------------------------------------------------------- parts and messages
